@@ -1,0 +1,125 @@
+"""Opens any supported model file as a Document.
+
+Every path is scanned for code-carrying objects before a loader sees it (see
+`code_scan`), custom classes are reported by name, and every failure becomes a one-line
+`UserError` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from freezestudio.core import formats
+from freezestudio.core.code_scan import find_code_objects, stored_configs
+from freezestudio.core.custom_objects import import_custom_objects
+from freezestudio.core.document import Document
+from freezestudio.core.errors import (
+    MissingCustomObjectError,
+    ModelFileError,
+    UntrustedCodeError,
+    UserError,
+)
+from freezestudio.core.state_store import read_state
+from freezestudio.core.tf_import import import_tensorflow_quietly
+from freezestudio.core.tree import build_keras_tree
+
+_MISSING_CLASS_PATTERNS = (
+    re.compile(r"Could not locate (?:class|function) '([^']+)'"),
+    re.compile(r"Unknown (?:layer|object|class|loss|metric|activation)[\w ]*: '?([\w.>]+)'?"),
+)
+
+
+def open_document(path, *, trust: bool = False, custom_object_modules=(),
+                  custom_objects: dict | None = None) -> Document:
+    """Opens a `.keras`, `.h5` or SavedModel path for editing.
+
+    Args:
+        path: the file or SavedModel directory.
+        trust: allow Lambda layers and other objects that carry Python code.
+        custom_object_modules: paths of Python files defining custom classes.
+        custom_objects: extra `{name: class}` for Keras deserialization.
+
+    Returns:
+        The document, with any FreezeStudio state stored in the file re-applied.
+
+    Raises:
+        UserError: (and subclasses) for anything wrong with the file or the options.
+    """
+    path = Path(path)
+    fmt = formats.detect_format(path)
+    import_tensorflow_quietly()
+    if path.name in ("saved_model.pb", "saved_model.pbtxt"):
+        path = path.parent
+    custom = {**import_custom_objects(custom_object_modules), **(custom_objects or {})}
+    configs = stored_configs(path, fmt)
+    code = [item for config in configs for item in find_code_objects(config)]
+    if code and not trust:
+        raise UntrustedCodeError(path, code)
+    if fmt == formats.SAVEDMODEL:
+        from freezestudio.core.generic_savedmodel import open_generic_savedmodel
+
+        document = open_generic_savedmodel(path)
+    else:
+        model = _load_keras_model(path, fmt, trust, custom)
+        document = Document(build_keras_tree(model), model, path, fmt)
+        document.compile_config = _compile_config(configs, fmt)
+    _restore_state(document, path, fmt)
+    return document
+
+
+def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict):
+    import keras
+
+    try:
+        if fmt == formats.TF_KERAS_SAVEDMODEL:
+            return _load_tf_keras_savedmodel(path, trust, custom)
+        return keras.saving.load_model(path, custom_objects=custom, compile=False,
+                                       safe_mode=not trust)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every loader failure is reported to the user
+        raise _as_user_error(exc, path, fmt) from None
+
+
+def _load_tf_keras_savedmodel(path: Path, trust: bool, custom: dict):
+    """Keras 3 cannot read a tf.keras SavedModel: load it with tf_keras, convert via .h5."""
+    import keras
+    import tf_keras
+
+    legacy = tf_keras.models.load_model(str(path), compile=False, custom_objects=custom)
+    with tempfile.TemporaryDirectory(prefix="freezestudio-") as tmp:
+        converted = Path(tmp) / "converted.h5"
+        legacy.save(converted, save_format="h5")
+        return keras.saving.load_model(converted, custom_objects=custom, compile=False,
+                                       safe_mode=not trust)
+
+
+def _as_user_error(exc: Exception, path: Path, fmt: str) -> UserError:
+    message = str(exc)
+    for pattern in _MISSING_CLASS_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            return MissingCustomObjectError(match.group(1).split(">")[-1], path)
+    if isinstance(exc, PermissionError):
+        return ModelFileError(f"{path}: permission denied")
+    first_line = next((line for line in message.splitlines() if line.strip()), type(exc).__name__)
+    return ModelFileError(f"{path}: cannot be loaded as a {fmt} model: {first_line[:300]}")
+
+
+def _compile_config(configs: list, fmt: str) -> dict | None:
+    """The training configuration stored with the model (loss, metrics), if any."""
+    if fmt == formats.KERAS and configs:
+        return configs[0].get("compile_config")
+    return None
+
+
+def _restore_state(document: Document, path: Path, fmt: str) -> None:
+    state = read_state(path, fmt)
+    if not state or "plan" not in state:
+        return
+    from freezestudio.core.plans import Plan, apply_plan
+
+    apply_plan(document, Plan.from_dict(state["plan"]))
+    document.modified = False

@@ -1,0 +1,130 @@
+"""Saving a document: write to a temporary path beside the target, then rename it over.
+
+A failure at any point (serialization, disk full, a crash before the rename) leaves the
+original file or directory byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from freezestudio.core import formats
+from freezestudio.core.document import Document
+from freezestudio.core.errors import UserError
+from freezestudio.core.state_store import write_state
+
+_FORMAT_OF_SUFFIX = {".keras": formats.KERAS, ".h5": formats.H5, ".hdf5": formats.H5}
+
+
+@dataclass
+class SaveReport:
+    """What was written, and what plain Keras will not see when it reloads the file."""
+
+    path: Path
+    format: str
+    notes: list[str] = field(default_factory=list)
+
+
+def format_for_target(document: Document, target: Path) -> str:
+    """The format a save to `target` writes. Raises UserError for an unsupported target."""
+    if document.source_format == formats.SAVEDMODEL:
+        if target.suffix.lower() in _FORMAT_OF_SUFFIX:
+            raise UserError(f"{target}: a generic SavedModel can only be saved as a "
+                            "SavedModel directory (a path without .keras/.h5)")
+        return formats.SAVEDMODEL
+    fmt = _FORMAT_OF_SUFFIX.get(target.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{target}: choose a name ending in .keras or .h5 "
+                        "(other formats are exports: freezestudio export)")
+    return fmt
+
+
+def save_document(document: Document, target) -> SaveReport:
+    """Saves the edited model with its flags and FreezeStudio state.
+
+    Raises:
+        UserError: unsupported target or the write failed (the original is untouched).
+    """
+    from freezestudio.core.plans import derive_plan
+
+    target = Path(target)
+    fmt = format_for_target(document, target)
+    document.write_flags()
+    plan = derive_plan(document)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise UserError(f"{target}: the folder {directory} does not exist")
+    try:
+        if fmt == formats.SAVEDMODEL:
+            _replace_directory(target, lambda tmp: _write(document, tmp, fmt, plan))
+        else:
+            _replace_file(target, lambda tmp: _write(document, tmp, fmt, plan))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure leaves the original intact
+        raise UserError(f"{target}: could not be saved ({type(exc).__name__}: {exc}); "
+                        "the existing file was left unchanged") from None
+    document.modified = False
+    document.source_path, document.source_format = target, fmt
+    return SaveReport(target, fmt, plain_keras_notes(document, plan))
+
+
+def _write(document: Document, path: Path, fmt: str, plan) -> None:
+    document.model.save(path)
+    write_state(path, fmt, plan.to_dict())
+
+
+def _replace_file(target: Path, write) -> None:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix,
+                                    dir=target.parent if str(target.parent) else ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        tmp.unlink()
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _replace_directory(target: Path, write) -> None:
+    parent = target.parent if str(target.parent) else Path(".")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    backup = parent / f".{target.name}.old"
+    try:
+        shutil.rmtree(tmp)
+        write(tmp)
+        if target.exists():
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(target, backup)
+        os.replace(tmp, target)
+        shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if backup.exists() and not target.exists():
+            os.replace(backup, target)
+
+
+def plain_keras_notes(document: Document, plan) -> list[str]:
+    """What a reload in plain Keras (without FreezeStudio) will not reproduce."""
+    notes = []
+    per_weight = [w.id for w in document.weights if w.freezable
+                  and document.is_weight_trainable(w) != document.layer_flag(w.layer)]
+    if per_weight:
+        notes.append(
+            f"{len(per_weight)} weight(s) are frozen on their own (e.g. {per_weight[0]}): "
+            "Keras does not store a variable's own flag, so plain Keras will train them; "
+            "FreezeStudio restores them from the file")
+    if plan.stop_gradient_after:
+        notes.append("the model contains FreezeStudio stop-gradient layers: loading it without "
+                     "FreezeStudio needs `import freezestudio.core.stop_gradient` first "
+                     "(or save a portable copy, which drops them)")
+    return notes

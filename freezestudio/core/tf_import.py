@@ -1,0 +1,32 @@
+"""Imports TensorFlow and Keras once, without TensorFlow's C++ start-up chatter.
+
+TensorFlow's native code writes CPU-feature, CUDA-probe and oneDNN notes straight to file
+descriptor 2 at import, before any Python logging applies; `TF_CPP_MIN_LOG_LEVEL` does not
+silence all of them. While importing, fd 2 points at /dev/null; Python exceptions raised
+by the import are unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports tensorflow and keras, and initialises devices, with native stderr muted."""
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_logical_devices()  # device probing logs too: do it now
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
