@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from freezestudio.core.gradient_flow import LIVE, analyze
 from freezestudio.core.tree import LayerNode, WeightNode
@@ -40,7 +39,7 @@ class Snapshot:
 
     weights: tuple[bool, ...]
     flags: tuple[tuple[str, bool], ...]
-    extra: Any = None
+    stop_points: tuple[str, ...] = ()
 
 
 class Document:
@@ -68,6 +67,7 @@ class Document:
         self.compile_config: dict | None = None
         self._flow = None
         self.stop_points: list[str] = []
+        self.base_layers: dict = {}  # container path -> model without stop-gradient layers
         self._layers = {node.path: node for node in root.walk()}
         self._weights = {w.id: w for node in root.walk() for w in node.weights}
         self.weights = list(self._weights.values())
@@ -189,13 +189,19 @@ class Document:
         return Snapshot(
             weights=tuple(self._trainable[id(w.variable)] for w in self.weights),
             flags=tuple(sorted(self._flags.items())),
+            stop_points=tuple(self.stop_points),
         )
 
     def restore(self, snapshot: Snapshot) -> None:
         for weight, value in zip(self.weights, snapshot.weights, strict=True):
             self._trainable[id(weight.variable)] = value
         self._flags = dict(snapshot.flags)
-        self._changed()
+        if list(snapshot.stop_points) != self.stop_points:
+            from freezestudio.core.stop_gradient import set_stop_gradient_points
+
+            set_stop_gradient_points(self, snapshot.stop_points)  # notifies listeners
+        else:
+            self._changed()
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Calls `callback()` after every edit (the GUI refreshes its views from it)."""

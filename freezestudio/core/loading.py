@@ -62,15 +62,28 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
 
         document = open_generic_savedmodel(path)
     else:
-        model = _load_keras_model(path, fmt, trust, custom)
-        document = Document(build_keras_tree(model), model, path, fmt)
+        document = _keras_document(_load_keras_model(path, fmt, trust, custom), path, fmt)
         document.compile_config = _compile_config(configs, fmt)
     _restore_state(document, path, fmt)
     return document
 
 
+def _keras_document(model, path: Path, fmt: str) -> Document:
+    """A document over the model without its stop-gradient layers, the points re-applied."""
+    from freezestudio.core import stop_gradient
+
+    base, cut = stop_gradient.strip_stop_gradients(model)
+    document = Document(build_keras_tree(base), base, path, fmt)
+    if cut:
+        stop_gradient.set_stop_gradient_points(document, stop_gradient.addresses_of(document, cut))
+    document.modified = False
+    return document
+
+
 def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict):
     import keras
+
+    import freezestudio.core.stop_gradient_layer  # noqa: F401 - registers StopGradient
 
     try:
         if fmt == formats.TF_KERAS_SAVEDMODEL:

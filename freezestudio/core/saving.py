@@ -43,8 +43,14 @@ def format_for_target(document: Document, target: Path) -> str:
     return fmt
 
 
-def save_document(document: Document, target) -> SaveReport:
+def save_document(document: Document, target, portable: bool = False) -> SaveReport:
     """Saves the edited model with its flags and FreezeStudio state.
+
+    Args:
+        document: what to save.
+        target: `.keras`/`.h5` file, or a directory for generic SavedModels.
+        portable: drop the stop-gradient layers (identity at inference) so plain Keras
+            loads the file without FreezeStudio; the document itself keeps them.
 
     Raises:
         UserError: unsupported target or the write failed (the original is untouched).
@@ -53,28 +59,48 @@ def save_document(document: Document, target) -> SaveReport:
 
     target = Path(target)
     fmt = format_for_target(document, target)
-    document.write_flags()
+    model = _model_to_save(document, portable)
     plan = derive_plan(document)
+    if portable:
+        plan.stop_gradient_after = []
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"{target}: the folder {directory} does not exist")
     try:
         if fmt == formats.SAVEDMODEL:
-            _replace_directory(target, lambda tmp: _write(document, tmp, fmt, plan))
+            _replace_directory(target, lambda tmp: _write(model, tmp, fmt, plan))
         else:
-            _replace_file(target, lambda tmp: _write(document, tmp, fmt, plan))
+            _replace_file(target, lambda tmp: _write(model, tmp, fmt, plan))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure leaves the original intact
         raise UserError(f"{target}: could not be saved ({type(exc).__name__}: {exc}); "
                         "the existing file was left unchanged") from None
-    document.modified = False
-    document.source_path, document.source_format = target, fmt
-    return SaveReport(target, fmt, plain_keras_notes(document, plan))
+    notes = plain_keras_notes(document, plan)
+    if portable and document.stop_points:
+        notes.append(f"portable copy: {len(document.stop_points)} stop-gradient point(s) dropped "
+                     f"({', '.join(document.stop_points[:3])}); whoever trains it will send "
+                     "gradients through them")
+    else:
+        document.modified = False
+        document.source_path, document.source_format = target, fmt
+    return SaveReport(target, fmt, notes)
 
 
-def _write(document: Document, path: Path, fmt: str, plan) -> None:
-    document.model.save(path)
+def _model_to_save(document: Document, portable: bool):
+    """The model with flags written; for a portable save, the graph without stop layers."""
+    if not (portable and document.stop_points):
+        document.write_flags()
+        return document.model
+    for node in document.root.walk():
+        if node.is_container:
+            document.base_layers[node.path].trainable = document.layer_flag(node)
+    document.write_flags()  # the base containers' cascade above reset shared layers' flags
+    return document.base_layers[""]
+
+
+def _write(model, path: Path, fmt: str, plan) -> None:
+    model.save(path)
     write_state(path, fmt, plan.to_dict())
 
 
@@ -116,6 +142,8 @@ def _replace_directory(target: Path, write) -> None:
 def plain_keras_notes(document: Document, plan) -> list[str]:
     """What a reload in plain Keras (without FreezeStudio) will not reproduce."""
     notes = []
+    if document.source_format == formats.SAVEDMODEL:
+        return notes
     per_weight = [w.id for w in document.weights if w.freezable
                   and document.is_weight_trainable(w) != document.layer_flag(w.layer)]
     if per_weight:
@@ -125,6 +153,6 @@ def plain_keras_notes(document: Document, plan) -> list[str]:
             "FreezeStudio restores them from the file")
     if plan.stop_gradient_after:
         notes.append("the model contains FreezeStudio stop-gradient layers: loading it without "
-                     "FreezeStudio needs `import freezestudio.core.stop_gradient` first "
+                     "FreezeStudio needs `import freezestudio.core.stop_gradient_layer` first "
                      "(or save a portable copy, which drops them)")
     return notes

@@ -1,0 +1,271 @@
+"""Stop-gradient points: insert `StopGradient` layers after chosen layer outputs.
+
+An insertion point is one floating-point output tensor of one call of a layer inside a
+model with a layer graph (the top model, nested Functional or Sequential models). Points
+are numbered per layer in graph order (the order Keras runs the graph: calls from the
+inputs towards the outputs, then output index); a layer with one point is addressed by its
+path, otherwise by `PATH[k]`.
+
+The document always keeps the graph without points (`base`); the model it trains and saves
+is rebuilt from it by re-running each affected graph with the SAME layer objects, so every
+weight stays the same variable, bit for bit. Only containers that hold a point (or contain
+one that does) are rebuilt; a Sequential rebuilt this way becomes a Functional model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+
+from freezestudio.core.document import Document
+from freezestudio.core.errors import PlanError
+from freezestudio.core.gradient_flow import LIVE, _carries_gradient, cuts_gradient, graph_of
+from freezestudio.core.tree import LayerNode
+
+_INDEXED = re.compile(r"^(.*)\[(\d+)\]$")
+
+
+def _base_layer(document: Document, node: LayerNode):
+    return document.base_layers.get(node.path, node.layer)
+
+
+def _graph_nodes(graph):
+    """The graph's call nodes in execution order (inputs first)."""
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if not node.is_input:
+                yield node
+
+
+def point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
+    """For every layer path with insertion points: its points as (id(node), output index)."""
+    table: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for container in document.root.walk():
+        if not container.is_container or container.layer is None:
+            continue
+        graph = graph_of(_base_layer(document, container))
+        if graph is None:
+            continue
+        children = {id(_base_layer(document, c)): c for c in container.children}
+        for node in _graph_nodes(graph):
+            child = children.get(id(node.operation))
+            if child is None:
+                continue
+            for index, tensor in enumerate(node.outputs):
+                if _carries_gradient(tensor):
+                    table[child.path].append((id(node), index))
+    return dict(table)
+
+
+def _addresses(path: str, count: int) -> list[str]:
+    return [path] if count == 1 else [f"{path}[{k}]" for k in range(count)]
+
+
+def insertion_points(document: Document, node: LayerNode) -> list[str]:
+    """The point addresses of one layer ([] inside subclassed models or for int outputs)."""
+    return _addresses(node.path, len(point_table(document).get(node.path, [])))
+
+
+def resolve(document: Document, entries) -> list[str]:
+    """Expands plan entries (`PATH` = all points of the layer, `PATH[k]`) to point addresses.
+
+    Raises:
+        PlanError: an entry names no insertion point.
+    """
+    table = point_table(document)
+    resolved = []
+    for entry in entries:
+        match = _INDEXED.match(entry)
+        path, index = (match.group(1), int(match.group(2))) if match else (entry, None)
+        points = table.get(path)
+        if not points or (index is not None and index >= len(points)):
+            raise PlanError(_unknown_point_message(entry, path, table))
+        addresses = _addresses(path, len(points))
+        resolved += addresses if index is None else [addresses[index]]
+    return resolved
+
+
+def _unknown_point_message(entry: str, path: str, table: dict) -> str:
+    if path in table:
+        return f"stop-gradient point '{entry}': layer '{path}' has {len(table[path])} point(s)"
+    close = difflib.get_close_matches(path, list(table), n=3, cutoff=0.4)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return (f"stop-gradient point '{entry}' matches no layer output in a layer graph "
+            f"(layers inside subclassed models and integer outputs have none){hint}")
+
+
+def add_stop_gradient_points(document: Document, entries) -> None:
+    wanted = resolve(document, entries)
+    set_stop_gradient_points(document, document.stop_points + wanted)
+
+
+def remove_stop_gradient_points(document: Document, entries) -> None:
+    unwanted = set(resolve(document, entries))
+    set_stop_gradient_points(document, [p for p in document.stop_points if p not in unwanted])
+
+
+def set_stop_gradient_points(document: Document, addresses) -> None:
+    """Makes `addresses` the document's points and rebuilds the model accordingly."""
+    table = point_table(document)
+    ordered = [a for path in table for a in _addresses(path, len(table[path]))]
+    chosen = set(addresses)
+    points = [a for a in ordered if a in chosen]
+    if points == document.stop_points:
+        return
+    _capture_base(document)
+    selected = {table[a.partition("[")[0]][_index(a)] for a in points}
+    document.model = _rebuild_tree(document, document.root, selected) or document.base_layers[""]
+    document.stop_points = points
+    document.invalidate_graph()
+    document._changed()
+
+
+def _index(address: str) -> int:
+    match = _INDEXED.match(address)
+    return int(match.group(2)) if match else 0
+
+
+def _capture_base(document: Document) -> None:
+    if not document.base_layers:
+        document.base_layers = {n.path: n.layer for n in document.root.walk() if n.is_container}
+
+
+def _rebuild_tree(document: Document, container: LayerNode, selected: set):
+    """Rebuilds `container` if it or a nested container holds a selected point.
+
+    Returns the new model (and re-points the tree node to it) or None if unchanged.
+    """
+    base = _base_layer(document, container)
+    replaced = {}
+    for child in container.children:
+        if child.is_container:
+            new = _rebuild_tree(document, child, selected)
+            if new is not None:
+                replaced[id(_base_layer(document, child))] = new
+    graph = graph_of(base)
+    own = graph is not None and any(
+        (id(node), i) in selected for node in _graph_nodes(graph) for i in range(len(node.outputs)))
+    if not own and not replaced:
+        container.layer = base
+        return None
+    new = _rerun_graph(graph, base.name, selected, replaced)
+    container.layer = new
+    return new
+
+
+def _rerun_graph(graph, name: str, selected: set, replaced: dict):
+    import keras
+
+    from freezestudio.core.stop_gradient_layer import StopGradient
+
+    tensors = {id(t): t for t in graph.inputs}
+    taken = {op.name for op in graph.operations}
+    for node in _graph_nodes(graph):
+        args, kwargs = node.arguments.fill_in(tensors)
+        layer = replaced.get(id(node.operation), node.operation)
+        outputs = keras.tree.flatten(layer(*args, **kwargs))
+        cut = [i for i in range(len(outputs)) if (id(node), i) in selected]
+        for index, (old, new) in enumerate(zip(node.outputs, outputs, strict=True)):
+            if index in cut:
+                suffix = "" if len(node.outputs) == 1 else f"_{index}"
+                new = StopGradient(name=_unique(f"{node.operation.name}_stop_gradient{suffix}",
+                                                taken))(new)
+            tensors[id(old)] = new
+    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph._outputs_struct)
+    return keras.Model(graph._inputs_struct, outputs, name=name)
+
+
+def _unique(name: str, taken: set) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def strip_stop_gradients(model):
+    """Removes StopGradient layers from a loaded model.
+
+    Returns:
+        (model without them, set of (id(call node), output index) in the new graph that the
+        removed layers followed; `addresses_of` turns them into point addresses).
+    """
+    if not any(cuts_gradient(layer) for layer in _all_layers(model)):
+        return model, set()
+    found: set[tuple[int, int]] = set()
+    return _strip(model, found, {}), found
+
+
+def addresses_of(document: Document, keys: set) -> list[str]:
+    """Point addresses for (id(call node), output index) keys of the base graph."""
+    return [address for path, points in point_table(document).items()
+            for address, key in zip(_addresses(path, len(points)), points, strict=True)
+            if key in keys]
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _all_layers(layer)
+
+
+def _strip(model, found: set, done: dict):
+    import keras
+
+    graph = graph_of(model)
+    if graph is None:
+        return model
+    tensors = {id(t): t for t in graph.inputs}
+    for node in _graph_nodes(graph):
+        layer = node.operation
+        args, kwargs = node.arguments.fill_in(tensors)
+        if cuts_gradient(layer):
+            history = args[0]._keras_history
+            found.add((id(history.operation._inbound_nodes[history.node_index]),
+                       history.tensor_index))
+            tensors[id(node.outputs[0])] = args[0]
+            continue
+        if graph_of(layer) is not None and any(cuts_gradient(sub) for sub in _all_layers(layer)):
+            if id(layer) not in done:
+                done[id(layer)] = _strip(layer, found, done)
+            layer = done[id(layer)]
+        outputs = keras.tree.flatten(layer(*args, **kwargs))
+        for old, new in zip(node.outputs, outputs, strict=True):
+            tensors[id(old)] = new
+    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph._outputs_struct)
+    return keras.Model(graph._inputs_struct, outputs, name=model.name)
+
+
+def freeze_upstream(document: Document, address: str) -> None:
+    """Freezes every layer upstream of a stop-gradient point that the cut leaves without
+    gradient (a layer that still gets gradient along another path stays as it is).
+
+    A stop-gradient alone neither speeds training up nor stops BatchNorm statistics
+    upstream from moving in training mode; freezing upstream does both (DESIGN.md).
+    """
+    (resolved,) = resolve(document, [address])
+    path = resolved.partition("[")[0]
+    node_id, index = point_table(document)[path][_index(resolved)]
+    layer_node = document.layer(path)
+    container = layer_node.parent
+    graph = graph_of(_base_layer(document, container))
+    call = next(n for n in _graph_nodes(graph) if id(n) == node_id)
+    upstream = _upstream_nodes(document, container, call)
+    document.set_trainable([n for n in upstream if document.flow_state(n) != LIVE], False)
+
+
+def _upstream_nodes(document: Document, container: LayerNode, call) -> list[LayerNode]:
+    by_layer = {id(_base_layer(document, c)): c for c in container.children}
+    upstream, stack, seen = [], [call], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        child = by_layer.get(id(node.operation))
+        if child is not None:
+            upstream.append(child)
+        stack += [t._keras_history.operation._inbound_nodes[t._keras_history.node_index]
+                  for t in node.input_tensors]
+    return upstream
