@@ -2,9 +2,11 @@
 
 An insertion point is one floating-point output tensor of one call of a layer inside a
 model with a layer graph (the top model, nested Functional or Sequential models). Points
-are numbered per layer in graph order (the order Keras runs the graph: calls from the
-inputs towards the outputs, then output index); a layer with one point is addressed by its
-path, otherwise by `PATH[k]`.
+are numbered per layer in graph order: the order in which Keras runs the graph (calls
+farthest from the outputs first, as `Functional` orders its nodes by depth), then output
+index. That order depends on the graph's structure only, so a plan's `PATH[k]` names the
+same point after a save and reload. A layer with one point is addressed by its path,
+otherwise by `PATH[k]`.
 
 The document always keeps the graph without points (`base`); the model it trains and saves
 is rebuilt from it by re-running each affected graph with the SAME layer objects, so every

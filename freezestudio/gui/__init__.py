@@ -1,0 +1,5 @@
+"""FreezeStudio's Qt user interface: a thin adapter over `freezestudio.core`.
+
+Nothing here imports TensorFlow at module level; the GUI starts without it and imports it
+on a background thread (see `workers`).
+"""
