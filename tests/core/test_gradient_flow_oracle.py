@@ -36,7 +36,8 @@ def shared_two_outputs():
     shared = keras.layers.Dense(8, activation="tanh", name="shared")
     a = shared(inp)
     b = shared(keras.layers.Dense(10, name="pre")(inp))
-    argmax = keras.ops.cast(keras.ops.argmax(b, axis=-1), "float32")  # no gradient
+    # +1: a zero index would give after_argmax a zero kernel gradient on this input
+    argmax = keras.ops.cast(keras.ops.argmax(b, axis=-1), "float32") + 1.0  # no gradient
     side = keras.layers.Dense(2, name="after_argmax")(keras.ops.expand_dims(argmax, -1))
     out1 = keras.layers.Dense(3, name="out1")(a)
     out2 = keras.layers.Add(name="merge")([keras.layers.Dense(2, name="out2")(b), side])
