@@ -1,0 +1,161 @@
+"""Small real Keras models shared by the core and CLI tests.
+
+Every builder returns a fresh, built Keras model; nothing here mocks TensorFlow.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class ScaledDense(keras.layers.Layer):
+    """A custom layer holding a sub-layer and a weight created with `trainable=False`."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.inner = keras.layers.Dense(units, name="inner_dense")
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+        self.scale = self.add_weight(name="scale", shape=(self.units,), initializer="ones",
+                                     trainable=False)
+        self.offset = self.add_weight(name="offset", shape=(self.units,), initializer="zeros")
+
+    def call(self, inputs):
+        return self.inner(inputs) * self.scale + self.offset
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def mobilenet_v2(size=32, alpha=0.35):
+    return keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
+                                          weights=None, classes=10)
+
+
+def sequential_with_backbone():
+    """Sequential[functional backbone (with BatchNorm), Dropout, Dense]."""
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    backbone = keras.Model(inputs, x, name="backbone")
+    return keras.Sequential([
+        keras.Input((8, 8, 3)),
+        backbone,
+        keras.layers.Dropout(0.1, name="drop"),
+        keras.layers.Dense(3, name="head"),
+    ], name="classifier")
+
+
+def shared_two_outputs():
+    """Functional: one Dense layer called on two inputs, two outputs."""
+    a = keras.Input((5,), name="a")
+    b = keras.Input((5,), name="b")
+    shared = keras.layers.Dense(4, name="shared")
+    ha, hb = shared(a), shared(b)
+    out1 = keras.layers.Dense(2, name="out1")(ha)
+    merged = keras.layers.Concatenate(name="concat")([ha, hb])
+    out2 = keras.layers.Dense(1, name="out2")(merged)
+    return keras.Model([a, b], [out1, out2], name="shared_model")
+
+
+def text_lstm():
+    tokens = keras.Input((12,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(50, 8, name="embedding")(tokens)
+    x = keras.layers.LSTM(6, name="lstm")(x)
+    out = keras.layers.Dense(2, name="dense")(x)
+    return keras.Model(tokens, out, name="text")
+
+
+def attention_model():
+    seq = keras.Input((6, 8), name="seq")
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(seq, seq)
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    out = keras.layers.Dense(2, name="dense")(x)
+    return keras.Model(seq, out, name="attention")
+
+
+def custom_layer_model():
+    inputs = keras.Input((4,), name="x")
+    x = ScaledDense(3, name="scaled")(inputs)
+    out = keras.layers.Dense(1, name="dense")(x)
+    return keras.Model(inputs, out, name="custom")
+
+
+def mlp(name="mlp"):
+    inputs = keras.Input((4,), name="x")
+    x = keras.layers.Dense(6, name="dense")(inputs)
+    x = keras.layers.Dense(5, name="dense_1")(x)
+    out = keras.layers.Dense(2, name="dense_2")(x)
+    return keras.Model(inputs, out, name=name)
+
+
+def nested_sequential():
+    """A functional model around a nested Sequential block and a head."""
+    block = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(5, name="d1"),
+        keras.layers.Dense(5, name="d2"),
+    ], name="block")
+    inputs = keras.Input((4,), name="x")
+    out = keras.layers.Dense(2, name="head")(block(inputs))
+    return keras.Model(inputs, out, name="outer")
+
+
+def sample_input(model, batch=2, seed=0):
+    """A random batch matching the model's inputs (ints for integer inputs)."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tensor in model.inputs:
+        shape = (batch, *tensor.shape[1:])
+        if "int" in str(tensor.dtype):
+            arrays.append(rng.integers(0, 10, size=shape).astype("int32"))
+        else:
+            arrays.append(rng.standard_normal(shape).astype("float32"))
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def layer_params(layer):
+    """Keras's own count of a layer's params and trainable params (each variable once)."""
+    total = sum(int(np.prod(w.shape)) for w in layer.weights)
+    trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    return total, trainable
+
+
+def keras_layer_paths(model, prefix=""):
+    """{path: layer} for every layer below `model`, nested models recursed (DESIGN.md paths)."""
+    found = {}
+    for layer in model.layers:
+        path = f"{prefix}/{layer.name}" if prefix else layer.name
+        found[path] = layer
+        if isinstance(layer, keras.Model):
+            found.update(keras_layer_paths(layer, path))
+    return found
+
+
+def weight_indices(model, variables):
+    """Positions in `model.weights` of the given variables (compares identities)."""
+    position = {id(v): i for i, v in enumerate(model.weights)}
+    return sorted(position[id(v)] for v in variables)
+
+
+def trainable_indices(model):
+    """Positions in `model.weights` of what Keras itself trains."""
+    return weight_indices(model, model.trainable_weights)
+
+
+def document_trainable_indices(document):
+    return weight_indices(document.model, [w.variable for w in document.trainable_weights()])
+
+
+def size(variables):
+    return sum(int(np.prod(v.shape)) for v in variables)
