@@ -1,0 +1,29 @@
+"""`freezestudio apply FILE -o OUT [edits]`: apply edits and save the result."""
+
+from __future__ import annotations
+
+from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+
+HELP = "apply a plan or freeze/unfreeze/stop-gradient edits and save the result"
+
+
+def configure(parser) -> None:
+    add_model_options(parser)
+    add_edit_options(parser)
+    parser.add_argument("-o", "--output", required=True,
+                        help="output .keras or .h5 file (a directory for generic SavedModels)")
+    parser.add_argument("--portable", action="store_true",
+                        help="drop stop-gradient layers so plain Keras loads the file")
+
+
+def run(args) -> int:
+    from freezestudio.core.saving import save_document
+
+    document = open_edited_document(args)
+    report = save_document(document, args.output, portable=args.portable)
+    counts = document.counts()
+    print(f"saved {report.path} ({report.format}): {counts.trainable:,} of {counts.params:,} "
+          f"params trainable, {document.receiving_params():,} receive gradient")
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0

@@ -1,0 +1,40 @@
+"""Options and steps shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """FILE, --trust and --custom-objects: every command that reads a model takes them."""
+    parser.add_argument("file", help=".keras, .h5 or SavedModel directory")
+    parser.add_argument("--trust", action="store_true",
+                        help="allow Lambda layers and other objects that run code when loaded")
+    parser.add_argument("--custom-objects", action="append", default=[], metavar="MODULE.py",
+                        help="import this file so the custom classes it registers load")
+
+
+def add_edit_options(parser: argparse.ArgumentParser) -> None:
+    """--plan, --freeze, --unfreeze, --stop-gradient-after."""
+    parser.add_argument("--plan", metavar="P.json", help="apply this plan first")
+    parser.add_argument("--freeze", action="append", default=[], metavar="GLOB",
+                        help="freeze the layers/weights matching GLOB (repeatable)")
+    parser.add_argument("--unfreeze", action="append", default=[], metavar="GLOB",
+                        help="unfreeze the layers/weights matching GLOB (repeatable)")
+    parser.add_argument("--stop-gradient-after", action="append", default=[], metavar="PATH",
+                        help="insert a stop-gradient point after this layer (PATH or PATH[k])")
+
+
+def open_edited_document(args):
+    """Opens args.file and applies --plan, then --freeze/--unfreeze/--stop-gradient-after."""
+    from freezestudio.core.loading import open_document
+    from freezestudio.core.plans import Plan, Rule, apply_plan, load_plan
+
+    document = open_document(args.file, trust=args.trust,
+                             custom_object_modules=args.custom_objects)
+    plan = load_plan(args.plan) if getattr(args, "plan", None) else Plan()
+    plan.trainable += [Rule(p, False) for p in getattr(args, "freeze", [])]
+    plan.trainable += [Rule(p, True) for p in getattr(args, "unfreeze", [])]
+    plan.stop_gradient_after += getattr(args, "stop_gradient_after", [])
+    apply_plan(document, plan)
+    return document

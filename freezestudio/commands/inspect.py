@@ -1,0 +1,27 @@
+"""`freezestudio inspect FILE [--json]`: the tree, flags and parameter counts."""
+
+from __future__ import annotations
+
+import json
+
+from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+
+HELP = "print the tree, freeze flags, gradient flow and parameter counts"
+
+
+def configure(parser) -> None:
+    add_model_options(parser)
+    add_edit_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--weights", action="store_true", help="list weights in the text tree")
+
+
+def run(args) -> int:
+    from freezestudio.core.report import document_dict, document_text
+
+    document = open_edited_document(args)
+    if args.json:
+        print(json.dumps(document_dict(document)))
+    else:
+        print(document_text(document, show_weights=args.weights))
+    return 0
