@@ -70,12 +70,16 @@ def save_document(document: Document, target, portable: bool = False) -> SaveRep
         if fmt == formats.SAVEDMODEL:
             _replace_directory(target, lambda tmp: _write(model, tmp, fmt, plan))
         else:
+            if fmt == formats.H5:
+                _clear_variable_flags(document)
             _replace_file(target, lambda tmp: _write(model, tmp, fmt, plan))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure leaves the original intact
         raise UserError(f"{target}: could not be saved ({type(exc).__name__}: {exc}); "
                         "the existing file was left unchanged") from None
+    finally:
+        document.write_flags()
     notes = plain_keras_notes(document, plan)
     if portable and document.stop_points:
         notes.append(f"portable copy: {len(document.stop_points)} stop-gradient point(s) dropped "
@@ -99,9 +103,33 @@ def _model_to_save(document: Document, portable: bool):
     return document.base_layers[""]
 
 
+def _clear_variable_flags(document: Document) -> None:
+    """Legacy .h5 stores a layer's weights as trainable + non-trainable, and loading expects
+    the order the layer created them in: a per-weight freeze would reorder them. Per-weight
+    state is kept in FreezeStudio's own state instead (`write_flags` restores it after)."""
+    for weight in document.weights:
+        if weight.freezable:
+            weight.variable.trainable = True
+
+
 def _write(model, path: Path, fmt: str, plan) -> None:
     model.save(path)
+    if fmt == formats.H5:
+        _check_h5_reloads(model, path)
     write_state(path, fmt, plan.to_dict())
+
+
+def _check_h5_reloads(model, path: Path) -> None:
+    """Keras 3 writes some models to .h5 that it cannot read back (e.g. MultiHeadAttention's
+    weights come back in another order): read the new file before it replaces anything."""
+    import keras
+
+    try:
+        keras.saving.load_model(path, compile=False, safe_mode=False)
+    except Exception as exc:  # noqa: BLE001 - any failure means the .h5 is not usable
+        reason = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise UserError(f"Keras cannot read this model back from the legacy .h5 format "
+                        f"({reason[:200]}); save it as .keras instead") from None
 
 
 def _replace_file(target: Path, write) -> None:
