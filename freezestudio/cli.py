@@ -13,6 +13,7 @@ import pkgutil
 import sys
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 
 from freezestudio.core.errors import UserError
@@ -63,6 +64,8 @@ def _log_failure() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not sys.warnoptions:  # Keras/TF library warnings are noise on a command line (-W shows)
+        warnings.simplefilter("ignore")
     try:
         commands = _command_modules()
         if argv and argv[0] in commands:

@@ -38,7 +38,7 @@ def find_code_objects(config) -> list[str]:
                 visit(value, owner)
 
     visit(config, "model")
-    return found
+    return list(dict.fromkeys(found))
 
 
 def stored_configs(path: Path, fmt: str) -> list:

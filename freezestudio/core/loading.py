@@ -7,6 +7,7 @@ Every path is scanned for code-carrying objects before a loader sees it (see
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -54,7 +55,7 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
         path = path.parent
     custom = {**import_custom_objects(custom_object_modules), **(custom_objects or {})}
     configs = stored_configs(path, fmt)
-    code = [item for config in configs for item in find_code_objects(config)]
+    code = list(dict.fromkeys(item for config in configs for item in find_code_objects(config)))
     if code and not trust:
         raise UntrustedCodeError(path, code)
     if fmt == formats.SAVEDMODEL:
@@ -105,8 +106,48 @@ def _load_tf_keras_savedmodel(path: Path, trust: bool, custom: dict):
     with tempfile.TemporaryDirectory(prefix="freezestudio-") as tmp:
         converted = Path(tmp) / "converted.h5"
         legacy.save(converted, save_format="h5")
+        _renumber_nested_sequential_calls(converted)
         return keras.saving.load_model(converted, custom_objects=custom, compile=False,
                                        safe_mode=not trust)
+
+
+def _renumber_nested_sequential_calls(h5_path: Path) -> None:
+    """tf.keras gives a Sequential built with an input shape a call node of its own, so its
+    first call inside another model is node 1; Keras 3 creates no such node for Sequential
+    (it does compensate for Functional). Shift those references down by one."""
+    import h5py
+
+    with h5py.File(h5_path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        _shift_sequential_refs(config)
+        handle.attrs["model_config"] = json.dumps(config)
+
+
+def _shift_sequential_refs(model_config: dict) -> None:
+    config = model_config.get("config", {})
+    if not isinstance(config, dict) or "layers" not in config:
+        return
+    built = {layer["config"]["name"] for layer in config["layers"]
+             if layer.get("class_name") == "Sequential" and _has_input(layer)}
+
+    def shift(ref):
+        if isinstance(ref, list) and len(ref) >= 3 and isinstance(ref[0], str):
+            if ref[0] in built and ref[1] > 0:
+                ref[1] -= 1
+        elif isinstance(ref, list):
+            for item in ref:
+                shift(item)
+
+    for layer in config["layers"]:
+        shift(layer.get("inbound_nodes", []))
+        _shift_sequential_refs(layer)
+    shift(config.get("output_layers", []))
+
+
+def _has_input(sequential_config: dict) -> bool:
+    layers = sequential_config.get("config", {}).get("layers", [])
+    return bool(layers) and (layers[0].get("class_name") == "InputLayer"
+                             or "batch_input_shape" in layers[0].get("config", {}))
 
 
 def _as_user_error(exc: Exception, path: Path, fmt: str) -> UserError:

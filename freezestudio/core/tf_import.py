@@ -8,6 +8,7 @@ by the import are unaffected.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -26,6 +27,7 @@ def import_tensorflow_quietly() -> None:
         import tensorflow
 
         tensorflow.config.list_logical_devices()  # device probing logs too: do it now
+        tensorflow.get_logger().setLevel(logging.ERROR)
     finally:
         os.dup2(saved, 2)
         os.close(saved)
