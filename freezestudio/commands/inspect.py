@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
 
@@ -20,6 +21,8 @@ def run(args) -> int:
     from freezestudio.core.report import document_dict, document_text
 
     document = open_edited_document(args)
+    for note in document.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(document_dict(document)))
     else:

@@ -68,6 +68,7 @@ class Document:
         self._flow = None
         self.stop_points: list[str] = []
         self.base_layers: dict = {}  # container path -> model without stop-gradient layers
+        self.notes: list[str] = []  # things the user should know about how it was opened
         self._layers = {node.path: node for node in root.walk()}
         self._weights = {w.id: w for node in root.walk() for w in node.weights}
         self.weights = list(self._weights.values())

@@ -173,7 +173,11 @@ def _restore_state(document: Document, path: Path, fmt: str) -> None:
     state = read_state(path, fmt)
     if not state or "plan" not in state:
         return
+    from freezestudio.core.errors import PlanError
     from freezestudio.core.plans import Plan, apply_plan
 
-    apply_plan(document, Plan.from_dict(state["plan"]))
+    try:
+        apply_plan(document, Plan.from_dict(state["plan"]))
+    except PlanError as exc:  # the file was changed by another tool since we saved it
+        document.notes.append(f"FreezeStudio's stored edit state was not applied: {exc}")
     document.modified = False
