@@ -159,3 +159,101 @@ def document_trainable_indices(document):
 
 def size(variables):
     return sum(int(np.prod(v.shape)) for v in variables)
+
+
+GIZMO_MODULE = '''
+import keras
+
+
+@keras.saving.register_keras_serializable(package="fs_missing")
+class Gizmo(keras.layers.Layer):
+    def __init__(self, units=2, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(name="w", shape=(input_shape[-1], self.units))
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.w)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+'''
+
+
+def make_missing_class_model(folder):
+    """A .keras and an .h5 using class `Gizmo` defined in `gizmo_layers.py`, which is then
+    unregistered from this process, as if it had been written on another machine.
+
+    Returns:
+        (keras_path, h5_path, module_path).
+    """
+    import importlib.util
+    from pathlib import Path
+
+    folder = Path(folder)
+    module_path = folder / "gizmo_layers.py"
+    module_path.write_text(GIZMO_MODULE)
+    spec = importlib.util.spec_from_file_location("fs_tests_gizmo_builder", module_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    inputs = keras.Input((3,), name="x")
+    model = keras.Model(inputs, module.Gizmo(2, name="giz")(inputs), name="gizmo_model")
+    model.save(folder / "gizmo.keras")
+    model.save(folder / "gizmo.h5")
+    forget_gizmo()
+    return folder / "gizmo.keras", folder / "gizmo.h5", module_path
+
+
+def forget_gizmo():
+    keras.saving.get_custom_objects().pop("fs_missing>Gizmo", None)
+
+
+def make_bad_inputs(folder):
+    """Files FreezeStudio must refuse with a one-line user error.
+
+    Returns:
+        {case: path}.
+    """
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    folder = Path(folder)
+    rng = np.random.default_rng(1234)
+    good = mlp()
+    good.save(folder / "good.keras")
+    good.save(folder / "good.h5")
+    good.save_weights(folder / "good.weights.h5")
+    cases = {"missing": folder / "missing.keras"}
+    cases["empty"] = folder / "empty.keras"
+    cases["empty"].write_bytes(b"")
+    cases["random_bytes"] = folder / "random.keras"
+    cases["random_bytes"].write_bytes(rng.bytes(4096))
+    cases["random_bytes_h5"] = folder / "random.h5"
+    cases["random_bytes_h5"].write_bytes(rng.bytes(4096))
+    data = (folder / "good.keras").read_bytes()
+    cases["truncated_keras"] = folder / "truncated.keras"
+    cases["truncated_keras"].write_bytes(data[: len(data) // 2])
+    data = (folder / "good.h5").read_bytes()
+    cases["truncated_h5"] = folder / "truncated.h5"
+    cases["truncated_h5"].write_bytes(data[: len(data) // 2])
+    cases["h5_named_keras"] = folder / "really_h5.keras"
+    shutil.copy(folder / "good.h5", cases["h5_named_keras"])
+    cases["dir_without_saved_model"] = folder / "not_a_savedmodel"
+    cases["dir_without_saved_model"].mkdir()
+    (cases["dir_without_saved_model"] / "variables.txt").write_text("nothing here")
+    cases["weights_only_h5"] = folder / "weights_only.h5"
+    shutil.copy(folder / "good.weights.h5", cases["weights_only_h5"])
+    cases["zip_without_config"] = folder / "other.keras"
+    with zipfile.ZipFile(cases["zip_without_config"], "w") as archive:
+        archive.writestr("readme.txt", "not a model")
+    cases["nonsense_config"] = folder / "nonsense.keras"
+    with zipfile.ZipFile(cases["nonsense_config"], "w") as archive:
+        archive.writestr("config.json", '{"class_name": "NoSuchModel", "config": {}}')
+        archive.writestr("metadata.json", '{"keras_version": "3.15.1"}')
+    cases["corrupt_saved_model_pb"] = folder / "corrupt_savedmodel"
+    cases["corrupt_saved_model_pb"].mkdir()
+    (cases["corrupt_saved_model_pb"] / "saved_model.pb").write_bytes(rng.bytes(300))
+    return cases
