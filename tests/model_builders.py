@@ -257,3 +257,64 @@ def make_bad_inputs(folder):
     cases["corrupt_saved_model_pb"].mkdir()
     (cases["corrupt_saved_model_pb"] / "saved_model.pb").write_bytes(rng.bytes(300))
     return cases
+
+
+def sentinel_lambda(sentinel):
+    """A function that creates the file `sentinel` whenever it runs; the path is a constant
+    of its own code, so it survives serialization as bytecode."""
+    return eval(f"lambda x: (open({str(sentinel)!r}, 'w').close(), x)[1]")  # noqa: S307
+
+
+LAMBDA_FORMATS = ("keras", "keras_nested", "keras3_h5", "tf_keras_savedmodel", "tf_keras_h5")
+
+
+def make_lambda_models(folder):
+    """One model file per entry of LAMBDA_FORMATS, each with a Lambda layer that creates
+    its own sentinel file when run.
+
+    Returns:
+        {format: (model path, sentinel path)}; no sentinel exists on return.
+    """
+    from pathlib import Path
+
+    import tf_keras
+
+    folder = Path(folder)
+    made = {}
+
+    def sentinel(name):
+        return folder / f"{name}.sentinel"
+
+    inputs = keras.Input((3,), name="x")
+    x = keras.layers.Dense(2, name="dense")(inputs)
+    x = keras.layers.Lambda(sentinel_lambda(sentinel("keras")), name="code")(x)
+    keras.Model(inputs, x, name="lam").save(folder / "lam.keras")
+    made["keras"] = (folder / "lam.keras", sentinel("keras"))
+
+    inner_in = keras.Input((3,))
+    inner_out = keras.layers.Lambda(sentinel_lambda(sentinel("keras_nested")),
+                                    name="code")(inner_in)
+    inner = keras.Model(inner_in, inner_out, name="inner")
+    inputs = keras.Input((3,), name="x")
+    outputs = keras.layers.Dense(2, name="dense")(inner(inputs))
+    keras.Model(inputs, outputs, name="lam_nested").save(folder / "lam_nested.keras")
+    made["keras_nested"] = (folder / "lam_nested.keras", sentinel("keras_nested"))
+
+    inputs = keras.Input((3,), name="x")
+    x = keras.layers.Dense(2, name="dense")(inputs)
+    x = keras.layers.Lambda(sentinel_lambda(sentinel("keras3_h5")), name="code")(x)
+    keras.Model(inputs, x, name="lam").save(folder / "lam_k3.h5")
+    made["keras3_h5"] = (folder / "lam_k3.h5", sentinel("keras3_h5"))
+
+    for fmt, target in (("tf_keras_savedmodel", folder / "lam_savedmodel"),
+                        ("tf_keras_h5", folder / "lam_tfk.h5")):
+        legacy = tf_keras.Sequential([
+            tf_keras.layers.Dense(2, name="dense", input_shape=(3,)),
+            tf_keras.layers.Lambda(sentinel_lambda(sentinel(fmt)), name="code"),
+        ], name="lam")
+        legacy.save(target)
+        made[fmt] = (target, sentinel(fmt))
+
+    for _, flag in made.values():
+        flag.unlink(missing_ok=True)
+    return made
