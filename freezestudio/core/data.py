@@ -1,0 +1,284 @@
+"""Training data: read a source into arrays, split off validation, feed it through tf.data.
+
+Sources (`load_data`):
+- `.npz`: arrays `x`, `y` and optionally `x_val`, `y_val`; for a model with several inputs
+  (or outputs) one array per input (output) name, and `<name>_val` for validation;
+- `.csv`: a header row and numeric columns; the target column is `target` (default: the
+  last column), the others are the features, in file order;
+- a folder with one sub-folder per class: images resized to the model's input size and
+  scaled by `image_scale`, decoded lazily in the tf.data pipeline;
+- `demo`, `demo:cnn`, `demo:text`: the task-B data bundled in `resources/demo`.
+
+Whether the data fit the model is checked separately (`data_fit.check_fits`).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from freezestudio.core.errors import UserError
+from freezestudio.core.model_io import ModelIO
+
+DEMO_DIR = Path(__file__).resolve().parents[2] / "resources" / "demo"
+DEMO_DATA = {"cnn": "cnn_task_b.npz", "text": "text_task_b.npz"}
+_DEMO_OF_MODEL = {"cnn_transfer": "cnn", "text_classifier": "text"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+
+
+@dataclass
+class Split:
+    """Samples as arrays: `x` one per model input (image folders: file paths), `y` one
+    per model output."""
+
+    x: list
+    y: list
+
+    def __len__(self) -> int:
+        return int(len(self.x[0]))
+
+    def subset(self, indices) -> Split:
+        return Split([a[indices] for a in self.x], [a[indices] for a in self.y])
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    height: int
+    width: int
+    channels: int
+    scale: float
+
+
+@dataclass
+class TrainingData:
+    """Training and (optional) validation samples and how they were obtained.
+
+    Attributes:
+        source: a short description for the user ("cnn_task_b.npz (npz)").
+        train, validation: the splits (validation None: no validation).
+        validation_origin: "explicit", "split 0.2" or "none".
+        class_names: for image folders, the class of each label index.
+        image: set for image folders: `x` holds paths, decoded in the pipeline.
+        notes: things the user should know (e.g. explicit validation data replaced).
+    """
+
+    source: str
+    train: Split
+    validation: Split | None = None
+    validation_origin: str = "none"
+    class_names: list | None = None
+    image: ImageSpec | None = None
+    notes: list = field(default_factory=list)
+
+    def dataset(self, split: Split, batch_size: int, shuffle: bool = False,
+                seed: int | None = None):
+        """A batched, prefetching `tf.data.Dataset` of `((x...), (y...))`."""
+        import tensorflow as tf
+
+        ds = tf.data.Dataset.from_tensor_slices((tuple(split.x), tuple(split.y)))
+        if shuffle:
+            ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        if self.image is not None:
+            ds = ds.map(_image_decoder(self.image), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def describe(self) -> str:
+        val = len(self.validation) if self.validation is not None else 0
+        return (f"{self.source}: {len(self.train)} training samples, {val} validation "
+                f"({self.validation_origin})")
+
+
+def _image_decoder(spec: ImageSpec):
+    import tensorflow as tf
+
+    def decode(x, y):
+        raw = tf.io.read_file(x[0])
+        image = tf.io.decode_image(raw, channels=spec.channels, expand_animations=False)
+        image = tf.image.resize(image, (spec.height, spec.width))
+        return (tf.cast(image, tf.float32) * spec.scale,), y
+    return decode
+
+
+def resolve_demo(spec: str, model_path=None) -> Path:
+    """The bundled npz for `demo` (chosen by the model file's name) or `demo:NAME`."""
+    name = spec.partition(":")[2]
+    if not name and model_path is not None:
+        name = _DEMO_OF_MODEL.get(Path(model_path).stem, "")
+    if name not in DEMO_DATA:
+        raise UserError(f"no bundled demo data '{spec}': use one of "
+                        f"{', '.join('demo:' + n for n in DEMO_DATA)}")
+    return DEMO_DIR / DEMO_DATA[name]
+
+
+def load_data(source, io: ModelIO, *, target: str | None = None,
+              validation_split: float | None = None, seed: int | None = None,
+              image_scale: float = 1 / 255, model_path=None) -> TrainingData:
+    """Reads a data source for a model with the given inputs and outputs.
+
+    Args:
+        source: path of an .npz, .csv or image folder, or `demo[:NAME]`.
+        io: the model's inputs and outputs (names decide the npz keys, the input
+            size decides the image size).
+        target: CSV target column (default: the last one).
+        validation_split: None: use the source's validation data if it has some;
+            0: no validation; 0 < F < 1: that fraction of the (shuffled) training
+            samples, replacing any validation data of the source.
+        seed: for the validation split's shuffle.
+        image_scale: image folders: pixel values are multiplied by this.
+        model_path: the model's file, to pick the demo data for `demo`.
+
+    Raises:
+        UserError: unreadable or malformed source, a missing key, a bad split.
+    """
+    text = str(source)
+    if text == "demo" or text.startswith("demo:"):
+        data = _load_npz(resolve_demo(text, model_path), io)
+        data.source = f"{text} ({data.source})"
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise UserError(f"{path}: no such data file or folder")
+        if path.is_dir():
+            data = _load_image_folder(path, io, image_scale)
+        elif path.suffix.lower() == ".npz":
+            data = _load_npz(path, io)
+        elif path.suffix.lower() == ".csv":
+            data = _load_csv(path, io, target)
+        else:
+            raise UserError(f"{path}: unsupported data (expected an .npz or .csv file, or a "
+                            "folder with one sub-folder of images per class)")
+    return apply_validation_split(data, validation_split, seed)
+
+
+def apply_validation_split(data: TrainingData, fraction: float | None,
+                           seed: int | None) -> TrainingData:
+    """Sets the validation part per `load_data`'s `validation_split` rule."""
+    if fraction is None:
+        return data
+    if not 0 <= fraction < 1:
+        raise UserError(f"validation split must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        if data.validation is not None:
+            data.notes.append("validation split 0: the source's validation data are not used")
+        return replace(data, validation=None, validation_origin="none")
+    n = len(data.train)
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise UserError(f"validation split {fraction} of {n} samples leaves "
+                        f"{n_val} for validation and {n - n_val} for training")
+    if data.validation is not None:
+        data.notes.append(f"validation split {fraction}: replaces the source's own "
+                          "validation data")
+    order = np.random.default_rng(seed).permutation(n)
+    return replace(data, train=data.train.subset(np.sort(order[n_val:])),
+                   validation=data.train.subset(np.sort(order[:n_val])),
+                   validation_origin=f"split {fraction:g}")
+
+
+# --- npz ---------------------------------------------------------------------------
+def _load_npz(path: Path, io: ModelIO) -> TrainingData:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot be read as .npz ({exc})") from None
+    in_names = [spec.name for spec in io.inputs]
+    out_names = [spec.name for spec in io.outputs]
+    x = _npz_arrays(path, arrays, in_names, "x", "input")
+    y = _npz_arrays(path, arrays, out_names, "y", "output")
+    x_val = _npz_arrays(path, arrays, in_names, "x_val", "input", suffix="_val", optional=True)
+    y_val = _npz_arrays(path, arrays, out_names, "y_val", "output", suffix="_val",
+                        optional=True)
+    if (x_val is None) != (y_val is None):
+        have, missing = ("x_val", "y_val") if y_val is None else ("y_val", "x_val")
+        raise UserError(f"{path}: has {have} but no {missing} (validation needs both)")
+    validation = Split(x_val, y_val) if x_val is not None else None
+    return TrainingData(f"{path.name} (npz)", Split(x, y), validation,
+                        "explicit" if validation is not None else "none")
+
+
+def _npz_arrays(path, arrays: dict, names: list, single_key: str, what: str,
+                suffix: str = "", optional: bool = False):
+    if len(names) == 1 and single_key in arrays:
+        return [arrays[single_key]]
+    keys = [name + suffix for name in names]
+    if all(key in arrays for key in keys):
+        return [arrays[key] for key in keys]
+    if optional and not any(key in arrays for key in keys):
+        return None
+    expected = single_key if len(names) == 1 else ", ".join(keys)
+    alternative = f" (or '{keys[0]}', the model's {what} name)" if len(names) == 1 else \
+        f" (one array per model {what})"
+    missing = [key for key in keys if key not in arrays] if len(names) > 1 else [expected]
+    raise UserError(f"{path}: missing array {', '.join(repr(m) for m in missing)}: expected "
+                    f"{expected}{alternative}; found {', '.join(sorted(arrays)) or 'nothing'}")
+
+
+# --- csv ---------------------------------------------------------------------------
+def _load_csv(path: Path, io: ModelIO, target: str | None) -> TrainingData:
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot be read ({exc})") from None
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    if len(rows) < 2:
+        raise UserError(f"{path}: needs a header row and at least one row of data")
+    header = [name.strip() for name in rows[0]]
+    column = len(header) - 1 if target is None else _column(path, header, target)
+    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
+    for r, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UserError(f"{path}: line {r} has {len(row)} values, the header "
+                            f"{len(header)}")
+        for c, cell in enumerate(row):
+            try:
+                values[r - 2, c] = float(cell)
+            except ValueError:
+                raise UserError(f"{path}: line {r}, column '{header[c]}': "
+                                f"'{cell.strip()[:30]}' is not a number (only numeric "
+                                "columns are supported)") from None
+    if len(io.inputs) != 1 or len(io.outputs) != 1:
+        raise UserError(f"{path}: a CSV feeds models with one input and one output; this "
+                        f"model has {len(io.inputs)} inputs and {len(io.outputs)} outputs")
+    features = np.delete(values, column, axis=1).astype(np.float32)
+    labels = values[:, column]
+    labels = labels.astype(np.int64) if np.all(labels == np.round(labels)) \
+        else labels.astype(np.float32)
+    return TrainingData(f"{path.name} (csv, target '{header[column]}')",
+                        Split([features], [labels]))
+
+
+def _column(path: Path, header: list, target: str) -> int:
+    if target in header:
+        return header.index(target)
+    raise UserError(f"{path}: no column '{target}'; columns: {', '.join(header)}")
+
+
+# --- image folder --------------------------------------------------------------------
+def _load_image_folder(path: Path, io: ModelIO, scale: float) -> TrainingData:
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise UserError(f"{path}: an image folder needs one sub-folder per class; found none")
+    if len(io.inputs) != 1 or len(io.inputs[0].shape) != 4:
+        shapes = ", ".join(str(spec.shape) for spec in io.inputs)
+        raise UserError(f"{path}: images need a model with one image input (batch, height, "
+                        f"width, channels); this model takes {shapes}")
+    _, height, width, channels = io.inputs[0].shape
+    if height is None or width is None or channels not in (1, 3, 4):
+        raise UserError(f"{path}: the model's input {io.inputs[0].shape} has no fixed image "
+                        "size and 1, 3 or 4 channels")
+    files, labels = [], []
+    for index, name in enumerate(classes):
+        found = sorted(p for p in (path / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += [str(p) for p in found]
+        labels += [index] * len(found)
+    if not files:
+        raise UserError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the "
+                        "class sub-folders")
+    return TrainingData(f"{path.name}/ (images, {len(classes)} classes)",
+                        Split([np.array(files)], [np.array(labels, dtype=np.int64)]),
+                        class_names=classes, image=ImageSpec(height, width, channels, scale))

@@ -1,0 +1,153 @@
+"""Devices: list them, pick one (or several), GPU memory growth, mixed precision.
+
+A device name is what TensorFlow calls a logical device (`/CPU:0`, `/GPU:1`), case and the
+leading slash optional. `select_devices` also takes `cpu`, `gpu` (the first of the kind),
+`gpu:all` and comma-separated lists; several devices train under
+`tf.distribute.MirroredStrategy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from freezestudio.core.errors import UserError
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    name: str
+    kind: str
+
+
+@dataclass
+class Placement:
+    """Where a run executes.
+
+    Attributes:
+        devices: logical device names.
+        strategy: a MirroredStrategy for several devices, else None.
+    """
+
+    devices: list
+    strategy: object = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.strategy is not None
+
+    @property
+    def has_gpu(self) -> bool:
+        return any("GPU" in d.upper() for d in self.devices)
+
+    def scope(self):
+        """The context to build and run the model in."""
+        import tensorflow as tf
+
+        if self.strategy is not None:
+            return self.strategy.scope()
+        if self.devices:
+            return tf.device(self.devices[0])
+        return contextlib.nullcontext()
+
+    def describe(self) -> str:
+        if self.strategy is not None:
+            return f"MirroredStrategy over {', '.join(self.devices)}"
+        return self.devices[0] if self.devices else "default device"
+
+
+def enable_memory_growth() -> list[str]:
+    """Lets every GPU allocate memory as needed instead of grabbing it all (call it before
+    anything runs on a GPU). Returns the GPUs it could set; a GPU already initialised keeps
+    its setting."""
+    import tensorflow as tf
+
+    done = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+            done.append(gpu.name)
+        except (RuntimeError, ValueError):
+            pass
+    return done
+
+
+def list_devices() -> list[DeviceInfo]:
+    """The logical CPUs and GPUs TensorFlow can run on."""
+    import tensorflow as tf
+
+    return [DeviceInfo(_canonical(d.name), d.device_type) for d in tf.config.list_logical_devices()
+            if d.device_type in ("CPU", "GPU")]
+
+
+def _canonical(name: str) -> str:
+    """`/job:localhost/replica:0/task:0/device:CPU:0` or `cpu:0` -> `/CPU:0`."""
+    tail = name.split("device:")[-1].lstrip("/")
+    kind, _, index = tail.partition(":")
+    return f"/{kind.upper()}:{index or 0}"
+
+
+def select_devices(spec: str | None) -> Placement:
+    """A Placement for a device spec (None or "auto": TensorFlow's default placement).
+
+    Raises:
+        UserError: a named device does not exist (the message lists those that do).
+    """
+    if spec is None or spec.strip().lower() in ("", "auto"):
+        return Placement([])
+    available = [d.name for d in list_devices()]
+    wanted = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        kind = part.lower().lstrip("/")
+        if kind in ("cpu", "gpu"):
+            matches = [d for d in available if d.startswith(f"/{kind.upper()}:")][:1]
+        elif kind in ("gpu:all", "cpu:all"):
+            matches = [d for d in available if d.startswith(f"/{kind[:3].upper()}:")]
+        else:
+            name = _canonical(part)
+            matches = [name] if name in available else []
+        if not matches:
+            raise UserError(f"no device '{part}'; available: {', '.join(available)}")
+        wanted += [m for m in matches if m not in wanted]
+    if len(wanted) == 1:
+        return Placement(wanted)
+    import tensorflow as tf
+
+    return Placement(wanted, tf.distribute.MirroredStrategy(wanted))
+
+
+def mixed_precision_policy(placement: Placement) -> str:
+    """`mixed_float16` on GPUs (with loss scaling), `mixed_bfloat16` on CPUs."""
+    if placement.has_gpu:
+        return "mixed_float16"
+    if not placement.devices:
+        import tensorflow as tf
+
+        if tf.config.list_logical_devices("GPU"):
+            return "mixed_float16"
+    return "mixed_bfloat16"
+
+
+def apply_policy(model, policy: str):
+    """Sets a dtype policy on every layer of a built model (variables stay float32, the
+    computation runs in the policy's compute dtype). Returns a function undoing it."""
+    import keras
+
+    saved, seen = [], set()
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if type(layer).__name__ != "InputLayer" and hasattr(layer, "dtype_policy"):
+            saved.append((layer, layer.dtype_policy))
+            layer.dtype_policy = keras.DTypePolicy(policy)
+        for sub in getattr(layer, "_layers", []):
+            visit(sub)
+
+    visit(model)
+
+    def restore():
+        for layer, old in saved:
+            layer.dtype_policy = old
+    return restore

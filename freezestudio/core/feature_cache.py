@@ -1,0 +1,185 @@
+"""Feature caching: compute a frozen, cut-off prefix of the model once, train the rest.
+
+A layer of the top-level graph is *static* when nothing in it can change during training
+and its output does not depend on the training mode: none of its weights receives
+gradient, it holds no BatchNormalization in training mode (a trainable BN normalises with
+batch statistics), no layer that behaves differently while training (dropout, noise,
+augmentation, anything else taking a `training` argument), no mask source and no activity
+regularizer. A call is static when its layer is and all its inputs are. The *frontier* is
+the set of static tensors that feed a non-static call (or are model outputs); the model
+then splits exactly into `prefix` (inputs -> frontier) and `head` (frontier -> outputs),
+which reuses the same layer objects and variables. Each epoch trains only the head on the
+cached frontier features: exact when the prefix is static, and much faster.
+
+With `mode="on"` a prefix that is merely gradient-free (e.g. trainable BatchNorm or dropout
+upstream of a stop-gradient) is cached too, evaluated in inference mode; the plan says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from freezestudio.core.errors import UserError
+from freezestudio.core.gradient_flow import graph_of
+
+AUTO_LIMIT_BYTES = 2 * 1024**3
+_RNN = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
+        "ConvLSTM3D"}
+_BATCH_NORM = {"BatchNormalization", "SyncBatchNormalization"}
+
+
+@dataclass
+class CachePlan:
+    """Attributes:
+        enabled: caching will be used.
+        exact: the cached prefix behaves the same as in training mode.
+        reason: for the user, why (not) and where.
+        prefix, head: the two Keras models (None when not enabled).
+        frontier: names of the layers whose outputs are cached.
+    """
+
+    enabled: bool
+    exact: bool
+    reason: str
+    prefix: object = None
+    head: object = None
+    frontier: list = field(default_factory=list)
+    prefix_layers: int = 0
+
+
+def _nodes(graph):
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        yield from graph._nodes_by_depth[depth]
+
+
+def _leaf_layers(layer):
+    inner = getattr(layer, "layers", None)
+    if graph_of(layer) is not None and inner is not None:
+        for sub in inner:
+            yield from _leaf_layers(sub)
+    else:
+        yield layer
+
+
+def _training_dependent(layer) -> str | None:
+    """Why this (leaf) layer's output may differ between training and inference."""
+    name = type(layer).__name__
+    if name in _BATCH_NORM:
+        return f"BatchNormalization '{layer.name}' is trainable" if layer.trainable else None
+    if getattr(layer, "activity_regularizer", None) is not None:
+        return f"'{layer.name}' has an activity regularizer"
+    if getattr(layer, "mask_zero", False) or name == "Masking":
+        return f"'{layer.name}' produces a mask"
+    if not getattr(layer, "_call_has_training_arg", False):
+        return None
+    if name in _RNN or name.endswith("Dropout") or name in ("GaussianNoise",):
+        rates = [getattr(layer, a, 0) or 0 for a in ("rate", "dropout", "recurrent_dropout",
+                                                     "stddev")]
+        inner = [getattr(getattr(layer, a, None), "dropout", 0) or 0
+                 for a in ("forward_layer", "backward_layer", "cell")]
+        if not any(rates) and not any(inner):
+            return None
+    return f"'{layer.name}' ({name}) behaves differently while training"
+
+
+def _static_problem(document, layer, layer_nodes: dict) -> tuple[str | None, str | None]:
+    """(blocking reason, inexact reason) for one top-level layer."""
+    node = layer_nodes.get(id(layer))
+    if node is not None and document.receives_gradient(node) not in (False,):
+        return f"'{node.path}' receives gradient", None
+    for leaf in _leaf_layers(layer):
+        why = _training_dependent(leaf)
+        if why:
+            return None, why
+    return None, None
+
+
+def plan_cache(document, model, mode: str = "auto") -> CachePlan:
+    """Decides whether and where to cache features of `model` (the document's model).
+
+    Args:
+        mode: "auto" (only when exact), "on" (also when only gradient-free), "off".
+
+    Raises:
+        UserError: `mode="on"` but no prefix can be cached.
+    """
+    if mode == "off":
+        return CachePlan(False, False, "feature caching off")
+    plan = _find_frontier(document, model, exact_only=(mode == "auto"))
+    if mode == "on" and not plan.enabled:
+        raise UserError(f"--cache-features on: {plan.reason}")
+    return plan
+
+
+def _find_frontier(document, model, exact_only: bool) -> CachePlan:
+    import keras
+
+    graph = graph_of(model)
+    if graph is None:
+        return CachePlan(False, False, "no layer graph (subclassed model or SavedModel)")
+    layer_nodes = {id(n.layer): n for n in document.root.walk() if n.layer is not None}
+    static, inexact, reasons = set(), [], []
+    for tensor in graph.inputs:
+        static.add(id(tensor))
+    consumers_nonstatic, prefix_calls = set(), 0
+    for node in _nodes(graph):
+        if node.is_input:
+            continue
+        inputs_static = all(id(t) in static for t in node.input_tensors)
+        block, soft = _static_problem(document, node.operation, layer_nodes)
+        if soft and exact_only:
+            block = soft
+        if inputs_static and not block:
+            static.update(id(t) for t in node.outputs)
+            prefix_calls += 1
+            if soft:
+                inexact.append(soft)
+        else:
+            if inputs_static and block:
+                reasons.append(block)
+            consumers_nonstatic.update(id(t) for t in node.input_tensors)
+    frontier, seen = [], set()
+    for node in _nodes(graph):
+        for tensor in list(node.outputs) + (list(graph.inputs) if node.is_input else []):
+            if id(tensor) in static and id(tensor) in consumers_nonstatic and \
+                    id(tensor) not in seen:
+                seen.add(id(tensor))
+                frontier.append(tensor)
+    static_outputs = [t for t in graph.outputs if id(t) in static]
+    if prefix_calls == 0 or static_outputs or all(id(t) in {id(i) for i in graph.inputs}
+                                                  for t in frontier):
+        why = reasons[0] if reasons else "nothing upstream is frozen"
+        if static_outputs:
+            why = "no output depends on a weight that receives gradient"
+        return CachePlan(False, False, f"no cacheable prefix ({why})")
+    names = [t._keras_history.operation.name for t in frontier]
+    prefix = keras.Model(graph.inputs, frontier, name="freezestudio_prefix")
+    head = keras.Model(frontier, graph.outputs, name="freezestudio_head")
+    exact = not inexact
+    reason = f"caching the outputs of {', '.join(names)} ({prefix_calls} layer call(s) upstream)"
+    if not exact:
+        reason += f"; evaluated in inference mode although {inexact[0]}"
+    return CachePlan(True, exact, reason, prefix, head, names, prefix_calls)
+
+
+def feature_bytes(plan: CachePlan, samples: int) -> int:
+    return sum(int(np.prod([d or 1 for d in t.shape[1:]])) * 4 * samples
+               for t in plan.prefix.outputs)
+
+
+def compute_features(plan: CachePlan, dataset) -> list:
+    """Runs the prefix (inference mode) over a batched dataset of `((x...), (y...))`."""
+    import keras
+
+    chunks = None
+    struct = plan.prefix._inputs_struct
+    for x, _ in dataset:
+        packed = keras.tree.pack_sequence_as(struct, list(x))
+        out = keras.tree.flatten(plan.prefix(packed, training=False))
+        if chunks is None:
+            chunks = [[] for _ in out]
+        for chunk, value in zip(chunks, out, strict=True):
+            chunk.append(np.asarray(value))
+    return [np.concatenate(chunk) for chunk in chunks or []]

@@ -1,0 +1,188 @@
+"""The compiled training and evaluation steps.
+
+One training step runs the forward pass in training mode, the loss, the gradients with
+respect to the variables that receive gradient (no others: weight decay must not move
+them), the L2 norm of those gradients per layer, and the optimizer update. It returns one
+vector `[loss, norm_1, ..., norm_k]` (one host transfer per step). A step whose loss or
+gradients are not finite applies nothing (single device), so the model keeps the weights
+of the last good step.
+
+Under a `tf.distribute` strategy each replica computes its share of the loss (scaled to
+the global batch), the gradients are all-reduced before their norms are taken, and the
+optimizer is given the replica's own gradients (it all-reduces them itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StepSpec:
+    """What the steps need.
+
+    Attributes:
+        forward: `(inputs, training) -> list of float32 outputs`.
+        variables: the variables that receive gradient, in a fixed order.
+        groups: per reported layer, the indices into `variables` of its weights.
+        losses: per output, a callable `(y_true, y_pred) -> per-sample loss`.
+        metrics: per output, a Keras metric (or None).
+        optimizer: built on `variables`.
+        regularization: `() -> list of scalar losses` (the model's `losses`).
+        strategy: a distribute strategy, or None for one device.
+        loss_scale: the optimizer is a LossScaleOptimizer.
+        missing: filled at trace time with indices of variables that got no gradient.
+    """
+
+    forward: object
+    variables: list
+    groups: list
+    losses: list
+    metrics: list
+    optimizer: object
+    regularization: object = None
+    strategy: object = None
+    loss_scale: bool = False
+    missing: list = field(default_factory=list)
+
+
+def _square_norm(grad):
+    import tensorflow as tf
+
+    if grad is None:
+        return tf.constant(0.0)
+    if isinstance(grad, tf.IndexedSlices):  # sum duplicate rows first (embeddings)
+        unique, positions = tf.unique(grad.indices)
+        grad = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(unique)[0])
+    return tf.reduce_sum(tf.square(tf.cast(grad, tf.float32)))
+
+
+def _group_norms(spec: StepSpec, grads):
+    import tensorflow as tf
+
+    squares = [_square_norm(g) for g in grads]
+    if not spec.groups:
+        return tf.zeros((0,), tf.float32)
+    return tf.stack([tf.sqrt(tf.add_n([squares[i] for i in group])) for group in spec.groups])
+
+
+def _loss(spec: StepSpec, y, outputs, global_batch=None):
+    """Mean loss over the batch (or this replica's share of the global batch mean)."""
+    import tensorflow as tf
+
+    total = tf.constant(0.0)
+    for loss_fn, target, output in zip(spec.losses, y, outputs, strict=True):
+        per_sample = tf.cast(loss_fn(target, output), tf.float32)
+        rank = per_sample.shape.rank or 0
+        if rank > 1:
+            per_sample = tf.reduce_mean(per_sample, axis=list(range(1, rank)))
+        if global_batch is None:
+            total += tf.reduce_mean(per_sample)
+        else:
+            total += tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
+    extra = spec.regularization() if spec.regularization else []
+    if extra:
+        reg = tf.add_n([tf.cast(r, tf.float32) for r in extra])
+        total += reg if global_batch is None else tf.nn.scale_regularization_loss(reg)
+    return total
+
+
+def _update_metrics(spec: StepSpec, y, outputs) -> None:
+    for metric, target, output in zip(spec.metrics, y, outputs, strict=True):
+        if metric is not None:
+            metric.update_state(target, output)
+
+
+def _gradients(spec: StepSpec, x, y, global_batch=None):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        outputs = spec.forward(list(x), True)
+        loss = _loss(spec, y, outputs, global_batch)
+        scaled = spec.optimizer.scale_loss(loss) if spec.loss_scale else loss
+    grads = tape.gradient(scaled, spec.variables)
+    if not spec.missing:
+        spec.missing.extend(i for i, g in enumerate(grads) if g is None)
+    return loss, grads, outputs
+
+
+def _apply(spec: StepSpec, grads) -> None:
+    pairs = [(g, v) for g, v in zip(grads, spec.variables, strict=True) if g is not None]
+    if pairs:
+        spec.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+
+def _unscaled(spec: StepSpec, grads):
+    if not spec.loss_scale:
+        return grads
+    scale = spec.optimizer.scale_loss(1.0)
+    return [None if g is None else g / scale for g in grads]
+
+
+def make_train_step(spec: StepSpec):
+    """A `tf.function (x, y) -> [loss, norms...]` for one device or a strategy."""
+    import tensorflow as tf
+
+    if spec.strategy is None:
+        @tf.function(reduce_retracing=True)
+        def train_step(x, y):
+            loss, grads, outputs = _gradients(spec, x, y)
+            norms = _group_norms(spec, _unscaled(spec, grads))
+            finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.reduce_sum(norms))
+
+            def apply():
+                _apply(spec, grads)
+                return tf.constant(True)
+
+            if spec.loss_scale:
+                _apply(spec, grads)  # the loss-scale optimizer skips non-finite steps itself
+            else:
+                tf.cond(finite, apply, lambda: tf.constant(False))
+            _update_metrics(spec, y, outputs)
+            return tf.concat([tf.reshape(loss, (1,)), norms], axis=0)
+        return train_step
+
+    strategy = spec.strategy
+
+    def replica_step(x, y):
+        global_batch = tf.shape(x[0])[0] * strategy.num_replicas_in_sync
+        loss, grads, outputs = _gradients(spec, x, y, global_batch)
+        context = tf.distribute.get_replica_context()
+        present = [g for g in _unscaled(spec, grads) if g is not None]
+        reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present)) if present \
+            else iter(())
+        norms = _group_norms(spec, [None if g is None else next(reduced) for g in
+                                    _unscaled(spec, grads)])
+        _apply(spec, grads)
+        _update_metrics(spec, y, outputs)
+        return loss, norms
+
+    @tf.function(reduce_retracing=True)
+    def distributed_step(x, y):
+        loss, norms = strategy.run(replica_step, args=(x, y))
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        norms = strategy.reduce(tf.distribute.ReduceOp.MEAN, norms, axis=None)
+        return tf.concat([tf.reshape(loss, (1,)), norms], axis=0)
+    return distributed_step
+
+
+def make_eval_step(spec: StepSpec):
+    """A `tf.function (x, y) -> [loss sum over the batch, batch size]` in inference mode."""
+    import tensorflow as tf
+
+    def replica_eval(x, y):
+        outputs = spec.forward(list(x), False)
+        batch = tf.cast(tf.shape(x[0])[0], tf.float32)
+        loss = _loss(spec, y, outputs) * batch
+        _update_metrics(spec, y, outputs)
+        return tf.stack([loss, batch])
+
+    if spec.strategy is None:
+        return tf.function(replica_eval, reduce_retracing=True)
+    strategy = spec.strategy
+
+    @tf.function(reduce_retracing=True)
+    def distributed_eval(x, y):
+        per_replica = strategy.run(replica_eval, args=(x, y))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    return distributed_eval
