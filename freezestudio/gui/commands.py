@@ -59,6 +59,16 @@ class Editor(QObject):
         self.stack = QUndoStack(self)
         self.document = None
 
+    def dispose(self) -> None:
+        """Silences the undo stack before it is destroyed.
+
+        `~QUndoStack` calls `clear()`, which emits `indexChanged`; if the receivers (the
+        tree model, the window) are being torn down at the same time that crashes. Call
+        this when the editor's owner shuts down.
+        """
+        self.stack.blockSignals(True)
+        self.document = None
+
     def set_document(self, document) -> None:
         self.document = document
         self.stack.clear()

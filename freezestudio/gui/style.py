@@ -166,6 +166,7 @@ _PAINTERS = {
     WARNING: _warning,
     BN_INFERENCE: _bn,
     "app": _app,
+    "blank": lambda p, s: None,
 }
 
 

@@ -8,6 +8,12 @@ a worker signal to a lambda, it would run in the worker thread).
 Jobs run one after the other, so the TensorFlow import queued at start-up always
 finishes before a model load starts (two threads importing TensorFlow at once can
 deadlock on the import locks).
+
+Trap (measured with PySide6 6.12 / TF 2.21): with a plain QThread, each queued slot call
+runs under a fresh Python thread state (PySide's PyGILState_Ensure/Release around the
+call), so TensorFlow's per-thread eager context, created by the import job, is gone by the
+next job and loading a model segfaults. `_PythonThread.run` is Python code that calls
+`exec()`, so every slot runs nested inside one long-lived thread state.
 """
 
 from __future__ import annotations
@@ -47,6 +53,13 @@ class Job:
         self.cancelled = True
 
 
+class _PythonThread(QThread):
+    """A QThread whose event loop runs inside a Python frame (see the module docstring)."""
+
+    def run(self) -> None:
+        self.exec()
+
+
 class _Worker(QObject):
     """Lives in the background thread; runs each job it is sent."""
 
@@ -78,7 +91,7 @@ class JobRunner(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._pending: list[Job] = []
-        self._thread = QThread()
+        self._thread = _PythonThread()
         self._thread.setObjectName("freezestudio-worker")
         self._worker = _Worker()
         self._worker.moveToThread(self._thread)

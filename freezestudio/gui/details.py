@@ -1,0 +1,196 @@
+"""The details pane: what the selected layer or weight is, does and holds."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtWidgets import QTextBrowser, QWidget
+
+from freezestudio.core.document import PARTIAL
+from freezestudio.core.tree import LayerNode, WeightNode
+from freezestudio.gui import node_info
+
+MAX_CONFIG_CHARS = 6000
+MAX_WEIGHT_ROWS = 60
+UPSTREAM_LINK = "freezestudio:freeze-upstream"
+
+_STATE = {True: "trainable", False: "frozen", PARTIAL: "partly frozen"}
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _bn_note(document, node: LayerNode) -> str:
+    if node.class_name != "BatchNormalization":
+        return ""
+    if not document.layer_flag(node):
+        return ("<p class=note><b>Inference mode.</b> A frozen BatchNormalization normalises "
+                "with its stored moving mean/variance, and they stop updating, also during "
+                "training.</p>")
+    return ("<p class=note><b>Training mode.</b> While trainable, BatchNormalization normalises "
+            "with batch statistics in training and keeps updating its moving mean/variance. "
+            "Freeze it to keep them fixed (inference mode).</p>")
+
+
+def _stop_section(document, node: LayerNode, points: list[str]) -> str:
+    if not points:
+        return ""
+    active = [p for p in points if p in document.stop_points]
+    marks = {p: "<b>stop-gradient</b>" if p in active else "off" for p in points}
+    rows = "".join(f"<li><code>{escape(p)}</code>: {marks[p]}</li>" for p in points)
+    html = f"<h3>Stop-gradient points</h3><ul>{rows}</ul>"
+    if active:
+        html += ("<p class=note>A stop-gradient alone does not make training faster and does "
+                 "not stop BatchNorm statistics upstream from updating in training mode; "
+                 "freezing the upstream part does both.</p>"
+                 f"<p><a href='{UPSTREAM_LINK}'>Freeze everything upstream of "
+                 f"{escape(', '.join(active))}</a></p>")
+    return html
+
+
+def _weights_table(document, weights: list[WeightNode], stats_of) -> str:
+    if not weights:
+        return ""
+    head = ("<tr><th>weight</th><th>shape</th><th>dtype</th><th>state</th><th>gradient</th>"
+            "<th>min</th><th>max</th><th>mean</th><th>std</th></tr>")
+    rows = []
+    for weight in weights[:MAX_WEIGHT_ROWS]:
+        stats = stats_of(weight) or {}
+        state = "fixed" if not weight.freezable else _STATE[document.is_weight_trainable(weight)]
+        grad = node_info.gradient_text(document, weight)[0]
+        cells = [f"<code>{escape(weight.key)}</code>", node_info.format_shape(weight.shape),
+                 weight.dtype, state, grad]
+        cells += [_num(stats[k]) if k in stats else "–" for k in ("min", "max", "mean", "std")]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    more = (f"<p>… and {len(weights) - MAX_WEIGHT_ROWS} more</p>"
+            if len(weights) > MAX_WEIGHT_ROWS else "")
+    return f"<h3>Weights</h3><table cellspacing=0 cellpadding=3>{head}{''.join(rows)}</table>{more}"
+
+
+def _config(node: LayerNode) -> str:
+    layer = node.layer
+    if layer is None or not hasattr(layer, "get_config"):
+        return ""
+    try:
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001 - some layers cannot describe themselves
+        return ""
+    if node.is_container:
+        config = {k: v for k, v in config.items() if k not in ("layers", "input_layers",
+                                                             "output_layers")}
+    text = json.dumps(config, indent=1, default=str)
+    if len(text) > MAX_CONFIG_CHARS:
+        text = text[:MAX_CONFIG_CHARS] + "\n…"
+    return f"<h3>Config</h3><pre>{escape(text)}</pre>"
+
+
+def layer_html(document, node: LayerNode, points: list[str],
+               stats_of=node_info.weight_stats) -> str:
+    counts = document.counts(node)
+    state = _STATE[document.trainable_state(node)]
+    title = escape(node.name) + (" (top model)" if node.parent is None else "")
+    parts = [f"<h2>{title}</h2>",
+             f"<p><b>{escape(node.class_name)}</b> · <code>{escape(node.path or '/')}</code></p>",
+             f"<p>{counts.params:,} params, {counts.trainable:,} trainable · <b>{state}</b>"]
+    if node.parent is None:
+        parts.append(f" · {document.receiving_params():,} receive gradient<br>"
+                     f"{escape(str(document.source_path))} ({escape(document.source_format)})")
+    parts.append("</p>")
+    parts.append(f"<p>{escape(node_info.gradient_reason(document, node))}</p>")
+    parts.append(_bn_note(document, node))
+    parts.append(_stop_section(document, node, points))
+    inbound, outbound = node_info.neighbours(document, node)
+    calls = len(node_info.calls(document, node))
+    if inbound or outbound:
+        parts.append("<h3>Connections</h3><p>")
+        parts.append(f"Inbound: {escape(', '.join(inbound)) or '–'}<br>"
+                     f"Outbound: {escape(', '.join(outbound)) or '–'}")
+        if calls > 1:
+            parts.append(f"<br>Called {calls} times (shared layer)")
+        parts.append("</p>")
+    shape = node_info.output_shape(node)
+    if shape:
+        parts.append(f"<p>Output shape: <code>{escape(shape)}</code></p>")
+    parts.append(_weights_table(document, node.weights, stats_of))
+    parts.append(_config(node))
+    return "".join(parts)
+
+
+def weight_html(document, weight: WeightNode, stats_of=node_info.weight_stats) -> str:
+    stats = stats_of(weight)
+    state = "fixed (not trained by gradient)" if not weight.freezable else \
+        _STATE[document.is_weight_trainable(weight)]
+    parts = [f"<h2>{escape(weight.key)}</h2>",
+             f"<p>weight of <b>{escape(weight.layer.name)}</b> ({escape(weight.layer.class_name)})"
+             f" · <code>{escape(weight.id)}</code></p>",
+             f"<p>shape {node_info.format_shape(weight.shape)} · {weight.dtype} · "
+             f"{weight.size:,} values · <b>{state}</b></p>",
+             f"<p>{escape(node_info.gradient_reason(document, weight))}</p>"]
+    if stats:
+        parts.append("<table cellpadding=3>" + "".join(
+            f"<tr><th align=left>{k}</th><td>{_num(stats[k])}</td></tr>"
+            for k in ("min", "max", "mean", "std") if k in stats) + "</table>")
+        if stats.get("nonfinite"):
+            parts.append(f"<p class=note>{stats['nonfinite']:,} values are NaN or infinite.</p>")
+    return "".join(parts)
+
+
+STYLE = ("<style>h2{margin-bottom:2px} h3{margin-top:12px;margin-bottom:2px} "
+         "th{text-align:left;padding-right:8px} td{padding-right:8px} "
+         "p.note{font-style:italic}</style>")
+
+
+class DetailsPane(QTextBrowser):
+    """Shows the selected node; refreshes on edits.
+
+    Signals:
+        freeze_upstream_requested(list): the active stop points of the shown layer.
+    """
+
+    freeze_upstream_requested = Signal(list)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.anchorClicked.connect(self._on_link)
+        self.document_ = None
+        self.node = None
+        self._points: list[str] = []
+        self._stats: dict[int, dict | None] = {}
+        self.setMinimumWidth(260)
+        self.show_node(None, None)
+
+    def show_node(self, document, node, points: list[str] | None = None) -> None:
+        if document is not self.document_:
+            self._stats.clear()
+        self.document_, self.node, self._points = document, node, points or []
+        self.refresh()
+
+    def _stats_of(self, weight: WeightNode) -> dict | None:
+        """Weight statistics, computed once per variable (edits do not change values)."""
+        key = id(weight.variable)
+        if key not in self._stats:
+            self._stats[key] = node_info.weight_stats(weight)
+        return self._stats[key]
+
+    def refresh(self) -> None:
+        document, node = self.document_, self.node
+        if document is None or node is None:
+            self.setHtml(STYLE + "<p><i>Select a layer or weight to see its details.</i></p>")
+            return
+        bar = self.verticalScrollBar().value()
+        if isinstance(node, WeightNode):
+            html = weight_html(document, node, self._stats_of)
+        else:
+            html = layer_html(document, node, self._points, self._stats_of)
+        self.setHtml(STYLE + html)
+        self.verticalScrollBar().setValue(bar)
+
+    def _on_link(self, url: QUrl) -> None:
+        if url.toString() == UPSTREAM_LINK and self.document_ is not None:
+            active = [p for p in self._points if p in self.document_.stop_points]
+            if active:
+                self.freeze_upstream_requested.emit(active)

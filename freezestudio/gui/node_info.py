@@ -1,0 +1,184 @@
+"""Facts about tree nodes the GUI shows, read from the core (Qt-free, TF-free at import).
+
+These are thin read-only adapters: output shapes, gradient reasons, graph neighbours,
+weight statistics and stop-gradient insertion points.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from freezestudio.core.document import PARTIAL
+from freezestudio.core.gradient_flow import LIVE, graph_of
+from freezestudio.core.tree import LayerNode, WeightNode
+
+
+def owner(node: LayerNode | WeightNode) -> LayerNode:
+    return node.layer if isinstance(node, WeightNode) else node
+
+
+def has_freezable(node: LayerNode) -> bool:
+    return any(w.freezable for w in node.all_weights())
+
+
+def format_shape(shape) -> str:
+    if shape is None:
+        return ""
+    if isinstance(shape, list):
+        return ", ".join(format_shape(s) for s in shape)
+    dims = ["None" if d is None else str(d) for d in shape]
+    return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+
+
+def output_shape(node: LayerNode) -> str:
+    """The layer's (first call's) output shape, '' where Keras does not know it."""
+    layer = node.layer
+    if layer is None:
+        return ""
+    try:
+        output = layer.output
+    except Exception:  # noqa: BLE001 - subclassed/unbuilt layers have no symbolic output
+        return ""
+    if isinstance(output, list | tuple):
+        return format_shape([tuple(t.shape) for t in output])
+    if isinstance(output, dict):
+        return format_shape([tuple(t.shape) for t in output.values()])
+    shape = getattr(output, "shape", None)
+    return format_shape(tuple(shape)) if shape is not None else ""
+
+
+def gradient_reason(document, node: LayerNode | WeightNode) -> str:
+    """Why a node does or does not receive gradient, in one or two sentences."""
+    if isinstance(node, WeightNode) and not node.freezable:
+        return "Not trained by gradient (a moving statistic or counter)."
+    if isinstance(node, LayerNode) and node.class_name == "InputLayer":
+        return "A model input: gradient ends here."
+    layer = owner(node)
+    flow = document.flow_state(layer)
+    trainable = document.trainable_state(node)
+    weighted = isinstance(node, WeightNode) or has_freezable(node)
+    lines = []
+    if flow == LIVE:
+        if not weighted:
+            lines.append("Gradient passes through this layer (it has no trainable weights).")
+        elif trainable is True:
+            lines.append("Receives gradient: trainable, with a differentiable path to an output.")
+        elif trainable == PARTIAL:
+            lines.append("Partly: only its trainable weights receive gradient.")
+        else:
+            lines.append("Frozen: its weights receive no gradient; gradient still passes "
+                         "through to the layers before it.")
+    else:
+        if flow:
+            lines.append("No gradient reaches it: every path to an output is cut by the "
+                         f"stop-gradient {', '.join(sorted(flow))}.")
+        else:
+            lines.append("No gradient reaches it: no differentiable path to an output (its "
+                         "outputs reach no output, or only through integer/boolean tensors).")
+        if weighted and trainable is not False:
+            lines.append("Its trainable weights will not change in training: consider freezing "
+                         "them (faster, and BatchNorm statistics stop moving).")
+    return " ".join(lines)
+
+
+def gradient_text(document, node) -> tuple[str, str]:
+    """(short text, kind) for the Gradient column; kind is a style key or ''."""
+    if isinstance(node, WeightNode) and not node.freezable:
+        return "—", ""
+    if isinstance(node, LayerNode) and node.class_name == "InputLayer":
+        return "input", ""
+    if isinstance(node, LayerNode) and not has_freezable(node):
+        return ("passes", "") if document.flow_state(node) == LIVE else ("cut off", "no_gradient")
+    state = document.receives_gradient(node)
+    if state is True:
+        return "receives", "receives"
+    if state == PARTIAL:
+        return "partial", "partial"
+    return "none", "no_gradient"
+
+
+# --- graph neighbours --------------------------------------------------------------------
+def _base_graph(document, container: LayerNode):
+    layer = document.base_layers.get(container.path, container.layer)
+    return graph_of(layer) if layer is not None else None
+
+
+def calls(document, node: LayerNode) -> list:
+    """The call nodes of a layer in its parent's (stop-gradient-free) graph."""
+    if node.parent is None or node.layer is None:
+        return []
+    graph = _base_graph(document, node.parent)
+    if graph is None:
+        return []
+    return [call for depth in sorted(graph._nodes_by_depth, reverse=True)
+            for call in graph._nodes_by_depth[depth]
+            if call.operation is node.layer and not call.is_input]
+
+
+def neighbours(document, node: LayerNode) -> tuple[list[str], list[str]]:
+    """(inbound, outbound) layer names of a layer within its parent graph."""
+    if node.parent is None or node.layer is None:
+        return [], []
+    graph = _base_graph(document, node.parent)
+    if graph is None:
+        return [], []
+    inbound, outbound = [], []
+    all_calls = [c for nodes in graph._nodes_by_depth.values() for c in nodes]
+    mine = [c for c in all_calls if c.operation is node.layer]
+    outputs = {id(t) for c in mine for t in c.outputs}
+    for call in mine:
+        for tensor in call.input_tensors:
+            name = tensor._keras_history.operation.name
+            if name not in inbound:
+                inbound.append(name)
+    for call in all_calls:
+        if call.operation is node.layer:
+            continue
+        if any(id(t) in outputs for t in call.input_tensors) and \
+                call.operation.name not in outbound:
+            outbound.append(call.operation.name)
+    if any(id(t) in outputs for t in graph.outputs):
+        outbound.append("(model output)")
+    return inbound, outbound
+
+
+# --- weights -------------------------------------------------------------------------------
+MAX_STAT_ELEMENTS = 50_000_000
+
+
+def weight_stats(weight: WeightNode) -> dict | None:
+    """min/max/mean/std of a weight's values (None if too big or unreadable)."""
+    if weight.size > MAX_STAT_ELEMENTS:
+        return None
+    try:
+        values = np.asarray(weight.variable.numpy(), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - non-numeric or unreadable variables get no stats
+        return None
+    if values.size == 0:
+        return None
+    stats = {"min": values.min(), "max": values.max(), "mean": values.mean(),
+             "std": values.std()}
+    return {k: float(v) for k, v in stats.items() if math.isfinite(float(v))} | {
+        "nonfinite": int(values.size - np.isfinite(values).sum())}
+
+
+# --- stop-gradient insertion points --------------------------------------------------------
+def point_addresses(path: str, count: int) -> list[str]:
+    return [path] if count == 1 else [f"{path}[{k}]" for k in range(count)]
+
+
+def stop_point_table(document) -> dict[str, list[str]]:
+    """Layer path -> its insertion point addresses ({} if the core has no stop-gradients)."""
+    if document.source_format == "savedmodel":
+        return {}
+    try:
+        from freezestudio.core.stop_gradient import point_table
+    except ImportError:
+        return {}
+    try:
+        table = point_table(document)
+    except Exception:  # noqa: BLE001 - a model the analysis cannot read gets no points
+        return {}
+    return {path: point_addresses(path, len(points)) for path, points in table.items()}

@@ -1,0 +1,412 @@
+"""The layer tree as a QAbstractItemModel over the core document (no copy of the state).
+
+Rows are the document's own `LayerNode`/`WeightNode` objects (the index's internal
+pointer); every cell is read from the document when asked, through a cache that is
+cleared on every edit. Ticking a checkbox does not touch the document directly: it asks
+the `Editor`, which runs the core operation as an undoable command. The document's
+listener then tells the model to refresh, which emits `dataChanged` per parent instead of
+resetting the model.
+
+The top model is the single top-level row; a layer's children are its nested layers
+followed by its weights.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QFont
+
+from freezestudio.core.document import PARTIAL
+from freezestudio.core.tree import LayerNode, WeightNode
+from freezestudio.gui import node_info, style
+
+COLUMNS = ("Name", "Class", "Output shape", "Params", "Trainable", "Freeze", "Stop gradient",
+           "Gradient")
+NAME, CLASS, SHAPE, PARAMS, TRAINABLE, FREEZE, STOP, GRADIENT = range(len(COLUMNS))
+NODE_ROLE = Qt.ItemDataRole.UserRole + 1
+POINTS_ROLE = Qt.ItemDataRole.UserRole + 2  # [(address, active)] of the Stop gradient column
+KIND_ROLE = Qt.ItemDataRole.UserRole + 3  # style key of the row state
+
+HEADER_TIPS = {
+    NAME: "Layer, nested model or weight",
+    SHAPE: "Output shape of the layer (first call); shape of a weight",
+    PARAMS: "Number of parameters",
+    TRAINABLE: "Parameters that are trainable (Keras's own count)",
+    FREEZE: "Ticked = frozen (trainable=False). Containers show a partial tick when mixed.",
+    STOP: "Stop-gradient points: one toggle per output/call of the layer. Forward pass "
+          "unchanged; no gradient flows back through it.",
+    GRADIENT: "Whether gradient from the outputs reaches the weights (hover for the reason)",
+}
+_CHECK = {True: Qt.CheckState.Unchecked, False: Qt.CheckState.Checked,
+          PARTIAL: Qt.CheckState.PartiallyChecked}
+_NUMERIC = (PARAMS, TRAINABLE)
+_ALL_ROLES = ()
+_ROOT = QModelIndex()
+
+
+def _check_value(value) -> Qt.CheckState:
+    if isinstance(value, Qt.CheckState):
+        return value
+    return Qt.CheckState(int(value))
+
+
+class LayerTreeModel(QAbstractItemModel):
+    """Tree model of a `Document`; edits go through `editor` (a `commands.Editor`).
+
+    Signals:
+        refreshed(): after the model re-read the document (an edit, undo, redo).
+    """
+
+    refreshed = Signal()
+
+    def __init__(self, editor, parent=None):
+        super().__init__(parent)
+        self._editor = weakref.ref(editor)  # no model->editor->stack->model cycle
+        self.document = None
+        self._rows: dict[int, int] = {}
+        self._parents: list = []
+        self._cache: dict = {}
+        self._shapes: dict[str, str] = {}
+        self._points: dict[str, list[str]] | None = None
+        self._matches: set[int] = set()
+        self._dirty = False
+        self._bold = QFont()
+        self._bold.setBold(True)
+        self._italic = QFont()
+        self._italic.setItalic(True)
+
+    @property
+    def editor(self):
+        return self._editor()
+
+    # --- document ---------------------------------------------------------------------
+    def set_document(self, document) -> None:
+        """Shows another document (a model reset: the only one a document gets)."""
+        self.beginResetModel()
+        self.document = document
+        self._cache.clear()
+        self._shapes.clear()
+        self._points = None
+        self._matches = set()
+        self._rows = {}
+        self._parents = []
+        if document is not None:
+            self._rows[id(document.root)] = 0
+            for node in document.root.walk():
+                for row, child in enumerate(self.children(node)):
+                    self._rows[id(child)] = row
+                if node.children or node.weights:
+                    self._parents.append(node)
+            document.add_listener(self._make_listener(document))
+        self.endResetModel()
+        self.refreshed.emit()
+
+    def _make_listener(self, document):
+        """A document listener that does not keep the model alive (no model<->document
+        cycle: the model is freed as soon as its owner lets go of it)."""
+        model_ref = weakref.ref(self)
+
+        def listener():
+            model = model_ref()
+            if model is not None and model.document is document:
+                model.invalidate()
+        return listener
+
+    def invalidate(self) -> None:
+        """The document changed: forget cached cells now; repaint at the next `flush()`
+        (the undo stack flushes after each command; other edits at the next event loop)."""
+        self._cache.clear()
+        if not self._dirty:
+            self._dirty = True
+            QTimer.singleShot(0, self, self.flush)
+
+    def flush(self) -> None:
+        """Emits dataChanged for every parent's rows if the document changed since."""
+        if not self._dirty or self.document is None:
+            return
+        self._dirty = False
+        last = len(COLUMNS) - 1
+        for node in self._parents:
+            count = len(node.children) + len(node.weights)
+            parent = self._index_of(node)
+            self.dataChanged.emit(self.index(0, 0, parent), self.index(count - 1, last, parent),
+                                  _ALL_ROLES)
+        root = self.index(0, 0)
+        self.dataChanged.emit(root, root.siblingAtColumn(last), _ALL_ROLES)
+        self.refreshed.emit()
+
+    # --- structure --------------------------------------------------------------------
+    @staticmethod
+    def children(node) -> list:
+        if isinstance(node, WeightNode):
+            return []
+        return [*node.children, *node.weights]
+
+    def node(self, index: QModelIndex | QPersistentModelIndex):
+        return index.internalPointer() if index.isValid() else None
+
+    def _index_of(self, node, column: int = 0) -> QModelIndex:
+        return self.createIndex(self._rows[id(node)], column, node)
+
+    def index_of(self, node, column: int = 0) -> QModelIndex:
+        if self.document is None or id(node) not in self._rows:
+            return QModelIndex()
+        return self._index_of(node, column)
+
+    def index(self, row: int, column: int, parent=_ROOT) -> QModelIndex:
+        if self.document is None or not 0 <= column < len(COLUMNS) or row < 0:
+            return QModelIndex()
+        if not parent.isValid():
+            return self.createIndex(row, column, self.document.root) if row == 0 \
+                else QModelIndex()
+        children = self.children(parent.internalPointer())
+        if row >= len(children):
+            return QModelIndex()
+        return self.createIndex(row, column, children[row])
+
+    def parent(self, index=_ROOT) -> QModelIndex:
+        if not index.isValid():
+            return QModelIndex()
+        node = index.internalPointer()
+        up = node.layer if isinstance(node, WeightNode) else node.parent
+        if up is None:
+            return QModelIndex()
+        return self._index_of(up)
+
+    def rowCount(self, parent=_ROOT) -> int:
+        if self.document is None:
+            return 0
+        if not parent.isValid():
+            return 1
+        if parent.column() > 0:
+            return 0
+        node = parent.internalPointer()
+        return 0 if isinstance(node, WeightNode) else len(node.children) + len(node.weights)
+
+    def hasChildren(self, parent=_ROOT) -> bool:
+        return self.rowCount(parent) > 0
+
+    def columnCount(self, parent=_ROOT) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return HEADER_TIPS.get(section)
+        if role == Qt.ItemDataRole.TextAlignmentRole and section in _NUMERIC:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    # --- cell data ----------------------------------------------------------------------
+    def _cached(self, node, key, compute):
+        cache_key = (id(node), key)
+        try:
+            return self._cache[cache_key]
+        except KeyError:
+            value = self._cache[cache_key] = compute()
+            return value
+
+    def stop_points(self, node) -> list[str]:
+        """Insertion point addresses of a layer ([] for weights and pointless layers)."""
+        if isinstance(node, WeightNode) or self.document is None:
+            return []
+        if self._points is None:
+            self._points = node_info.stop_point_table(self.document)
+        return self._points.get(node.path, [])
+
+    def row_kind(self, node) -> str:
+        """The style key for a row: frozen, partial, no_gradient, trainable or ''."""
+        return self._cached(node, "kind", lambda: self._row_kind(node))
+
+    def _row_kind(self, node) -> str:
+        document = self.document
+        if isinstance(node, WeightNode) and not node.freezable:
+            return ""
+        state = document.trainable_state(node)
+        if state is False:
+            return style.FROZEN
+        if state == PARTIAL:
+            return style.PARTIAL
+        if isinstance(node, LayerNode) and not node_info.has_freezable(node):
+            return "" if node_info.gradient_text(document, node)[1] == "" else style.NO_GRADIENT
+        return style.TRAINABLE if document.receives_gradient(node) is not False \
+            else style.NO_GRADIENT
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        node = index.internalPointer()
+        column = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._cached(node, column, lambda: self._display(node, column))
+        if role == Qt.ItemDataRole.CheckStateRole:
+            return self._check_state(node, column)
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._decoration(node, column)
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return self._background(node)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(node, column)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in _NUMERIC:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.FontRole:
+            if isinstance(node, WeightNode):
+                return self._italic if column == NAME else None
+            return self._bold if node.is_container and column == NAME else None
+        if role == NODE_ROLE:
+            return node
+        if role == POINTS_ROLE and column == STOP:
+            stops = set(self.document.stop_points)
+            return [(a, a in stops) for a in self.stop_points(node)]
+        if role == KIND_ROLE:
+            return self.row_kind(node)
+        return None
+
+    def _display(self, node, column: int) -> str:
+        document = self.document
+        weight = isinstance(node, WeightNode)
+        if column == NAME:
+            return node.key if weight else node.name
+        if column == CLASS:
+            return f"{node.dtype} weight" if weight else node.class_name
+        if column == SHAPE:
+            if weight:
+                return node_info.format_shape(node.shape)
+            if node.path not in self._shapes:
+                self._shapes[node.path] = node_info.output_shape(node)
+            return self._shapes[node.path]
+        if column in _NUMERIC:
+            counts = document.counts(node)
+            if counts.params == 0:
+                return ""
+            return f"{counts.params if column == PARAMS else counts.trainable:,}"
+        if column == FREEZE:
+            kind = self.row_kind(node)
+            if weight and not node.freezable:
+                return "fixed"
+            return {style.FROZEN: "frozen", style.PARTIAL: "partly"}.get(kind, "")
+        if column == GRADIENT:
+            return node_info.gradient_text(document, node)[0]
+        return ""
+
+    def _check_state(self, node, column: int):
+        if column == FREEZE:
+            if isinstance(node, WeightNode) and not node.freezable:
+                return Qt.CheckState.Checked
+            return self._cached(node, "check",
+                                lambda: _CHECK[self.document.trainable_state(node)])
+        if column == STOP:
+            points = self.stop_points(node)
+            if not points:
+                return None
+            active = sum(p in self.document.stop_points for p in points)
+            if active == 0:
+                return Qt.CheckState.Unchecked
+            return Qt.CheckState.Checked if active == len(points) \
+                else Qt.CheckState.PartiallyChecked
+        return None
+
+    def _decoration(self, node, column: int):
+        if column == NAME:
+            kind = self.row_kind(node)
+            return style.icon(kind) if kind else style.icon("blank")
+        if column == GRADIENT:
+            kind = self._cached(node, "gradkind",
+                                lambda: node_info.gradient_text(self.document, node)[1])
+            return style.icon(kind) if kind else None
+        return None
+
+    def _background(self, node):
+        if id(node) in self._matches:
+            return style.tint("match")
+        kind = self.row_kind(node)
+        if kind in (style.FROZEN, style.NO_GRADIENT):
+            return style.tint(kind)
+        return None
+
+    def _tooltip(self, node, column: int):
+        document = self.document
+        if column == NAME:
+            address = node.id if isinstance(node, WeightNode) else (node.path or "(top model)")
+            return address
+        if column == FREEZE:
+            if isinstance(node, WeightNode) and not node.freezable:
+                return "Never trained by gradient (moving statistic or counter)"
+            state = document.trainable_state(node)
+            text = {True: "Trainable: tick to freeze", False: "Frozen: untick to unfreeze",
+                    PARTIAL: "Partly frozen: tick to freeze all of it"}[state]
+            if node_info.owner(node).class_name == "BatchNormalization" and \
+                    isinstance(node, LayerNode) and not document.layer_flag(node):
+                text += " (frozen BatchNormalization runs in inference mode)"
+            return text
+        if column == STOP:
+            points = self.stop_points(node)
+            if not points:
+                return None
+            stops = set(document.stop_points)
+            lines = [f"{'■' if p in stops else '□'} {p}" for p in points]
+            return "Stop gradient after this output (click to toggle):\n" + "\n".join(lines)
+        if column == GRADIENT:
+            return node_info.gradient_reason(document, node)
+        return None
+
+    # --- editing ---------------------------------------------------------------------------
+    def flags(self, index):
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        node = index.internalPointer()
+        if index.column() == FREEZE and not (isinstance(node, WeightNode) and not node.freezable):
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        if index.column() == STOP and self.stop_points(node):
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        return flags
+
+    def setData(self, index, value, role=Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid() or role != Qt.ItemDataRole.CheckStateRole:
+            return False
+        node = index.internalPointer()
+        checked = _check_value(value) != Qt.CheckState.Unchecked
+        if index.column() == FREEZE:
+            if isinstance(node, WeightNode) and not node.freezable:
+                return False
+            self.editor.set_trainable([node], not checked)
+            return True
+        if index.column() == STOP:
+            points = self.stop_points(node)
+            if not points:
+                return False
+            active = set(self.document.stop_points)
+            if checked:
+                self.editor.set_stop_points(add=[p for p in points if p not in active])
+            else:
+                self.editor.set_stop_points(remove=[p for p in points if p in active])
+            return True
+        return False
+
+    # --- filter highlight -------------------------------------------------------------
+    def set_matches(self, nodes) -> None:
+        """Highlights these nodes (the filter box's matches)."""
+        self._matches = {id(n) for n in nodes}
+        self._dirty = True
+        self.flush()
+
+    def iter_nodes(self):
+        """Every layer and weight node, parents first."""
+        if self.document is None:
+            return
+        for node in self.document.root.walk():
+            yield node
+            yield from node.weights
