@@ -184,3 +184,8 @@ def plain_keras_notes(document: Document, plan) -> list[str]:
                      "FreezeStudio needs `import freezestudio.core.stop_gradient_layer` first "
                      "(or save a portable copy, which drops them)")
     return notes
+
+
+# Public names for the atomic write-then-rename helpers (used by `freezestudio.core.export`).
+replace_file = _replace_file
+replace_directory = _replace_directory

@@ -1,0 +1,109 @@
+"""ONNX through tf2onnx, from the deployment model's serving function.
+
+Why this path: the candidates were Keras's own `model.export(format="onnx")`,
+`tf2onnx.convert.from_keras(model, input_signature=...)` and
+`tf2onnx.convert.from_function(serving_function, input_signature=...)`. On the TensorFlow
+backend Keras's export is itself `tf2onnx.convert.from_function` on a function of its
+own, so all three convert the same ops and all matched Keras on MobileNetV2, an
+Embedding+LSTM model (as an ONNX Loop) and a two-output model (max |diff| <= 1e-8,
+measured with tf2onnx 1.17, onnx 1.23, onnxruntime 1.32, numpy 2.4). They differ in what
+the user gets: Keras's export names the outputs `Identity:0`, `Identity_1:0`, and
+`from_keras` relies on tf.keras-era model attributes and needs the explicit
+`input_signature` on Keras 3 anyway (DESIGN.md). `from_function` on the SAME serving
+function the SavedModel and frozen graph use gives ONNX inputs named after the model's
+inputs and outputs named after its outputs, with a dynamic batch, and also works for
+generic SavedModels (which have no Keras model). So FreezeStudio uses that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from freezestudio.core.errors import UserError
+from freezestudio.core.export.dependencies import require_onnx
+from freezestudio.core.export.inference_model import InferenceModel
+from freezestudio.core.export.options import DEFAULT_OPSET
+
+MIN_OPSET = 9
+
+
+def supported_opsets() -> range:
+    """The opsets the installed tf2onnx can write."""
+    import tf2onnx
+
+    return range(MIN_OPSET, max(tf2onnx.constants.OPSET_TO_IR_VERSION) + 1)
+
+
+def check_opset(opset: int | None) -> int:
+    """The opset to use. Raises UserError if tf2onnx cannot write it."""
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    supported = supported_opsets()
+    if opset not in supported:
+        raise UserError(f"ONNX opset {opset} is not supported by the installed tf2onnx "
+                        f"(choose {supported.start}-{supported.stop - 1})")
+    return opset
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx():
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def write_onnx(inference: InferenceModel, path: Path, options) -> list[str]:
+    """Converts the deployment model to an ONNX file at `path`.
+
+    Raises:
+        MissingDependencyError: tf2onnx/onnx (or onnxruntime, to verify) is missing.
+        UserError: unsupported opset, or the model has ops tf2onnx cannot convert.
+    """
+    modules = require_onnx(runtime=options.verify)
+    opset = check_opset(options.opset)
+    tf2onnx = modules["tf2onnx"]
+    try:
+        with _quiet_tf2onnx():
+            tf2onnx.convert.from_function(inference.function(),
+                                          input_signature=inference.input_signature(),
+                                          opset=opset, output_path=str(path))
+    except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()),
+                     type(exc).__name__)
+        raise UserError(f"cannot export to ONNX (opset {opset}): tf2onnx failed: "
+                        f"{first[:300]}") from None
+    return [f"ONNX opset {opset}"]
+
+
+def run_onnx(path: Path, inference: InferenceModel, feeds: dict) -> list:
+    """Runs the ONNX file with onnxruntime (CPU) on `feeds`."""
+    import numpy as np
+
+    onnxruntime = require_onnx()["onnxruntime"]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(inference.output_names,
+                       {t.name: np.asarray(feeds[t.name], dtype=t.dtype)
+                        for t in inference.inputs})
+
+
+def onnx_nodes(path: Path) -> list[tuple[str, str]]:
+    """(op type, node name) of every node, subgraphs (loops, branches) included."""
+    onnx = require_onnx(runtime=False)["onnx"]
+    found: list[tuple[str, str]] = []
+
+    def walk(graph):
+        for node in graph.node:
+            found.append((node.op_type, node.name))
+            for attribute in node.attribute:
+                if attribute.g is not None and attribute.g.node:
+                    walk(attribute.g)
+                for sub in attribute.graphs:
+                    walk(sub)
+
+    walk(onnx.load(str(path)).graph)
+    return found

@@ -1,0 +1,113 @@
+"""Verification: every export loaded back with its own runtime and compared with the model.
+
+The same inputs (random, seeded; or the caller's samples) go through the edited model in
+inference mode (eagerly, stop-gradient layers included) and through the export, loaded
+with the runtime a user would use: `tf.saved_model.load`, the stock `tf.lite.Interpreter`,
+onnxruntime, a GraphDef imported into a fresh graph, or FreezeStudio's own loader for
+`.keras`/`.h5`. Each output's max absolute difference is reported and checked against
+`tolerance * max(1, max |model output|)`; a quantised TFLite model is only reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from freezestudio.core.errors import UserError
+from freezestudio.core.export import options as fmts
+from freezestudio.core.export.inference_model import DEFAULT_INT_BOUND, InferenceModel
+from freezestudio.core.export.report import OutputCheck
+
+RUNTIMES = {
+    fmts.KERAS: "FreezeStudio's loader (keras.saving.load_model)",
+    fmts.H5: "FreezeStudio's loader (keras.saving.load_model)",
+    fmts.SAVEDMODEL: "tf.saved_model.load (serving_default)",
+    fmts.TFLITE: "tf.lite.Interpreter (serving_default)",
+    fmts.ONNX: "onnxruntime (CPU)",
+    fmts.FROZEN_GRAPH: "tf.import_graph_def in a fresh graph + tf.compat.v1.Session",
+}
+VARIABLE_DIM = 8
+"""Size given to unknown non-batch dimensions of random inputs."""
+
+
+def verification_inputs(inference: InferenceModel, options) -> dict:
+    """`{input name: array}`: the caller's samples, or seeded random data.
+
+    Raises:
+        UserError: samples miss an input, or an input's dtype has no random generator.
+    """
+    import numpy as np
+
+    if options.sample_inputs is not None:
+        missing = [t.name for t in inference.inputs if t.name not in options.sample_inputs]
+        if missing:
+            raise UserError(f"the sample inputs lack {', '.join(missing)} (the model's inputs: "
+                            f"{', '.join(inference.input_names)})")
+        return {t.name: np.asarray(options.sample_inputs[t.name], dtype=t.dtype)
+                for t in inference.inputs}
+    rng = np.random.default_rng(options.seed)
+    feeds = {}
+    for info in inference.inputs:
+        shape = [options.batch_size if i == 0 and d is None else (d or VARIABLE_DIM)
+                 for i, d in enumerate(info.shape)]
+        if "float" in info.dtype:
+            feeds[info.name] = rng.standard_normal(shape).astype(info.dtype)
+        elif "int" in info.dtype:
+            bound = inference.int_bounds.get(info.name, DEFAULT_INT_BOUND)
+            feeds[info.name] = rng.integers(0, bound, size=shape).astype(info.dtype)
+        elif info.dtype == "bool":
+            feeds[info.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise UserError(f"cannot make random {info.dtype} data for the input '{info.name}' "
+                            "to verify the export: export without verification")
+    return feeds
+
+
+def compare(names, expected, actual, tolerance: float | None) -> list[OutputCheck]:
+    """One check per output; `tolerance=None` reports without a limit."""
+    import numpy as np
+
+    checks = []
+    for name, want, got in zip(names, expected, actual, strict=True):
+        want = np.asarray(want, dtype=np.float64)
+        got = np.asarray(got, dtype=np.float64)
+        if want.shape != got.shape:
+            raise UserError(f"the export's output '{name}' has shape {got.shape}, "
+                            f"the model's {want.shape}")
+        diff = float(np.max(np.abs(want - got))) if want.size else 0.0
+        if np.isnan(diff):
+            diff = float("inf")
+        limit = None
+        if tolerance is not None:
+            scale = float(np.max(np.abs(want))) if want.size else 0.0
+            limit = tolerance * max(1.0, scale)
+        checks.append(OutputCheck(name, diff, limit))
+    return checks
+
+
+def run_export(fmt: str, path: Path, inference: InferenceModel, feeds: dict) -> list:
+    """The outputs of the export at `path` on `feeds`, in `inference.outputs` order."""
+    if fmt == fmts.SAVEDMODEL:
+        from freezestudio.core.export.savedmodel import run_savedmodel
+
+        return run_savedmodel(path, inference, feeds)
+    if fmt == fmts.TFLITE:
+        from freezestudio.core.export.tflite import run_tflite
+
+        return run_tflite(path, inference, feeds)
+    if fmt == fmts.ONNX:
+        from freezestudio.core.export.onnx import run_onnx
+
+        return run_onnx(path, inference, feeds)
+    if fmt == fmts.FROZEN_GRAPH:
+        from freezestudio.core.export.frozen_graph import run_frozen_graph
+
+        return run_frozen_graph(path, inference, feeds)
+    raise ValueError(f"no runtime for {fmt}")
+
+
+def failure_message(fmt: str, checks: list[OutputCheck]) -> str:
+    bad = [c for c in checks if not c.ok]
+    shown = "; ".join(f"'{c.output}' differs by {c.max_abs_diff:.3g} (limit {c.limit:.1e})"
+                      for c in bad[:3])
+    return (f"the {fmt} export does not compute what the model computes: {shown}; "
+            "nothing was written")
