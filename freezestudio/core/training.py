@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -246,6 +247,7 @@ class Trainer:
             return self._stopped(result, CANCELLED, clock, f"interrupted at step {result.steps}")
         except Exception as exc:  # noqa: BLE001 - data or step failure ends the run cleanly
             first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            result.details = traceback.format_exc()
             return self._stopped(result, FAILED, clock, f"step {result.steps + 1} (epoch "
                                  f"{epoch}, batch {batch}) failed: {type(exc).__name__}: "
                                  f"{first[:300]}")

@@ -176,6 +176,7 @@ class RunResult:
         message: for anything but "completed", what happened (names the step).
         integrity: the IntegrityReport (None if the run failed before training).
         weights_before: a WeightSnapshot of the document before the run (for undo).
+        details: for "failed", the traceback (for a log file).
     """
 
     status: str
@@ -188,6 +189,7 @@ class RunResult:
     received: list = field(default_factory=list)
     weights_before: object = None
     info: RunInfo | None = None
+    details: str = ""
 
     @property
     def steps_per_second(self) -> float:

@@ -1,0 +1,221 @@
+"""`freezestudio train FILE --data DATA -o OUT ...`: fine-tune headless and save the result.
+
+Prints the chosen loss, one line per epoch, the integrity report and where the model was
+saved; a progress bar (steps, loss, ETA) goes to stderr when it is a terminal. With
+`--json`, stdout holds only one JSON object (`steps`, `seconds`, `steps_per_second`,
+`final_loss`, `integrity`, ...). A run that diverges (NaN/Inf) or whose data fail is not
+saved: exit 2 with one `freezestudio: error:` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.core.errors import UserError
+from freezestudio.core.training_types import Reporter
+
+HELP = "fine-tune the model on data (per-layer gradient norms, integrity check) and save it"
+_OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--validation-split: '{text}' is not a number") from None
+    if not 0 <= value < 1:
+        raise UserError(f"--validation-split must be in [0, 1) (0 = no validation), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise UserError(f"expected a number of at least 1, got {text}")
+    return value
+
+
+def configure(parser) -> None:
+    add_model_options(parser)
+    add_edit_options(parser)
+    parser.add_argument("--data", required=True, metavar="DATA",
+                        help=".npz (x, y[, x_val, y_val] or one array per input name), .csv "
+                             "(numeric, see --target), a folder of class sub-folders of "
+                             "images, or 'demo' for the bundled demo data")
+    parser.add_argument("-o", "--output", required=True,
+                        help="where to save the trained model (.keras or .h5)")
+    parser.add_argument("--target", metavar="COLUMN", help="CSV label column (default: last)")
+    parser.add_argument("--epochs", type=_positive_int, default=1)
+    parser.add_argument("--batch-size", type=_positive_int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--optimizer", choices=_OPTIMIZERS, default="adam")
+    parser.add_argument("--weight-decay", type=float, default=0.004, help="for adamw")
+    parser.add_argument("--schedule", choices=("constant", "cosine", "step"),
+                        default="constant", help="learning-rate schedule")
+    parser.add_argument("--loss", metavar="NAME",
+                        help="Keras loss name (default: from the model's compile config or "
+                             "its output activation and the labels)")
+    parser.add_argument("--validation-split", type=_fraction, metavar="F",
+                        help="hold out this fraction for validation (0 = none; default: the "
+                             "data's own validation arrays, if any)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--cache-features", choices=("auto", "on", "off"), default="auto",
+                        help="cache the outputs of a frozen, cut-off prefix (auto: when exact)")
+    parser.add_argument("--metrics-csv", metavar="PATH",
+                        help="per-step loss and per-layer gradient norms (and PATH.epochs.csv "
+                             "with the per-epoch history)")
+    parser.add_argument("--log-dir", metavar="DIR", help="write TensorBoard event files here")
+    parser.add_argument("--device", metavar="NAME",
+                        help="e.g. cpu, gpu, /GPU:1, gpu:all or a comma-separated list")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="float16 on GPU (loss scaling), bfloat16 on CPU")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (and nothing else) on stdout")
+
+
+def run(args) -> int:
+    from freezestudio.core.data import load_data
+    from freezestudio.core.model_io import model_io
+    from freezestudio.core.run_logs import (
+        HistoryCsvWriter,
+        MetricsCsvWriter,
+        TensorBoardWriter,
+        history_path_for,
+        require_tensorboard,
+    )
+    from freezestudio.core.saving import format_for_target, save_document
+    from freezestudio.core.training import Trainer
+    from freezestudio.core.training_types import (
+        CANCELLED,
+        COMPLETED,
+        FAILED,
+        MultiReporter,
+        TrainingConfig,
+    )
+
+    if args.log_dir:
+        require_tensorboard()
+    document = open_edited_document(args)
+    format_for_target(document, Path(args.output))  # refuse a bad target before training
+    data = load_data(args.data, model_io(document), target=args.target,
+                     validation_split=args.validation_split, seed=args.seed,
+                     model_path=args.file)
+    config = TrainingConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
+        loss=args.loss, seed=args.seed, cache_features=args.cache_features,
+        device=args.device, mixed_precision=args.mixed_precision)
+    trainer = Trainer(document, data, config)
+    trainer.prepare()  # every setup error before any log file is created
+    writers = []
+    if args.metrics_csv:
+        writers += [MetricsCsvWriter(args.metrics_csv),
+                    HistoryCsvWriter(history_path_for(args.metrics_csv))]
+    if args.log_dir:
+        writers.append(TensorBoardWriter(args.log_dir))
+    console = _Console(quiet=args.json, bar=sys.stderr.isatty() and not args.json)
+    result = trainer.run(MultiReporter(console, *writers))
+    summary = result.to_dict()
+    saved = None
+    if result.status == COMPLETED:
+        report = save_document(document, args.output)
+        saved = str(report.path)
+        summary["notes"] = report.notes
+    summary["output"] = saved
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        console.finish(result, saved)
+    if result.status == COMPLETED:
+        if not result.integrity.ok:
+            print(f"freezestudio: integrity violation: frozen weights changed: "
+                  f"{', '.join(result.integrity.frozen_changed[:5])}", file=sys.stderr)
+            return 1
+        return 0
+    if result.status == CANCELLED:
+        print(f"freezestudio: {result.message}; nothing was saved", file=sys.stderr)
+        return 130
+    if result.status == FAILED and result.details:
+        log = Path(tempfile.gettempdir()) / f"freezestudio-train-{os.getpid()}.log"
+        log.write_text(result.details)
+        print(f"freezestudio: error: training {result.message}; nothing was saved "
+              f"(details in {log})", file=sys.stderr)
+        return 2
+    print(f"freezestudio: error: training stopped: {result.message}; nothing was saved",
+          file=sys.stderr)
+    return 2
+
+
+class _Console(Reporter):
+    """Epoch lines on stdout, a progress bar on stderr (a terminal only)."""
+
+    def __init__(self, quiet: bool, bar: bool):
+        self.quiet, self.bar, self.info, self._last = quiet, bar, None, 0.0
+
+    def _out(self, text: str) -> None:
+        if not self.quiet:
+            self._clear()
+            print(text, flush=True)
+
+    def _clear(self) -> None:
+        if self.bar:
+            sys.stderr.write("\r\033[K")
+
+    def run_started(self, info) -> None:
+        self.info = info
+        self._out(f"data: {info.data}")
+        for loss in info.losses:
+            self._out(f"loss: {loss}")
+        self._out(f"optimizer: {info.optimizer}; device: {info.device}")
+        self._out(f"feature cache: {info.feature_cache}")
+        self._out(f"gradient reaches {len(info.receiving_layers)} of {len(info.layer_paths)} "
+                  f"layers with weights; {info.total_steps} steps "
+                  f"({info.epochs} x {info.steps_per_epoch})")
+        for note in info.notes:
+            self._out(f"note: {note}")
+
+    def step_finished(self, report) -> None:
+        import time
+
+        now = time.monotonic()
+        if not self.bar or (now - self._last < 0.1 and report.step != self.info.total_steps):
+            return
+        self._last = now
+        total = self.info.total_steps
+        filled = int(24 * report.step / total)
+        eta = report.eta_seconds
+        eta_text = f"{int(eta // 60)}:{int(eta % 60):02d}" if eta != float("inf") else "?"
+        sys.stderr.write(f"\r\033[K[{'#' * filled}{'.' * (24 - filled)}] step {report.step}/"
+                         f"{total} epoch {report.epoch}/{self.info.epochs} loss "
+                         f"{report.loss:.4f} {report.steps_per_second:.1f} steps/s "
+                         f"ETA {eta_text}")
+        sys.stderr.flush()
+
+    def epoch_finished(self, report) -> None:
+        parts = [f"loss {report.loss:.4f}"] + [f"{k} {v:.4f}" for k, v in report.metrics.items()]
+        if report.val_loss is not None:
+            parts += [f"val_loss {report.val_loss:.4f}"] + \
+                [f"val_{k} {v:.4f}" for k, v in report.val_metrics.items()]
+        self._out(f"epoch {report.epoch}/{self.info.epochs}: {'  '.join(parts)} "
+                  f"({report.seconds:.1f} s)")
+
+    def run_finished(self, result) -> None:
+        self._clear()
+
+    def finish(self, result, saved) -> None:
+        loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "-"
+        self._out(f"{result.status}: {result.steps} steps in {result.seconds:.1f} s "
+                  f"({result.steps_per_second:.1f} steps/s), final loss {loss}")
+        if result.integrity is not None:
+            for line in result.integrity.summary_lines():
+                self._out(line)
+        if saved:
+            self._out(f"saved {saved}")
