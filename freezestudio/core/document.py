@@ -74,8 +74,11 @@ class Document:
         self.weights = list(self._weights.values())
         trained_now = {id(v) for v in model.trainable_weights}
         self._trainable = {id(w.variable): id(w.variable) in trained_now for w in self.weights}
+        # Layers with nothing to train (Dropout, BatchNorm without gamma/beta) keep their own
+        # flag: it still matters to Keras (e.g. BatchNorm's inference mode).
         self._flags = {node.path: bool(getattr(node.layer, "trainable", True))
-                       for node in root.walk() if not any(True for _ in node.all_weights())}
+                       for node in root.walk()
+                       if not any(w.freezable for w in node.all_weights())}
 
     # --- lookup -------------------------------------------------------------------
     def layer(self, path: str) -> LayerNode:
@@ -108,8 +111,6 @@ class Document:
             return self.is_weight_trainable(node)
         states = {self.is_weight_trainable(w) for w in node.all_weights() if w.freezable}
         if not states:
-            if any(True for _ in node.all_weights()):
-                return False
             return self._flags.get(node.path, True)
         return states.pop() if len(states) == 1 else PARTIAL
 

@@ -41,7 +41,7 @@ class GenericSavedModel:
 
     @property
     def trainable_weights(self):
-        return [v for v in self.variables if v.trainable]
+        return [v for v in self.variables if v.trainable and v.dtype.is_floating]
 
     @property
     def signatures(self):

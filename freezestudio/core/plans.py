@@ -143,13 +143,12 @@ def derive_plan(document: Document) -> Plan:
     def visit(node: LayerNode, inherited: bool) -> None:
         for child in node.children:
             state = document.trainable_state(child)
-            if not any(w.freezable for w in child.all_weights()):
-                continue
-            if state is PARTIAL:
-                visit(child, inherited)
-            elif state != inherited:
+            if state is not PARTIAL and state != inherited:
                 rules.append(Rule(glob_escape(child.path), state))
-                visit(child, state)
+                inherited_inside = state
+            else:
+                inherited_inside = inherited
+            visit(child, inherited_inside)  # weightless layers inside may differ
         for weight in node.weights:
             if weight.freezable and document.is_weight_trainable(weight) != inherited:
                 rules.append(Rule(glob_escape(weight.id), document.is_weight_trainable(weight)))

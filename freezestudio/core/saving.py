@@ -71,7 +71,7 @@ def save_document(document: Document, target, portable: bool = False) -> SaveRep
             _replace_directory(target, lambda tmp: _write(model, tmp, fmt, plan))
         else:
             if fmt == formats.H5:
-                _clear_variable_flags(document)
+                _layer_level_variable_flags(document)
             _replace_file(target, lambda tmp: _write(model, tmp, fmt, plan))
     except UserError:
         raise
@@ -103,13 +103,14 @@ def _model_to_save(document: Document, portable: bool):
     return document.base_layers[""]
 
 
-def _clear_variable_flags(document: Document) -> None:
-    """Legacy .h5 stores a layer's weights as trainable + non-trainable, and loading expects
-    the order the layer created them in: a per-weight freeze would reorder them. Per-weight
-    state is kept in FreezeStudio's own state instead (`write_flags` restores it after)."""
+def _layer_level_variable_flags(document: Document) -> None:
+    """Legacy .h5 stores weights as trainable + non-trainable, and loading expects the order a
+    freshly loaded model has, where a variable is trainable iff it was created trainable in
+    a trainable layer: a per-weight freeze would reorder them. Per-weight state is kept in
+    FreezeStudio's own state instead (`write_flags` restores it after)."""
     for weight in document.weights:
         if weight.freezable:
-            weight.variable.trainable = True
+            weight.variable.trainable = document.layer_flag(weight.layer)
 
 
 def _write(model, path: Path, fmt: str, plan) -> None:
@@ -124,8 +125,10 @@ def _check_h5_reloads(model, path: Path) -> None:
     weights come back in another order): read the new file before it replaces anything."""
     import keras
 
+    classes = {type(layer).__name__: type(layer)
+               for layer in model._flatten_layers(include_self=False)}
     try:
-        keras.saving.load_model(path, compile=False, safe_mode=False)
+        keras.saving.load_model(path, custom_objects=classes, compile=False, safe_mode=False)
     except Exception as exc:  # noqa: BLE001 - any failure means the .h5 is not usable
         reason = next((line for line in str(exc).splitlines() if line.strip()), "")
         raise UserError(f"Keras cannot read this model back from the legacy .h5 format "
@@ -179,6 +182,15 @@ def plain_keras_notes(document: Document, plan) -> list[str]:
             f"{len(per_weight)} weight(s) are frozen on their own (e.g. {per_weight[0]}): "
             "Keras does not store a variable's own flag, so plain Keras will train them; "
             "FreezeStudio restores them from the file")
+    holders = [n.path for n in document.root.walk()
+               if not n.is_container and getattr(n.layer, "_layers", None)
+               and document.trainable_state(n) is False
+               and any(w.freezable for w in n.all_weights())]
+    if holders:
+        notes.append(
+            f"{len(holders)} frozen layer(s) hold sub-layers (e.g. {holders[0]}): plain Keras "
+            "does not pass a reloaded layer's trainable=False on to its sub-layers, so it would "
+            "train their weights; FreezeStudio restores the freeze from the file")
     if plan.stop_gradient_after:
         notes.append("the model contains FreezeStudio stop-gradient layers: loading it without "
                      "FreezeStudio needs `import freezestudio.core.stop_gradient_layer` first "

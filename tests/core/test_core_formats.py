@@ -109,14 +109,6 @@ def test_tf_keras_h5_flat(legacy_files):
     assert document.trainable_state(document.layer("d1")) is False
 
 
-NESTED_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: a tf.keras 2.x model with a nested model (backbone inside a functional model) "
-    "cannot be opened, neither as SavedModel nor as .h5: ModelFileError 'Invalid Functional "
-    "model configuration ... disconnected nodes' (Keras 3 cannot resolve tf.keras's nested "
-    "node indices)"))
-
-
-@NESTED_BUG
 def test_tf_keras_savedmodel_nested_backbone(legacy_files):
     folder, models = legacy_files
     document = open_document(folder / "nested_savedmodel")
@@ -124,7 +116,6 @@ def test_tf_keras_savedmodel_nested_backbone(legacy_files):
     assert document.trainable_state(document.layer("backbone")) is False
 
 
-@NESTED_BUG
 def test_tf_keras_h5_nested_backbone(legacy_files):
     folder, models = legacy_files
     document = open_document(folder / "nested.h5")
@@ -232,10 +223,6 @@ def test_generic_savedmodel_per_variable_freeze(generic, tmp_path):
     assert reopened.is_weight_trainable(reopened.weight("head:kernel")) is True
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: generic SavedModel wrapper's trainable_weights lists integer variables (a step "
-    "counter, trainable=True by TF default) that the document shows as never trainable, so "
-    "the model and the tree disagree and an optimizer would be handed an int64 variable"))
 def test_generic_savedmodel_model_agrees_with_document(generic):
     path, _, _ = generic
     document = open_document(path)

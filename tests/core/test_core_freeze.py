@@ -104,10 +104,6 @@ def test_frozen_batchnorm_runs_in_inference_mode(files):
     assert _bn_statistics_move(document.model, bn)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a layer whose weights are all non-trainable state (BatchNormalization with "
-    "center=False, scale=False) is shown frozen although Keras has trainable=True, and any "
-    "unrelated edit writes trainable=False into it, switching it to inference mode"))
 def test_batchnorm_without_gamma_beta_keeps_its_flag(tmp_path):
     inputs = keras.Input((4,))
     x = keras.layers.Dense(3, name="dense")(inputs)

@@ -154,10 +154,6 @@ def test_derived_plan_reproduces_random_edits(files, tmp_path, name, trials):
         assert state(other) == state(edited), plan.to_dict()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: derive_plan ignores the flag of weightless layers (Dropout, pooling...): a frozen "
-    "Dropout comes back trainable when the plan is replayed, and its leading '*' rule even "
-    "overrides the flag Keras stored"))
 def test_derived_plan_keeps_weightless_layer_flag(files):
     edited = open_document(files["sequential_with_backbone"])
     edited.set_trainable([edited.layer("drop")], False)

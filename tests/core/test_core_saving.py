@@ -101,11 +101,6 @@ def test_plain_keras_reload_sees_layer_level_edits(files, tmp_path, name, ext):
     assert plain.count_params() == document.counts().params
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a frozen custom layer that holds a sub-layer reloads in plain Keras with the "
-    "sub-layer trainable (Keras does not cascade the saved trainable=False into sub-layers "
-    "made in __init__), so plain Keras trains weights FreezeStudio froze, and "
-    "SaveReport.notes says nothing about it"))
 @pytest.mark.parametrize("ext", ["keras", "h5"])
 def test_plain_keras_reload_of_frozen_custom_layer_or_note(files, tmp_path, ext):
     document = open_document(files["custom_layer_model"])
@@ -272,12 +267,7 @@ def test_failed_savedmodel_save_keeps_old_directory(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("frozen", [
     "backbone/bn",
-    pytest.param("backbone/conv", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: .h5 save of a nested model whose first weighted layer is frozen fails: "
-        "UserError 'Keras cannot read this model back from the legacy .h5 format (Shape "
-        "mismatch in layer #0 (named backbone)for weight bn/gamma...)'; plain Keras saves and "
-        "reloads the same flags fine. _clear_variable_flags sets variable.trainable=True "
-        "inside frozen layers, which reorders the container's weights in the .h5")))])
+    "backbone/conv"])
 def test_h5_save_of_frozen_layer_inside_container(files, tmp_path, frozen):
     # Plain Keras handles this edit in .h5 (the control the bug is measured against).
     plain = mb.sequential_with_backbone()
@@ -296,10 +286,6 @@ def test_h5_save_of_frozen_layer_inside_container(files, tmp_path, frozen):
         np.testing.assert_array_equal(reopened.weight(weight_id).variable.numpy(), value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a frozen weightless layer (Dropout) comes back trainable when the saved file is "
-    "reopened in FreezeStudio, although Keras itself stored and reloads trainable=False: the "
-    "stored plan's leading '*' rule overrides it"))
 @pytest.mark.parametrize("ext", ["keras", "h5"])
 def test_frozen_weightless_layer_survives_save(files, tmp_path, ext):
     document = open_document(files["sequential_with_backbone"])
