@@ -49,11 +49,17 @@ def _native_stderr_muted():
 
 
 def run(args) -> int:
-    from freezestudio.core.export import ExportOptions, VerificationError, export_document
+    from freezestudio.core.export import (
+        ExportOptions,
+        VerificationError,
+        check_request,
+        export_document,
+    )
 
-    document = open_edited_document(args)
     options = ExportOptions(quantize=args.quantize, opset=args.opset, portable=args.portable,
                             verify=not args.no_verify, tolerance=args.tolerance)
+    check_request(args.format, args.output, options)  # before the model loads
+    document = open_edited_document(args)
     try:
         with _native_stderr_muted():
             report = export_document(document, args.format, args.output, options)

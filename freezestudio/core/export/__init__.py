@@ -45,7 +45,8 @@ from freezestudio.core.export.report import (
 
 __all__ = [
     "FORMATS", "ExportCancelled", "ExportOptions", "ExportReport", "MissingDependencyError",
-    "OutputCheck", "VerificationError", "available_formats", "default_suffix", "export_document",
+    "OutputCheck", "VerificationError", "available_formats", "check_request", "default_suffix",
+    "export_document",
 ]
 
 
@@ -91,8 +92,7 @@ def export_document(document, fmt: str, out, options: ExportOptions | None = Non
     started = time.monotonic()
     step = _Steps(progress, cancelled)
     out = Path(out)
-    _check_request(document, fmt, options)
-    check_destination(out, fmt)
+    check_request(fmt, out, options, document)
     step(0.02, "loading TensorFlow")
     import_tensorflow_quietly()
     report = ExportReport(fmt)
@@ -106,10 +106,24 @@ def export_document(document, fmt: str, out, options: ExportOptions | None = Non
     return report
 
 
-def _check_request(document, fmt: str, options: ExportOptions) -> None:
+def check_request(fmt: str, out, options: ExportOptions | None = None, document=None) -> None:
+    """Checks the format, options, destination and optional dependencies, without
+    exporting anything: a dialog or the CLI can call it before the slow work starts.
+
+    Args:
+        fmt: one of `FORMATS`.
+        out: the destination.
+        options: the options (default `ExportOptions()`).
+        document: if given, also checks that this document can take the format.
+
+    Raises:
+        UserError: what is wrong, in one line (`MissingDependencyError` for a missing
+            optional package).
+    """
+    options = options or ExportOptions()
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
-    if fmt not in available_formats(document):
+    if document is not None and fmt not in available_formats(document):
         raise UserError(f"a generic SavedModel has no Keras layers to save as {fmt}: export it "
                         f"as {', '.join(DEPLOYMENT_FORMATS)}")
     if options.quantize and fmt != TFLITE:
@@ -121,6 +135,13 @@ def _check_request(document, fmt: str, options: ExportOptions) -> None:
                         "stop-gradient layers)")
     if not options.tolerance > 0 or options.batch_size < 1:
         raise UserError("the verification tolerance must be > 0 and the batch size >= 1")
+    check_destination(Path(out), fmt)
+    if fmt == ONNX:
+        from freezestudio.core.export.dependencies import require_onnx
+        from freezestudio.core.export.onnx import check_opset
+
+        require_onnx(runtime=options.verify)
+        check_opset(options.opset)
 
 
 class _Steps:
@@ -140,12 +161,6 @@ def _deployment_writer(document, fmt, options, report, step):
     from freezestudio.core.export import verify
     from freezestudio.core.export.inference_model import deployment_model, reference_model
 
-    if fmt == ONNX:  # fail fast, before the minutes of work
-        from freezestudio.core.export.dependencies import require_onnx
-        from freezestudio.core.export.onnx import check_opset
-
-        require_onnx(runtime=options.verify)
-        check_opset(options.opset)
     step(0.05, "preparing the deployment model (stop-gradient layers dropped)")
     inference = deployment_model(document)
     feeds = expected = None
