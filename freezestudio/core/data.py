@@ -78,12 +78,24 @@ class TrainingData:
         """A batched, prefetching `tf.data.Dataset` of `((x...), (y...))`."""
         import tensorflow as tf
 
-        ds = tf.data.Dataset.from_tensor_slices((tuple(split.x), tuple(split.y)))
+        if self.image is not None:
+            ds = tf.data.Dataset.from_tensor_slices((tuple(split.x), tuple(split.y)))
+            if shuffle:
+                ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.map(_image_decoder(self.image), num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        # Arrays: shuffle and batch indices, then gather whole batches (one op per array
+        # and batch instead of one per sample).
+        xs = tuple(tf.constant(a) for a in split.x)
+        ys = tuple(tf.constant(a) for a in split.y)
+        ds = tf.data.Dataset.range(len(split))
         if shuffle:
             ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-        if self.image is not None:
-            ds = ds.map(_image_decoder(self.image), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+        def gather(indices):
+            return (tuple(tf.gather(a, indices) for a in xs),
+                    tuple(tf.gather(a, indices) for a in ys))
+        return ds.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
     def describe(self) -> str:
         val = len(self.validation) if self.validation is not None else 0

@@ -211,26 +211,21 @@ class Trainer:
             for epoch in range(1, cfg.epochs + 1):
                 _reset(spec.metrics)
                 epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
-                batches, batch = iter(train_ds), 0
-                while True:
-                    batch += 1
-                    try:
-                        x, y = next(batches)
-                    except StopIteration:
-                        break
+                batches = iter(train_ds)
+                for batch in range(1, setup.info.steps_per_epoch + 1):
                     clock.pause(control.checkpoint())
                     if control.cancelled:
                         return self._stopped(result, CANCELLED, clock, f"cancelled before "
                                              f"step {result.steps + 1} (epoch {epoch}, "
                                              f"batch {batch})")
-                    values = train_step(x, y).numpy()
+                    values = train_step(batches).numpy()
                     result.steps += 1
                     if not np.all(np.isfinite(values)):
                         return self._stopped(result, DIVERGED, clock,
                                              _divergence(values, result.steps, epoch, batch,
                                                          setup.placement.distributed))
-                    size = _batch_size(y)
-                    loss_sum, seen = loss_sum + float(values[0]) * size, seen + size
+                    loss_sum += float(values[0]) * float(values[1])
+                    seen += float(values[1])
                     result.final_loss = float(values[0])
                     reporter.step_finished(self._step_report(
                         setup, values, epoch, batch, result.steps, clock))
@@ -238,7 +233,8 @@ class Trainer:
                     return self._stopped(result, CANCELLED, clock,
                                          f"cancelled after step {result.steps}")
                 train_metrics = _results(spec.metrics)
-                val_loss, val_metrics = self._evaluate(spec, eval_step, val_ds)
+                val_loss, val_metrics = self._evaluate(spec, eval_step, val_ds,
+                                                       len(validation or ()), cfg.batch_size)
                 report = EpochReport(epoch, loss_sum / max(seen, 1), train_metrics, val_loss,
                                      val_metrics, time.perf_counter() - epoch_start)
                 result.history.append(report)
@@ -298,19 +294,20 @@ class Trainer:
         return dataset if strategy is None else strategy.experimental_distribute_dataset(dataset)
 
     @staticmethod
-    def _evaluate(spec: StepSpec, eval_step, val_ds):
+    def _evaluate(spec: StepSpec, eval_step, val_ds, samples: int, batch_size: int):
         if val_ds is None:
             return None, {}
         _reset(spec.metrics)
         total = np.zeros(2)
-        for x, y in val_ds:
-            total += eval_step(x, y).numpy()
+        batches = iter(val_ds)
+        for _ in range(math.ceil(samples / batch_size)):
+            total += eval_step(batches).numpy()
         return float(total[0] / max(total[1], 1)), _results(spec.metrics)
 
     @staticmethod
     def _step_report(setup: _Setup, values, epoch, batch, step, clock) -> StepReport:
         norms = dict.fromkeys(setup.info.layer_paths)
-        norms.update(zip(setup.info.receiving_layers, (float(v) for v in values[1:]),
+        norms.update(zip(setup.info.receiving_layers, (float(v) for v in values[2:]),
                          strict=True))
         rate = clock.tick()
         remaining = setup.info.total_steps - step
@@ -359,14 +356,6 @@ def _divergence(values, step: int, epoch: int, batch: int, distributed: bool) ->
             f"the step was not applied, the model keeps the weights after step {step - 1}")
     return (f"{what} at step {step} (epoch {epoch}, batch {batch}); {kept}. Lower the "
             "learning rate or check the data for NaN/Inf values")
-
-
-def _batch_size(y) -> int:
-    first = y[0]
-    values = getattr(first, "values", None)  # PerReplica
-    if values is not None:
-        return int(sum(int(v.shape[0]) for v in values))
-    return int(first.shape[0])
 
 
 def _reset(metrics) -> None:

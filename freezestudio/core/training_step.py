@@ -2,8 +2,10 @@
 
 One training step runs the forward pass in training mode, the loss, the gradients with
 respect to the variables that receive gradient (no others: weight decay must not move
-them), the L2 norm of those gradients per layer, and the optimizer update. It returns one
-vector `[loss, norm_1, ..., norm_k]` (one host transfer per step). A step whose loss or
+them), the L2 norm of those gradients per layer, and the optimizer update. It takes the
+data iterator (the batch is fetched inside the compiled function, as `model.fit` does)
+and returns one vector `[loss, batch size, norm_1, ..., norm_k]` (one host transfer per
+step). A step whose loss or
 gradients are not finite applies nothing (single device), so the model keeps the weights
 of the last good step.
 
@@ -119,13 +121,21 @@ def _unscaled(spec: StepSpec, grads):
     return [None if g is None else g / scale for g in grads]
 
 
+def _size(y):
+    import tensorflow as tf
+
+    return tf.cast(tf.shape(y[0])[0], tf.float32)
+
+
 def make_train_step(spec: StepSpec):
-    """A `tf.function (x, y) -> [loss, norms...]` for one device or a strategy."""
+    """A `tf.function (iterator) -> [loss, batch size, norms...]` (one device or a
+    strategy)."""
     import tensorflow as tf
 
     if spec.strategy is None:
-        @tf.function(reduce_retracing=True)
-        def train_step(x, y):
+        @tf.function
+        def train_step(iterator):
+            x, y = next(iterator)
             loss, grads, outputs = _gradients(spec, x, y)
             norms = _group_norms(spec, _unscaled(spec, grads))
             finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.reduce_sum(norms))
@@ -139,7 +149,7 @@ def make_train_step(spec: StepSpec):
             else:
                 tf.cond(finite, apply, lambda: tf.constant(False))
             _update_metrics(spec, y, outputs)
-            return tf.concat([tf.reshape(loss, (1,)), norms], axis=0)
+            return tf.concat([tf.stack([loss, _size(y)]), norms], axis=0)
         return train_step
 
     strategy = spec.strategy
@@ -155,19 +165,20 @@ def make_train_step(spec: StepSpec):
                                     _unscaled(spec, grads)])
         _apply(spec, grads)
         _update_metrics(spec, y, outputs)
-        return loss, norms
+        return tf.stack([loss, _size(y)]), norms
 
-    @tf.function(reduce_retracing=True)
-    def distributed_step(x, y):
-        loss, norms = strategy.run(replica_step, args=(x, y))
-        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+    @tf.function
+    def distributed_step(iterator):
+        head, norms = strategy.run(replica_step, args=next(iterator))
+        head = strategy.reduce(tf.distribute.ReduceOp.SUM, head, axis=None)
         norms = strategy.reduce(tf.distribute.ReduceOp.MEAN, norms, axis=None)
-        return tf.concat([tf.reshape(loss, (1,)), norms], axis=0)
+        return tf.concat([head, norms], axis=0)
     return distributed_step
 
 
 def make_eval_step(spec: StepSpec):
-    """A `tf.function (x, y) -> [loss sum over the batch, batch size]` in inference mode."""
+    """A `tf.function (iterator) -> [loss sum over the batch, batch size]` in inference
+    mode."""
     import tensorflow as tf
 
     def replica_eval(x, y):
@@ -178,11 +189,14 @@ def make_eval_step(spec: StepSpec):
         return tf.stack([loss, batch])
 
     if spec.strategy is None:
-        return tf.function(replica_eval, reduce_retracing=True)
+        @tf.function
+        def eval_step(iterator):
+            return replica_eval(*next(iterator))
+        return eval_step
     strategy = spec.strategy
 
-    @tf.function(reduce_retracing=True)
-    def distributed_eval(x, y):
-        per_replica = strategy.run(replica_eval, args=(x, y))
+    @tf.function
+    def distributed_eval(iterator):
+        per_replica = strategy.run(replica_eval, args=next(iterator))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     return distributed_eval
