@@ -34,6 +34,53 @@ class ScaledDense(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class UnnamedWeights(keras.layers.Layer):
+    """Creates its weights without names: Keras auto-names them with a global counter."""
+
+    def build(self, input_shape):
+        self.a = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+        self.b = self.add_weight(shape=(input_shape[-1],), initializer="zeros")
+
+    def call(self, inputs):
+        return inputs * self.a + self.b
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class SameNameWeights(keras.layers.Layer):
+    """Two weights with the same name in one layer (Keras allows it)."""
+
+    def build(self, input_shape):
+        self.first = self.add_weight(name="w", shape=(input_shape[-1],), initializer="ones")
+        self.second = self.add_weight(name="w", shape=(input_shape[-1], 2), initializer="ones")
+
+    def call(self, inputs):
+        return keras.ops.matmul(inputs * self.first, self.second)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2)
+
+
+@keras.saving.register_keras_serializable(package="tests")
+class TwoBranches(keras.layers.Layer):
+    """Two Dense sub-layers: both own a `kernel` and a `bias`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.left = keras.layers.Dense(2, name="left")
+        self.right = keras.layers.Dense(2, name="right")
+
+    def build(self, input_shape):
+        self.left.build(input_shape)
+        self.right.build(input_shape)
+
+    def call(self, inputs):
+        return self.left(inputs) + self.right(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2)
+
+
 def mobilenet_v2(size=32, alpha=0.35):
     return keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha,
                                           weights=None, classes=10)
