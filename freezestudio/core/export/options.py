@@ -22,7 +22,7 @@ DEPLOYMENT_FORMATS = (SAVEDMODEL, TFLITE, ONNX, FROZEN_GRAPH)
 """Formats for inference: stop-gradient layers are dropped (identity at inference)."""
 
 DEFAULT_OPSET = 17
-DEFAULT_TOLERANCE = 1e-4
+DEFAULT_TOLERANCE = 1e-3
 
 Progress = Callable[[float, str], None]
 """`progress(fraction, message)`: fraction in [0, 1], message a short phrase."""
