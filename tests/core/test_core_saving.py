@@ -295,3 +295,43 @@ def test_frozen_weightless_layer_survives_save(files, tmp_path, ext):
     assert plain.get_layer("drop").trainable is False
     reopened = open_document(tmp_path / f"out.{ext}")
     assert reopened.trainable_state(reopened.layer("drop")) is False
+
+
+def _random_edits(document, rng, count):
+    layers = [p for p in document.layer_paths if p]
+    containers = [p for p in layers if document.layer(p).is_container] or layers
+    for _ in range(count):
+        kind = rng.choice(("weight", "layer", "container"))
+        if kind == "weight":
+            node = document.weight(rng.choice(document.weight_ids))
+        else:
+            node = document.layer(rng.choice(containers if kind == "container" else layers))
+        document.set_trainable([node], rng.random() < 0.5)
+
+
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+@pytest.mark.parametrize("name", ["sequential_with_backbone", "nested_sequential",
+                                  "custom_layer_model", "text_lstm", "shared_two_outputs"])
+def test_random_edits_survive_save_and_reopen(files, tmp_path, name, ext):
+    import random
+
+    rng = random.Random(f"save-{name}-{ext}")
+    for trial in range(4):
+        document = open_document(files[name])
+        _random_edits(document, rng, rng.randint(2, 8))
+        before = full_state(document)
+        flags = {p: document.trainable_state(document.layer(p)) for p in document.layer_paths}
+        weights = values(document)
+        target = tmp_path / f"{trial}.{ext}"
+        report = save_document(document, target)
+        assert full_state(document) == before
+        if not report.notes:  # no warning given: plain Keras must train exactly the same
+            plain = keras.saving.load_model(target, compile=False)
+            assert mb.trainable_indices(plain) == mb.document_trainable_indices(document)
+        reopened = open_document(target)
+        assert full_state(reopened) == before, trial
+        assert {p: reopened.trainable_state(reopened.layer(p))
+                for p in reopened.layer_paths} == flags
+        for weight_id, value in weights.items():
+            np.testing.assert_array_equal(reopened.weight(weight_id).variable.numpy(), value,
+                                          err_msg=weight_id)
