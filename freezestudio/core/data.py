@@ -74,8 +74,15 @@ class TrainingData:
     notes: list = field(default_factory=list)
 
     def dataset(self, split: Split, batch_size: int, shuffle: bool = False,
-                seed: int | None = None):
-        """A batched, prefetching `tf.data.Dataset` of `((x...), (y...))`."""
+                seed: int | None = None, repeat: bool = False):
+        """A batched, prefetching `tf.data.Dataset` of `((x...), (y...))`.
+
+        Args:
+            shuffle: a new order every epoch (seeded by `seed`).
+            repeat: endless, epoch after epoch (each epoch ends with its own partial
+                batch), so one iterator serves a whole run: creating and deleting an
+                iterator per epoch costs up to a second once it has fed a tf.function.
+        """
         import tensorflow as tf
 
         if self.image is not None:
@@ -83,7 +90,8 @@ class TrainingData:
             if shuffle:
                 ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
             ds = ds.map(_image_decoder(self.image), num_parallel_calls=tf.data.AUTOTUNE)
-            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+            ds = ds.batch(batch_size)
+            return (ds.repeat() if repeat else ds).prefetch(tf.data.AUTOTUNE)
         # Arrays: shuffle and batch indices, then gather whole batches (one op per array
         # and batch instead of one per sample).
         xs = tuple(tf.constant(a) for a in split.x)
@@ -95,7 +103,8 @@ class TrainingData:
         def gather(indices):
             return (tuple(tf.gather(a, indices) for a in xs),
                     tuple(tf.gather(a, indices) for a in ys))
-        return ds.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size)
+        return (ds.repeat() if repeat else ds).map(gather).prefetch(tf.data.AUTOTUNE)
 
     def describe(self) -> str:
         val = len(self.validation) if self.validation is not None else 0

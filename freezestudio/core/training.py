@@ -201,9 +201,11 @@ class Trainer:
         data = TrainingData(self.data.source, train, image=None if setup.cache.enabled
                             else self.data.image)
         train_ds = self._distribute(setup, data.dataset(train, cfg.batch_size, cfg.shuffle,
-                                                        cfg.seed))
-        val_ds = self._distribute(setup, data.dataset(validation, cfg.batch_size)) \
+                                                        cfg.seed, repeat=True))
+        val_ds = self._distribute(setup, data.dataset(validation, cfg.batch_size, repeat=True)) \
             if validation is not None else None
+        batches = iter(train_ds)
+        val_batches = iter(val_ds) if val_ds is not None else None
         reporter.run_started(setup.info)
         result = RunResult(COMPLETED)
         epoch = batch = 0
@@ -211,7 +213,6 @@ class Trainer:
             for epoch in range(1, cfg.epochs + 1):
                 _reset(spec.metrics)
                 epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
-                batches = iter(train_ds)
                 for batch in range(1, setup.info.steps_per_epoch + 1):
                     clock.pause(control.checkpoint())
                     if control.cancelled:
@@ -233,7 +234,7 @@ class Trainer:
                     return self._stopped(result, CANCELLED, clock,
                                          f"cancelled after step {result.steps}")
                 train_metrics = _results(spec.metrics)
-                val_loss, val_metrics = self._evaluate(spec, eval_step, val_ds,
+                val_loss, val_metrics = self._evaluate(spec, eval_step, val_batches,
                                                        len(validation or ()), cfg.batch_size)
                 report = EpochReport(epoch, loss_sum / max(seen, 1), train_metrics, val_loss,
                                      val_metrics, time.perf_counter() - epoch_start)
@@ -294,12 +295,11 @@ class Trainer:
         return dataset if strategy is None else strategy.experimental_distribute_dataset(dataset)
 
     @staticmethod
-    def _evaluate(spec: StepSpec, eval_step, val_ds, samples: int, batch_size: int):
-        if val_ds is None:
+    def _evaluate(spec: StepSpec, eval_step, batches, samples: int, batch_size: int):
+        if batches is None:
             return None, {}
         _reset(spec.metrics)
         total = np.zeros(2)
-        batches = iter(val_ds)
         for _ in range(math.ceil(samples / batch_size)):
             total += eval_step(batches).numpy()
         return float(total[0] / max(total[1], 1)), _results(spec.metrics)
