@@ -14,7 +14,6 @@ Whether the data fit the model is checked separately (`data_fit.check_fits`).
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from freezestudio.core.model_io import ModelIO
 DEMO_DIR = Path(__file__).resolve().parents[2] / "resources" / "demo"
 DEMO_DATA = {"cnn": "cnn_task_b.npz", "text": "text_task_b.npz"}
 _DEMO_OF_MODEL = {"cnn_transfer": "cnn", "text_classifier": "text"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
 
 
 @dataclass
@@ -106,6 +104,30 @@ class TrainingData:
         ds = ds.batch(batch_size)
         return (ds.repeat() if repeat else ds).map(gather).prefetch(tf.data.AUTOTUNE)
 
+    def summary(self) -> dict:
+        """A preview for the user: sample counts, per-sample shapes and dtypes, classes."""
+        def shapes(arrays):
+            return [{"shape": list(a.shape[1:]), "dtype": str(a.dtype)} for a in arrays]
+
+        labels = []
+        for y in self.train.y:
+            entry = {"shape": list(y.shape[1:]), "dtype": str(y.dtype)}
+            if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
+                entry["classes"] = int(len(np.unique(y)))
+            labels.append(entry)
+        return {
+            "source": self.source,
+            "train_samples": len(self.train),
+            "validation_samples": len(self.validation) if self.validation is not None else 0,
+            "validation": self.validation_origin,
+            "inputs": ([{"shape": [self.image.height, self.image.width, self.image.channels],
+                         "dtype": "float32", "images": True}] if self.image is not None
+                       else shapes(self.train.x)),
+            "labels": labels,
+            "class_names": self.class_names,
+            "notes": list(self.notes),
+        }
+
     def describe(self) -> str:
         val = len(self.validation) if self.validation is not None else 0
         return (f"{self.source}: {len(self.train)} training samples, {val} validation "
@@ -154,20 +176,22 @@ def load_data(source, io: ModelIO, *, target: str | None = None,
     Raises:
         UserError: unreadable or malformed source, a missing key, a bad split.
     """
+    from freezestudio.core.data_sources import load_csv, load_image_folder, load_npz
+
     text = str(source)
     if text == "demo" or text.startswith("demo:"):
-        data = _load_npz(resolve_demo(text, model_path), io)
+        data = load_npz(resolve_demo(text, model_path), io)
         data.source = f"{text} ({data.source})"
     else:
         path = Path(source)
         if not path.exists():
             raise UserError(f"{path}: no such data file or folder")
         if path.is_dir():
-            data = _load_image_folder(path, io, image_scale)
+            data = load_image_folder(path, io, image_scale)
         elif path.suffix.lower() == ".npz":
-            data = _load_npz(path, io)
+            data = load_npz(path, io)
         elif path.suffix.lower() == ".csv":
-            data = _load_csv(path, io, target)
+            data = load_csv(path, io, target)
         else:
             raise UserError(f"{path}: unsupported data (expected an .npz or .csv file, or a "
                             "folder with one sub-folder of images per class)")
@@ -197,109 +221,3 @@ def apply_validation_split(data: TrainingData, fraction: float | None,
     return replace(data, train=data.train.subset(np.sort(order[n_val:])),
                    validation=data.train.subset(np.sort(order[:n_val])),
                    validation_origin=f"split {fraction:g}")
-
-
-# --- npz ---------------------------------------------------------------------------
-def _load_npz(path: Path, io: ModelIO) -> TrainingData:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot be read as .npz ({exc})") from None
-    in_names = [spec.name for spec in io.inputs]
-    out_names = [spec.name for spec in io.outputs]
-    x = _npz_arrays(path, arrays, in_names, "x", "input")
-    y = _npz_arrays(path, arrays, out_names, "y", "output")
-    x_val = _npz_arrays(path, arrays, in_names, "x_val", "input", suffix="_val", optional=True)
-    y_val = _npz_arrays(path, arrays, out_names, "y_val", "output", suffix="_val",
-                        optional=True)
-    if (x_val is None) != (y_val is None):
-        have, missing = ("x_val", "y_val") if y_val is None else ("y_val", "x_val")
-        raise UserError(f"{path}: has {have} but no {missing} (validation needs both)")
-    validation = Split(x_val, y_val) if x_val is not None else None
-    return TrainingData(f"{path.name} (npz)", Split(x, y), validation,
-                        "explicit" if validation is not None else "none")
-
-
-def _npz_arrays(path, arrays: dict, names: list, single_key: str, what: str,
-                suffix: str = "", optional: bool = False):
-    if len(names) == 1 and single_key in arrays:
-        return [arrays[single_key]]
-    keys = [name + suffix for name in names]
-    if all(key in arrays for key in keys):
-        return [arrays[key] for key in keys]
-    if optional and not any(key in arrays for key in keys):
-        return None
-    expected = single_key if len(names) == 1 else ", ".join(keys)
-    alternative = f" (or '{keys[0]}', the model's {what} name)" if len(names) == 1 else \
-        f" (one array per model {what})"
-    missing = [key for key in keys if key not in arrays] if len(names) > 1 else [expected]
-    raise UserError(f"{path}: missing array {', '.join(repr(m) for m in missing)}: expected "
-                    f"{expected}{alternative}; found {', '.join(sorted(arrays)) or 'nothing'}")
-
-
-# --- csv ---------------------------------------------------------------------------
-def _load_csv(path: Path, io: ModelIO, target: str | None) -> TrainingData:
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot be read ({exc})") from None
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if len(rows) < 2:
-        raise UserError(f"{path}: needs a header row and at least one row of data")
-    header = [name.strip() for name in rows[0]]
-    column = len(header) - 1 if target is None else _column(path, header, target)
-    values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
-    for r, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise UserError(f"{path}: line {r} has {len(row)} values, the header "
-                            f"{len(header)}")
-        for c, cell in enumerate(row):
-            try:
-                values[r - 2, c] = float(cell)
-            except ValueError:
-                raise UserError(f"{path}: line {r}, column '{header[c]}': "
-                                f"'{cell.strip()[:30]}' is not a number (only numeric "
-                                "columns are supported)") from None
-    if len(io.inputs) != 1 or len(io.outputs) != 1:
-        raise UserError(f"{path}: a CSV feeds models with one input and one output; this "
-                        f"model has {len(io.inputs)} inputs and {len(io.outputs)} outputs")
-    features = np.delete(values, column, axis=1).astype(np.float32)
-    labels = values[:, column]
-    labels = labels.astype(np.int64) if np.all(labels == np.round(labels)) \
-        else labels.astype(np.float32)
-    return TrainingData(f"{path.name} (csv, target '{header[column]}')",
-                        Split([features], [labels]))
-
-
-def _column(path: Path, header: list, target: str) -> int:
-    if target in header:
-        return header.index(target)
-    raise UserError(f"{path}: no column '{target}'; columns: {', '.join(header)}")
-
-
-# --- image folder --------------------------------------------------------------------
-def _load_image_folder(path: Path, io: ModelIO, scale: float) -> TrainingData:
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise UserError(f"{path}: an image folder needs one sub-folder per class; found none")
-    if len(io.inputs) != 1 or len(io.inputs[0].shape) != 4:
-        shapes = ", ".join(str(spec.shape) for spec in io.inputs)
-        raise UserError(f"{path}: images need a model with one image input (batch, height, "
-                        f"width, channels); this model takes {shapes}")
-    _, height, width, channels = io.inputs[0].shape
-    if height is None or width is None or channels not in (1, 3, 4):
-        raise UserError(f"{path}: the model's input {io.inputs[0].shape} has no fixed image "
-                        "size and 1, 3 or 4 channels")
-    files, labels = [], []
-    for index, name in enumerate(classes):
-        found = sorted(p for p in (path / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        files += [str(p) for p in found]
-        labels += [index] * len(found)
-    if not files:
-        raise UserError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the "
-                        "class sub-folders")
-    return TrainingData(f"{path.name}/ (images, {len(classes)} classes)",
-                        Split([np.array(files)], [np.array(labels, dtype=np.int64)]),
-                        class_names=classes, image=ImageSpec(height, width, channels, scale))

@@ -151,3 +151,22 @@ def apply_policy(model, policy: str):
         for layer, old in saved:
             layer.dtype_policy = old
     return restore
+
+
+def replicate_model(model, strategy):
+    """A copy of `model` whose variables live on the strategy's devices, and the mapping
+    `id(original variable) -> replica variable`."""
+    import keras
+
+    with strategy.scope():
+        clone = keras.models.clone_model(model)
+    originals, copies = model.weights, clone.weights
+    if len(originals) != len(copies) or any(
+            a.path != b.path or tuple(a.shape) != tuple(b.shape)
+            for a, b in zip(originals, copies, strict=True)):
+        raise UserError("this model cannot be replicated over several devices "
+                        "(its copy has different weights); train it on one device")
+    for original, copy in zip(originals, copies, strict=True):
+        copy.assign(original.numpy())
+        copy.trainable = original.trainable
+    return clone, {id(a): b for a, b in zip(originals, copies, strict=True)}

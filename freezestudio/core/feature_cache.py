@@ -170,16 +170,24 @@ def feature_bytes(plan: CachePlan, samples: int) -> int:
 
 
 def compute_features(plan: CachePlan, dataset) -> list:
-    """Runs the prefix (inference mode) over a batched dataset of `((x...), (y...))`."""
+    """Runs the prefix (inference mode, compiled) over a batched dataset of
+    `((x...), (y...))`; returns one float32 array per frontier tensor."""
     import keras
+    import tensorflow as tf
+
+    struct = plan.prefix._inputs_struct
+
+    @tf.function(reduce_retracing=True)
+    def features(x):
+        packed = keras.tree.pack_sequence_as(struct, list(x))
+        return [tf.cast(t, tf.float32) for t in
+                keras.tree.flatten(plan.prefix(packed, training=False))]
 
     chunks = None
-    struct = plan.prefix._inputs_struct
     for x, _ in dataset:
-        packed = keras.tree.pack_sequence_as(struct, list(x))
-        out = keras.tree.flatten(plan.prefix(packed, training=False))
+        out = features(x)
         if chunks is None:
             chunks = [[] for _ in out]
         for chunk, value in zip(chunks, out, strict=True):
-            chunk.append(np.asarray(value))
+            chunk.append(value.numpy())
     return [np.concatenate(chunk) for chunk in chunks or []]

@@ -7,13 +7,10 @@ Every path is scanned for code-carrying objects before a loader sees it (see
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
-from freezestudio.core import formats
+from freezestudio.core import formats, tf_keras_compat
 from freezestudio.core.code_scan import find_code_objects, stored_configs
 from freezestudio.core.custom_objects import import_custom_objects
 from freezestudio.core.document import Document
@@ -64,7 +61,9 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
 
         document = open_generic_savedmodel(path)
     else:
-        document = _keras_document(_load_keras_model(path, fmt, trust, custom), path, fmt)
+        notes: list[str] = []
+        document = _keras_document(_load_keras_model(path, fmt, trust, custom, notes), path, fmt)
+        document.notes += notes
         document.compile_config = _compile_config(configs, fmt)
     _restore_state(document, path, fmt)
     return document
@@ -82,99 +81,22 @@ def _keras_document(model, path: Path, fmt: str) -> Document:
     return document
 
 
-def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict):
+def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict, notes: list):
     import keras
 
     import freezestudio.core.stop_gradient_layer  # noqa: F401 - registers StopGradient
 
     try:
         if fmt == formats.TF_KERAS_SAVEDMODEL:
-            return _load_tf_keras_savedmodel(path, trust, custom)
-        if fmt == formats.H5 and _written_by_tf_keras(path):
-            return _load_tf_keras_h5(path, trust, custom)
+            return tf_keras_compat.load_savedmodel(path, trust, custom, notes)
+        if fmt == formats.H5 and tf_keras_compat.written_by_tf_keras(path):
+            return tf_keras_compat.load_h5(path, trust, custom, notes)
         return keras.saving.load_model(path, custom_objects=custom, compile=False,
                                        safe_mode=not trust)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - every loader failure is reported to the user
         raise _as_user_error(exc, path, fmt) from None
-
-
-def _load_tf_keras_h5(path: Path, trust: bool, custom: dict):
-    """An .h5 from tf.keras 2.x: fix its nested-model references in a copy, then load."""
-    import keras
-
-    with tempfile.TemporaryDirectory(prefix="freezestudio-") as tmp:
-        copy = Path(tmp) / "copy.h5"
-        shutil.copyfile(path, copy)
-        _renumber_nested_calls(copy)
-        return keras.saving.load_model(copy, custom_objects=custom, compile=False,
-                                       safe_mode=not trust)
-
-
-def _load_tf_keras_savedmodel(path: Path, trust: bool, custom: dict):
-    """Keras 3 cannot read a tf.keras SavedModel: load it with tf_keras, convert via .h5."""
-    import keras
-    import tf_keras
-
-    legacy = tf_keras.models.load_model(str(path), compile=False, custom_objects=custom)
-    with tempfile.TemporaryDirectory(prefix="freezestudio-") as tmp:
-        converted = Path(tmp) / "converted.h5"
-        legacy.save(converted, save_format="h5")
-        _renumber_nested_calls(converted)
-        return keras.saving.load_model(converted, custom_objects=custom, compile=False,
-                                       safe_mode=not trust)
-
-
-def _renumber_nested_calls(h5_path: Path) -> None:
-    """tf.keras gives every built nested model a call node of its own, so its first call
-    inside another model is node 1. Keras 3 creates no such node: it compensates for
-    Functional models in output references only, and never for Sequential. Shift the
-    references Keras 3 would otherwise miss down by one."""
-    import h5py
-
-    with h5py.File(h5_path, "r+") as handle:
-        config = json.loads(handle.attrs["model_config"])
-        _shift_nested_refs(config)
-        handle.attrs["model_config"] = json.dumps(config)
-
-
-def _shift_nested_refs(model_config: dict) -> None:
-    config = model_config.get("config", {})
-    if not isinstance(config, dict) or "layers" not in config:
-        return
-    sequential = {layer["config"]["name"] for layer in config["layers"]
-                  if layer.get("class_name") == "Sequential" and _has_input(layer)}
-    functional = {layer["config"]["name"] for layer in config["layers"]
-                  if layer.get("class_name") in ("Functional", "Model")}
-
-    def shift(ref, names):
-        if isinstance(ref, list) and len(ref) >= 3 and isinstance(ref[0], str):
-            if ref[0] in names and ref[1] > 0:
-                ref[1] -= 1
-        elif isinstance(ref, list):
-            for item in ref:
-                shift(item, names)
-
-    for layer in config["layers"]:
-        shift(layer.get("inbound_nodes", []), sequential | functional)
-        _shift_nested_refs(layer)
-    shift(config.get("output_layers", []), sequential)
-
-
-def _has_input(sequential_config: dict) -> bool:
-    layers = sequential_config.get("config", {}).get("layers", [])
-    return bool(layers) and (layers[0].get("class_name") == "InputLayer"
-                             or "batch_input_shape" in layers[0].get("config", {}))
-
-
-def _written_by_tf_keras(h5_path: Path) -> bool:
-    import h5py
-
-    with h5py.File(h5_path, "r") as handle:
-        version = handle.attrs.get("keras_version", b"")
-    version = version.decode() if isinstance(version, bytes) else str(version)
-    return version.startswith("2.")
 
 
 def _as_user_error(exc: Exception, path: Path, fmt: str) -> UserError:

@@ -26,7 +26,12 @@ import numpy as np
 
 from freezestudio.core.data import Split, TrainingData
 from freezestudio.core.data_fit import check_fits, label_kind, prepare_split
-from freezestudio.core.devices import apply_policy, mixed_precision_policy, select_devices
+from freezestudio.core.devices import (
+    apply_policy,
+    mixed_precision_policy,
+    replicate_model,
+    select_devices,
+)
 from freezestudio.core.errors import UserError
 from freezestudio.core.feature_cache import (
     AUTO_LIMIT_BYTES,
@@ -38,7 +43,12 @@ from freezestudio.core.feature_cache import (
 from freezestudio.core.integrity import WeightSnapshot, check_integrity
 from freezestudio.core.loss_choice import choose_losses
 from freezestudio.core.model_io import forward_fn, is_keras, model_io
-from freezestudio.core.training_step import StepSpec, make_eval_step, make_train_step
+from freezestudio.core.training_step import (
+    StepSpec,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+)
 from freezestudio.core.training_types import (
     CANCELLED,
     COMPLETED,
@@ -68,6 +78,7 @@ class _Setup:
     model: object
     mapping: dict
     cache: CachePlan
+    policy: str | None = None
     missing: list = field(default_factory=list)
 
 
@@ -105,8 +116,8 @@ class Trainer:
         setup = self._setup()
         before = WeightSnapshot.take(self.document)
         restore_policy = None
-        if self.config.mixed_precision and setup.model is not None:
-            restore_policy = apply_policy(setup.model, mixed_precision_policy(setup.placement))
+        if setup.policy and setup.model is not None:
+            restore_policy = apply_policy(setup.model, setup.policy)
         try:
             result = self._train(setup, reporter, control)
         finally:
@@ -150,7 +161,7 @@ class Trainer:
             if model is None:
                 raise UserError("several devices need a Keras model; a generic SavedModel "
                                 "trains on one device")
-            model, mapping = _replicate(model, placement.strategy)
+            model, mapping = replicate_model(model, placement.strategy)
         cache = CachePlan(False, False, "feature caching off")
         if model is not None and not placement.distributed:
             cache = plan_cache(document, model, cfg.cache_features)
@@ -170,6 +181,17 @@ class Trainer:
         if not variables:
             notes.append("no weight receives gradient: the run changes nothing but "
                          "BatchNorm statistics")
+        policy = None
+        if cfg.mixed_precision:
+            policy = cfg.mixed_precision if isinstance(cfg.mixed_precision, str) \
+                else mixed_precision_policy(placement)
+            if model is None:
+                notes.append("mixed precision needs a Keras model: a generic SavedModel "
+                             "trains in its own dtypes")
+                policy = None
+            else:
+                notes.append(f"mixed precision: {policy}" + (" with dynamic loss scaling"
+                                                             if policy == "mixed_float16" else ""))
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         optimizer = cfg.optimizer + (f" (weight decay {cfg.weight_decay:g})"
                                      if cfg.optimizer == "adamw" else "")
@@ -184,7 +206,7 @@ class Trainer:
             device=placement.describe(), feature_cache=cache.reason,
             data=self.data.describe(), notes=notes)
         return _Setup(info, train, validation, losses, columns, receiving, variables, groups,
-                      placement, model, mapping, cache)
+                      placement, model, mapping, cache, policy)
 
     # --- the loop -------------------------------------------------------------------
     def _train(self, setup: _Setup, reporter: Reporter, control: TrainingControl) -> RunResult:
@@ -221,7 +243,10 @@ class Trainer:
                                              f"batch {batch})")
                     values = train_step(batches).numpy()
                     result.steps += 1
-                    if not np.all(np.isfinite(values)):
+                    # under loss scaling an overflowing step is skipped by the optimizer
+                    # (and the scale lowered): only a non-finite loss means divergence
+                    checked = values[:1] if setup.policy == "mixed_float16" else values
+                    if not np.all(np.isfinite(checked)):
                         return self._stopped(result, DIVERGED, clock,
                                              _divergence(values, result.steps, epoch, batch,
                                                          setup.placement.distributed))
@@ -264,8 +289,7 @@ class Trainer:
             prefix = f"{choice.output}_" if len(setup.losses) > 1 else ""
             metrics.append(choice.metric(prefix) if self.config.metrics else None)
         optimizer = make_optimizer(self.config, setup.info.total_steps)
-        loss_scale = self.config.mixed_precision and \
-            mixed_precision_policy(setup.placement) == "mixed_float16"
+        loss_scale = setup.policy == "mixed_float16"
         if loss_scale:
             import keras
 
@@ -376,44 +400,6 @@ def _metric_names(losses, metrics: bool, validation: bool) -> list:
         prefix = f"{choice.output}_" if len(losses) > 1 else ""
         names.append(choice.metric(prefix).name)
     return names + ([f"val_{n}" for n in names] if validation else [])
-
-
-def make_optimizer(config: TrainingConfig, total_steps: int):
-    """A fresh Keras optimizer for a run (with the learning-rate schedule)."""
-    import keras
-
-    lr = config.learning_rate
-    if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total_steps))
-    elif config.schedule == "step":
-        lr = keras.optimizers.schedules.ExponentialDecay(
-            lr, decay_steps=max(1, total_steps // 3), decay_rate=0.1, staircase=True)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=config.momentum)
-    if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(lr)
-    return keras.optimizers.Adam(lr)
-
-
-def _replicate(model, strategy):
-    """A copy of `model` whose variables live on the strategy's devices, and the mapping
-    `id(original variable) -> replica variable`."""
-    import keras
-
-    with strategy.scope():
-        clone = keras.models.clone_model(model)
-    originals, copies = model.weights, clone.weights
-    if len(originals) != len(copies) or any(
-            a.path != b.path or tuple(a.shape) != tuple(b.shape)
-            for a, b in zip(originals, copies, strict=True)):
-        raise UserError("this model cannot be replicated over several devices "
-                        "(its copy has different weights); train it on one device")
-    for original, copy in zip(originals, copies, strict=True):
-        copy.assign(original.numpy())
-        copy.trainable = original.trainable
-    return clone, {id(a): b for a, b in zip(originals, copies, strict=True)}
 
 
 def train(document, data: TrainingData, config: TrainingConfig | None = None,

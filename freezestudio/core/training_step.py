@@ -200,3 +200,22 @@ def make_eval_step(spec: StepSpec):
         per_replica = strategy.run(replica_eval, args=next(iterator))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
     return distributed_eval
+
+
+def make_optimizer(config, total_steps: int):
+    """A fresh Keras optimizer for a run (with the learning-rate schedule)."""
+    import keras
+
+    lr = config.learning_rate
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total_steps))
+    elif config.schedule == "step":
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            lr, decay_steps=max(1, total_steps // 3), decay_rate=0.1, staircase=True)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=config.momentum)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr)
+    return keras.optimizers.Adam(lr)

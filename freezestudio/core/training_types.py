@@ -35,7 +35,8 @@ class TrainingConfig:
         shuffle: reshuffle the training data every epoch.
         cache_features: "auto", "on" or "off" (see feature_cache).
         device: a device spec (see devices.select_devices), None for the default.
-        mixed_precision: float16 on GPU (with loss scaling), bfloat16 on CPU.
+        mixed_precision: True: float16 on GPU (with loss scaling), bfloat16 on CPU; or
+            a policy name ("mixed_float16", "mixed_bfloat16") to force one.
     """
 
     epochs: int = 1
@@ -51,7 +52,7 @@ class TrainingConfig:
     shuffle: bool = True
     cache_features: str = "auto"
     device: str | None = None
-    mixed_precision: bool = False
+    mixed_precision: bool | str = False
 
     def validate(self) -> None:
         """Raises UserError for a value out of range."""
@@ -61,6 +62,10 @@ class TrainingConfig:
             raise UserError(f"batch size must be at least 1, got {self.batch_size}")
         if not self.learning_rate > 0:
             raise UserError(f"learning rate must be positive, got {self.learning_rate}")
+        if isinstance(self.mixed_precision, str) and \
+                self.mixed_precision not in ("mixed_float16", "mixed_bfloat16"):
+            raise UserError(f"unknown mixed precision policy '{self.mixed_precision}' "
+                            "(mixed_float16 or mixed_bfloat16)")
         for value, allowed, what in ((self.optimizer, OPTIMIZERS, "optimizer"),
                                      (self.schedule, SCHEDULES, "schedule"),
                                      (self.cache_features, CACHE_MODES, "cache-features")):

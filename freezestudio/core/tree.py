@@ -9,6 +9,7 @@ This module is TensorFlow-free: it reads Keras objects through their public attr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,15 @@ def _sublayer_variables(layer, prefix=""):
         yield from _sublayer_variables(sub, f"{prefix}{sub.name}/")
 
 
+_AUTO_NAME = re.compile(r"^variable(_\d+)?$")
+
+
+def _stable_name(name: str) -> str:
+    """Keras names unnamed weights `variable`, `variable_1`, ... from a process-wide
+    counter, so the suffix differs between openings: drop it (keys are numbered per layer)."""
+    return "variable" if _AUTO_NAME.match(name) else name
+
+
 def _weight_nodes(layer, node: LayerNode, seen: set[int]) -> list[WeightNode]:
     """Weights owned by `layer` (not by child tree nodes), keyed uniquely within the layer."""
     if _is_container(layer):
@@ -126,11 +136,18 @@ def _weight_nodes(layer, node: LayerNode, seen: set[int]) -> list[WeightNode]:
     else:
         entries = list(_sublayer_variables(layer))
     entries = [e for e in entries if id(e[1]) not in seen]
-    names = [variable.name for _, variable, _ in entries]
-    weights = []
-    for rel_path, variable, created_trainable in entries:
+    names = [_stable_name(variable.name) for _, variable, _ in entries]
+    weights, keys = [], set()
+    for (rel_path, variable, created_trainable), name in zip(entries, names, strict=True):
         seen.add(id(variable))
-        key = variable.name if names.count(variable.name) == 1 else rel_path
+        if names.count(name) == 1:
+            key = base = name
+        else:
+            key = base = rel_path.rpartition("/")[0] + "/" + name if "/" in rel_path else name
+        suffix = 1
+        while key in keys:  # the same name twice in one (sub-)layer: number in creation order
+            key, suffix = f"{base}_{suffix}", suffix + 1
+        keys.add(key)
         weights.append(WeightNode(key, variable, node, created_trainable))
     return weights
 
