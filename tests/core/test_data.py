@@ -212,3 +212,13 @@ def test_user_loss_must_fit_the_labels(cnn):
         choose_losses([out], [SPARSE], [np.array([0, 1])], None, "bogus")
     (choice,) = choose_losses([out], [DENSE], [np.eye(3)], None, "mse")
     assert choice.describe() == "mean_squared_error: chosen by the user"
+
+
+def test_summary_previews_counts_shapes_and_classes(text):
+    data = load_data("demo", model_io(text), model_path=text.source_path, validation_split=0.25,
+                     seed=0)
+    summary = data.summary()
+    assert summary["train_samples"] == 900 and summary["validation_samples"] == 300
+    assert summary["validation"] == "split 0.25"
+    assert summary["inputs"] == [{"shape": [40], "dtype": "int32"}]
+    assert summary["labels"][0]["classes"] == 3

@@ -356,3 +356,59 @@ def test_metrics_csv_columns_are_empty_exactly_without_gradient(tmp_path):
                 assert float(cell) > 0
     assert {p for p in expected if rows[0][GRAD_NORM_PREFIX + p]} == \
         {"conv_base/block3_conv", "head_dense"}
+
+
+# --- more models and faults ---------------------------------------------------------------
+def test_two_inputs_two_outputs_get_a_loss_and_metric_each(tmp_path):
+    a = keras.Input((3,), name="a")
+    b = keras.Input((2,), name="b")
+    merged = keras.layers.Concatenate(name="cat")([a, b])
+    cls = keras.layers.Dense(4, activation="softmax", name="cls")(merged)
+    reg = keras.layers.Dense(1, name="reg")(merged)
+    document = save_and_open(keras.Model([a, b], [cls, reg], name="two"), tmp_path)
+    rng = np.random.default_rng(0)
+    xa, xb = rng.normal(size=(96, 3)), rng.normal(size=(96, 2))
+    data = TrainingData("a", Split([xa, xb], [(xa[:, 0] > 0).astype("int64") + 2 *
+                                              (xb[:, 0] > 0), xa.sum(1)]))
+    recorder = Recorder()
+    result = Trainer(document, data, TrainingConfig(epochs=6, learning_rate=0.02)).run(recorder)
+    assert result.status == COMPLETED
+    assert [c.split(":")[0] for c in result.info.losses] == [
+        "sparse_categorical_crossentropy", "mean_squared_error"]
+    assert set(recorder.epochs[0].metrics) == {"cls_accuracy", "reg_mae"}
+    assert recorder.epochs[-1].loss < recorder.epochs[0].loss
+
+
+def test_mixed_float16_uses_loss_scaling_and_still_learns(tmp_path):
+    inputs = keras.Input((8,), name="x")
+    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
+    out = keras.layers.Dense(3, activation="softmax", name="out")(hidden)
+    document = save_and_open(keras.Model(inputs, out), tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    data = TrainingData("a", Split([x], [np.argmax(x[:, :3], axis=1)]))
+    recorder = Recorder()
+    result = Trainer(document, data, TrainingConfig(
+        epochs=5, learning_rate=0.01, mixed_precision="mixed_float16")).run(recorder)
+    assert result.status == COMPLETED, result.message
+    assert any("dynamic loss scaling" in note for note in result.info.notes)
+    assert recorder.epochs[-1].loss < recorder.epochs[0].loss
+    assert result.integrity.ok and not result.integrity.trained_unchanged
+    assert document.model.get_layer("hidden").dtype_policy.name == "float32"
+
+
+def test_a_corrupt_image_ends_the_run_cleanly_naming_the_step(tmp_path):
+    document = demo("cnn_transfer")
+    rng = np.random.default_rng(0)
+    for label in ("a", "b", "c"):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            (tmp_path / label / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    (tmp_path / "b" / "1.png").write_bytes(b"not a png at all")
+    data = load_data(tmp_path, model_io(document))
+    result = Trainer(document, data, TrainingConfig(batch_size=2, shuffle=False,
+                                                    cache_features="off")).run()
+    assert result.status == "failed" and result.steps == 1
+    assert result.message.startswith("step 2 (epoch 1, batch 2) failed: InvalidArgumentError")
+    assert result.integrity.ok  # the first step's changes are reported, nothing else moved
