@@ -59,7 +59,8 @@ class Placement:
 def enable_memory_growth() -> list[str]:
     """Lets every GPU allocate memory as needed instead of grabbing it all (call it before
     anything runs on a GPU). Returns the GPUs it could set; a GPU already initialised keeps
-    its setting."""
+    its setting. (`tf_import.import_tensorflow_quietly` sets TF_FORCE_GPU_ALLOW_GROWTH,
+    which does the same for every GPU before TensorFlow probes its devices.)"""
     import tensorflow as tf
 
     done = []

@@ -18,6 +18,9 @@ def import_tensorflow_quietly() -> None:
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # GPUs allocate memory as needed instead of grabbing the whole card (training in the
+    # GUI process); it must be decided before the device probing below.
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -412,3 +412,30 @@ def test_a_corrupt_image_ends_the_run_cleanly_naming_the_step(tmp_path):
     assert result.status == "failed" and result.steps == 1
     assert result.message.startswith("step 2 (epoch 1, batch 2) failed: InvalidArgumentError")
     assert result.integrity.ok  # the first step's changes are reported, nothing else moved
+
+
+def test_tensorboard_events_hold_loss_grad_norms_and_epochs(tmp_path):
+    from freezestudio.core.run_logs import TensorBoardWriter
+
+    document = demo("text_classifier", "text_plan.json")
+    data = subset(demo_data(document), 128, 64)
+    result = Trainer(document, data, TrainingConfig(epochs=2)).run(
+        TensorBoardWriter(tmp_path / "tb"))
+    assert result.status == COMPLETED
+
+    def scalars(folder):
+        found = {}
+        for event_file in sorted((tmp_path / "tb" / folder).glob("events.out.tfevents.*")):
+            for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+                for value in event.summary.value:
+                    if value.metadata.plugin_data.plugin_name == "scalars":
+                        found.setdefault(value.tag, []).append(
+                            (event.step, float(tf.make_ndarray(value.tensor))))
+        return found
+
+    train = scalars("train")
+    assert [s for s, _ in train["loss"]] == list(range(1, 9))
+    assert set(train) == {"loss", "grad_norm/hidden", "grad_norm/classifier", "epoch_loss",
+                          "epoch_accuracy"}  # no column for the cut-off embedding
+    assert len(train["epoch_loss"]) == 2
+    assert set(scalars("validation")) == {"epoch_loss", "epoch_accuracy"}

@@ -173,3 +173,16 @@ def test_apply_policy_switches_compute_dtype_and_back():
     assert model.get_layer("d").kernel.dtype == "float32"
     restore()
     assert model(np.zeros((1, 4), "float32")).dtype == "float32"
+
+
+def test_memory_growth_is_requested_before_devices_are_probed():
+    from freezestudio.core.devices import enable_memory_growth
+
+    code = ("import os; from freezestudio.core.tf_import import import_tensorflow_quietly; "
+            "import_tensorflow_quietly(); print(os.environ['TF_FORCE_GPU_ALLOW_GROWTH'])")
+    env = {k: v for k, v in os.environ.items() if k != "TF_FORCE_GPU_ALLOW_GROWTH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+    assert proc.stdout.strip() == "true", proc.stderr[-2000:]
+    gpus = tf.config.list_physical_devices("GPU")
+    assert len(enable_memory_growth()) <= len(gpus)
