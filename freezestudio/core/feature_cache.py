@@ -28,6 +28,7 @@ AUTO_LIMIT_BYTES = 2 * 1024**3
 _RNN = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
         "ConvLSTM3D"}
 _BATCH_NORM = {"BatchNormalization", "SyncBatchNormalization"}
+_NOISE = {"GaussianNoise", "GaussianDropout", "AlphaDropout"}
 
 
 @dataclass
@@ -64,7 +65,13 @@ def _leaf_layers(layer):
 
 
 def _training_dependent(layer) -> str | None:
-    """Why this (leaf) layer's output may differ between training and inference."""
+    """Why this (leaf) layer's output may differ between training and inference.
+
+    Built-in Keras layers are judged by what they are (dropout and noise with a non-zero
+    rate, random augmentation, trainable BatchNorm, RNNs and attention with dropout); a
+    Keras `Dense` takes a `training` argument but ignores it. A custom layer whose `call`
+    takes `training` is assumed to use it.
+    """
     name = type(layer).__name__
     if name in _BATCH_NORM:
         return f"BatchNormalization '{layer.name}' is trainable" if layer.trainable else None
@@ -72,16 +79,30 @@ def _training_dependent(layer) -> str | None:
         return f"'{layer.name}' has an activity regularizer"
     if getattr(layer, "mask_zero", False) or name == "Masking":
         return f"'{layer.name}' produces a mask"
+    inner = getattr(layer, "layer", None) or getattr(layer, "forward_layer", None)
+    if inner is not None and inner is not layer:  # TimeDistributed, Bidirectional
+        return _training_dependent(inner) or (_training_dependent(layer.backward_layer)
+                                              if getattr(layer, "backward_layer", None)
+                                              else None)
     if not getattr(layer, "_call_has_training_arg", False):
         return None
-    if name in _RNN or name.endswith("Dropout") or name in ("GaussianNoise",):
-        rates = [getattr(layer, a, 0) or 0 for a in ("rate", "dropout", "recurrent_dropout",
-                                                     "stddev")]
-        inner = [getattr(getattr(layer, a, None), "dropout", 0) or 0
-                 for a in ("forward_layer", "backward_layer", "cell")]
-        if not any(rates) and not any(inner):
-            return None
-    return f"'{layer.name}' ({name}) behaves differently while training"
+    why = f"'{layer.name}' ({name}) behaves differently while training"
+    if not type(layer).__module__.startswith("keras."):
+        return why
+    if name.startswith("Random") or name in _NOISE:
+        return why if name.startswith("Random") or _rate(layer) else None
+    if name.endswith("Dropout") or name in _RNN or name == "MultiHeadAttention":
+        return why if _rate(layer) else None
+    return None
+
+
+def _rate(layer) -> float:
+    rates = [getattr(layer, a, 0) or 0 for a in ("rate", "dropout", "recurrent_dropout",
+                                                 "stddev", "_dropout")]
+    cell = getattr(layer, "cell", None)
+    if cell is not None:
+        rates += [getattr(cell, a, 0) or 0 for a in ("dropout", "recurrent_dropout")]
+    return float(max(rates))
 
 
 def _static_problem(document, layer, layer_nodes: dict) -> tuple[str | None, str | None]:

@@ -439,3 +439,46 @@ def test_tensorboard_events_hold_loss_grad_norms_and_epochs(tmp_path):
                           "epoch_accuracy"}  # no column for the cut-off embedding
     assert len(train["epoch_loss"]) == 2
     assert set(scalars("validation")) == {"epoch_loss", "epoch_accuracy"}
+
+
+def _prefix_model(middle):
+    inputs = keras.Input((6,), name="x")
+    x = keras.layers.Dense(5, name="pre")(inputs)
+    x = middle(x)
+    x = keras.layers.Dense(4, name="post")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+
+@pytest.mark.parametrize(("middle", "auto", "inexact"), [
+    (keras.layers.Dropout(0.0, name="mid"), True, None),
+    (keras.layers.Dropout(0.3, name="mid"), False, "'mid' (Dropout) behaves differently"),
+    (keras.layers.GaussianNoise(0.1, name="mid"), False, "behaves differently"),
+    (keras.layers.BatchNormalization(name="mid"), False, "BatchNormalization 'mid' is trainable"),
+    (keras.layers.Dense(5, name="mid"), True, None),  # takes `training`, ignores it
+])
+def test_cache_plan_is_exact_only_for_training_independent_prefixes(tmp_path, middle, auto,
+                                                                      inexact):
+    from freezestudio.core.feature_cache import plan_cache
+
+    document = save_and_open(_prefix_model(middle), tmp_path)
+    apply_plan_(document, load_plan_dict({"stop_gradient_after": ["mid"]}))
+    document.set_trainable(matching_nodes(document, "pre"), False)
+    plan = plan_cache(document, document.model, "auto")  # exact only: may stop earlier
+    assert plan.enabled and plan.exact
+    assert plan.frontier == (["mid_stop_gradient"] if auto else ["pre"]), plan.reason
+    forced = plan_cache(document, document.model, "on")
+    assert forced.enabled and forced.frontier == ["mid_stop_gradient"]
+    assert forced.exact == (inexact is None)
+    if inexact:
+        assert inexact in forced.reason and "inference mode" in forced.reason
+    assert not plan_cache(document, document.model, "off").enabled
+
+
+def test_cache_on_without_a_frozen_prefix_is_refused(tmp_path):
+    from freezestudio.core.errors import UserError
+
+    document = save_and_open(_prefix_model(keras.layers.Dense(5, name="mid")), tmp_path)
+    data = TrainingData("a", Split([np.zeros((8, 6), "float32")], [np.zeros(8, "int64")]))
+    with pytest.raises(UserError, match="--cache-features on: no cacheable prefix \\('pre' "
+                                        "receives gradient\\)"):
+        Trainer(document, data, TrainingConfig(cache_features="on")).prepare()
