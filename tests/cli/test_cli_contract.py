@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 import keras
 import model_builders as mb
 import pytest
+import tensorflow as tf
 from cli_runner import assert_user_error, run_many
 
 NODE_KEYS = {"path", "name", "class", "trainable", "receives_gradient", "stop_gradient_after",
@@ -27,6 +28,17 @@ def parse_json(run):
     return json.loads(run.stdout)  # exactly one JSON object on stdout
 
 
+class ScopedModule(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.kernel = tf.Variable(tf.ones((2, 3)), name="encoder/kernel")
+        self.head = tf.Variable(tf.ones((3, 1)), name="head/kernel")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def __call__(self, x):
+        return tf.matmul(tf.matmul(x, self.kernel), self.head)
+
+
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("contract")
@@ -38,7 +50,11 @@ def cli(tmp_path_factory):
         {"match": "backbone/b*", "value": True},
         {"match": "head:bias", "value": False},
     ], "stop_gradient_after": []}))
+    generic = folder / "generic"
+    module = ScopedModule()
+    tf.saved_model.save(module, str(generic), signatures={"serving_default": module.__call__})
     jobs = {
+        "apply_generic": ["apply", generic, "--freeze", "encoder", "-o", folder / "generic_out"],
         "inspect_plain": ["inspect", source, "--json"],
         "inspect_text": ["inspect", source],
         "inspect_edited": ["inspect", source, "--json", *LAYER_EDITS],
@@ -53,6 +69,7 @@ def cli(tmp_path_factory):
     second = {
         "inspect_flags_out": ["inspect", folder / "flags.keras", "--json"],
         "inspect_plan_out": ["inspect", folder / "plan.keras", "--json"],
+        "inspect_generic_out": ["inspect", folder / "generic_out", "--json"],
     }
     first.update(zip(second, run_many(list(second.values())), strict=True))
     return folder, source, first
@@ -173,3 +190,19 @@ def test_apply_to_unsupported_output_is_exit_2(cli):
     folder, _, runs = cli
     assert_user_error(runs["apply_bad_output"], "out.txt")
     assert not (folder / "out.txt").exists()
+
+
+def test_apply_and_inspect_generic_savedmodel(cli):
+    folder, _, runs = cli
+    assert runs["apply_generic"].returncode == 0, runs["apply_generic"].stderr[-2000:]
+    data = parse_json(runs["inspect_generic_out"])
+    assert data["format"] == "savedmodel"
+    by_path = {n["path"]: n for n in walk(data["model"])}
+    assert by_path["encoder"]["trainable"] is False
+    assert by_path["head"]["trainable"] is True
+    assert data["totals"] == {"params": 9, "trainable_params": 3, "non_trainable_params": 6,
+                              "receiving_gradient_params": 3}
+    loaded = tf.saved_model.load(str(folder / "generic_out"))
+    assert (loaded.kernel.trainable, loaded.head.trainable) == (False, True)
+    out = loaded.signatures["serving_default"](x=tf.ones((1, 2)))
+    assert float(next(iter(out.values())).numpy()[0, 0]) == 6.0
