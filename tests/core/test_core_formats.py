@@ -155,6 +155,11 @@ def test_tf_keras_mobilenet_transfer_h5(tmp_path):
     legacy.save(tmp_path / "transfer.h5")
     document = open_document(tmp_path / "transfer.h5")
     check_against_tf_keras(document, legacy)
+    base = next(p for p in document.layer_paths if p.startswith("mobilenetv2"))
+    assert document.trainable_state(document.layer(base)) is False
+    assert document.trainable_state(document.layer("head")) is True
+    # The tf.keras-only option Keras 3 lacks is dropped, and the user is told.
+    assert any("groups" in note for note in document.notes), document.notes
 
 
 @pytest.mark.slow

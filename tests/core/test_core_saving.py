@@ -1,5 +1,6 @@
 """Saving documents: round trips through FreezeStudio and plain Keras, and atomic writes."""
 
+import json
 import os
 from pathlib import Path
 
@@ -335,3 +336,39 @@ def test_random_edits_survive_save_and_reopen(files, tmp_path, name, ext):
         for weight_id, value in weights.items():
             np.testing.assert_array_equal(reopened.weight(weight_id).variable.numpy(), value,
                                           err_msg=weight_id)
+
+
+def _rewrite_member(path, member, text):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        items = {name: archive.read(name) for name in archive.namelist()}
+    items[member] = text.encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in items.items():
+            archive.writestr(name, data)
+
+
+def test_unreadable_stored_state_falls_back_to_keras_flags(files, tmp_path):
+    document = open_document(files["mlp"])
+    document.set_trainable([document.layer("dense")], False)
+    document.set_trainable([document.weight("dense_2:bias")], False)
+    save_document(document, tmp_path / "m.keras")
+    _rewrite_member(tmp_path / "m.keras", "freezestudio.json", "{not json")
+    reopened = open_document(tmp_path / "m.keras")
+    # Keras's own layer flags still apply; only the lone bias freeze is gone.
+    assert reopened.trainable_state(reopened.layer("dense")) is False
+    assert reopened.is_weight_trainable(reopened.weight("dense_2:bias")) is True
+
+
+def test_stored_state_naming_a_missing_weight_opens_with_a_note(files, tmp_path):
+    document = open_document(files["mlp"])
+    document.set_trainable([document.layer("dense")], False)
+    save_document(document, tmp_path / "m.keras")
+    _rewrite_member(tmp_path / "m.keras", "freezestudio.json", json.dumps({
+        "freezestudio_state": 1,
+        "plan": {"freezestudio_plan": 1, "trainable": [{"match": "gone:bias", "value": False}],
+                 "stop_gradient_after": []}}))
+    reopened = open_document(tmp_path / "m.keras")
+    assert reopened.trainable_state(reopened.layer("dense")) is False
+    assert any("gone:bias" in note for note in reopened.notes), reopened.notes
