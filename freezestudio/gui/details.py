@@ -71,39 +71,50 @@ def _weights_table(document, weights: list[WeightNode], stats_of) -> str:
 
 
 def _config(node: LayerNode) -> str:
+    """The layer's Keras config (containers: only a summary, their config is the graph)."""
     layer = node.layer
     if layer is None or not hasattr(layer, "get_config"):
         return ""
+    if node.is_container:
+        return (f"<h3>Structure</h3><p>{len(node.children)} layers, "
+                f"{sum(1 for _ in node.all_weights()):,} weights</p>")
     try:
         config = layer.get_config()
     except Exception:  # noqa: BLE001 - some layers cannot describe themselves
         return ""
-    if node.is_container:
-        config = {k: v for k, v in config.items() if k not in ("layers", "input_layers",
-                                                             "output_layers")}
+    config.pop("trainable", None)  # shown above from the document, and it changes
     text = json.dumps(config, indent=1, default=str)
     if len(text) > MAX_CONFIG_CHARS:
         text = text[:MAX_CONFIG_CHARS] + "\n…"
     return f"<h3>Config</h3><pre>{escape(text)}</pre>"
 
 
+def static_facts(document, node: LayerNode) -> dict:
+    """What does not change while editing: graph neighbours, output shape, config."""
+    inbound, outbound = node_info.neighbours(document, node)
+    return {"inbound": inbound, "outbound": outbound,
+            "calls": len(node_info.calls(document, node)),
+            "shape": node_info.output_shape(node), "config": _config(node)}
+
+
 def layer_html(document, node: LayerNode, points: list[str],
-               stats_of=node_info.weight_stats) -> str:
-    counts = document.counts(node)
+               stats_of=node_info.weight_stats, counter=None, static_of=None) -> str:
+    counter = counter or node_info.StateCache(document)
+    params, trainable = counter.counts(node)
     state = _STATE[document.trainable_state(node)]
     title = escape(node.name) + (" (top model)" if node.parent is None else "")
     parts = [f"<h2>{title}</h2>",
              f"<p><b>{escape(node.class_name)}</b> · <code>{escape(node.path or '/')}</code></p>",
-             f"<p>{counts.params:,} params, {counts.trainable:,} trainable · <b>{state}</b>"]
+             f"<p>{params:,} params, {trainable:,} trainable · <b>{state}</b>"]
     if node.parent is None:
-        parts.append(f" · {document.receiving_params():,} receive gradient<br>"
+        parts.append(f" · {counter.receiving():,} receive gradient<br>"
                      f"{escape(str(document.source_path))} ({escape(document.source_format)})")
     parts.append("</p>")
-    parts.append(f"<p>{escape(node_info.gradient_reason(document, node))}</p>")
+    parts.append(f"<p>{escape(node_info.gradient_reason(counter, node))}</p>")
     parts.append(_bn_note(document, node))
     parts.append(_stop_section(document, node, points))
-    inbound, outbound = node_info.neighbours(document, node)
-    calls = len(node_info.calls(document, node))
+    static = static_of(node) if static_of else static_facts(document, node)
+    inbound, outbound, calls = static["inbound"], static["outbound"], static["calls"]
     if inbound or outbound:
         parts.append("<h3>Connections</h3><p>")
         parts.append(f"Inbound: {escape(', '.join(inbound)) or '–'}<br>"
@@ -111,11 +122,11 @@ def layer_html(document, node: LayerNode, points: list[str],
         if calls > 1:
             parts.append(f"<br>Called {calls} times (shared layer)")
         parts.append("</p>")
-    shape = node_info.output_shape(node)
+    shape = static["shape"]
     if shape:
         parts.append(f"<p>Output shape: <code>{escape(shape)}</code></p>")
     parts.append(_weights_table(document, node.weights, stats_of))
-    parts.append(_config(node))
+    parts.append(static["config"])
     return "".join(parts)
 
 
@@ -160,14 +171,24 @@ class DetailsPane(QTextBrowser):
         self.node = None
         self._points: list[str] = []
         self._stats: dict[int, dict | None] = {}
+        self._static: dict[int, dict] = {}
+        self._counter = None
         self.setMinimumWidth(260)
         self.show_node(None, None)
 
-    def show_node(self, document, node, points: list[str] | None = None) -> None:
+    def show_node(self, document, node, points: list[str] | None = None,
+                  counter=None) -> None:
         if document is not self.document_:
             self._stats.clear()
+            self._static.clear()
         self.document_, self.node, self._points = document, node, points or []
+        self._counter = counter
         self.refresh()
+
+    def _static_of(self, node: LayerNode) -> dict:
+        if id(node) not in self._static:
+            self._static[id(node)] = static_facts(self.document_, node)
+        return self._static[id(node)]
 
     def _stats_of(self, weight: WeightNode) -> dict | None:
         """Weight statistics, computed once per variable (edits do not change values)."""
@@ -185,7 +206,8 @@ class DetailsPane(QTextBrowser):
         if isinstance(node, WeightNode):
             html = weight_html(document, node, self._stats_of)
         else:
-            html = layer_html(document, node, self._points, self._stats_of)
+            html = layer_html(document, node, self._points, self._stats_of, self._counter,
+                              self._static_of)
         self.setHtml(STYLE + html)
         self.verticalScrollBar().setValue(bar)
 

@@ -17,9 +17,12 @@ _FILE_FORMATS = ("keras", "h5")
 
 
 def _load(path: str, trust: bool, modules: tuple, job):
+    """Opens the document and precomputes its static facts (read-only, in the worker)."""
     from freezestudio.core.loading import open_document
+    from freezestudio.gui.node_info import StateCache
 
-    return open_document(path, trust=trust, custom_object_modules=modules)
+    document = open_document(path, trust=trust, custom_object_modules=modules)
+    return document, StateCache(document).warm()
 
 
 def _save(document, target: str, job):
@@ -73,11 +76,12 @@ class FileFlowsMixin:
         self.statusBar().showMessage("Opening cancelled", 5000)
         self.load_finished.emit(False)
 
-    def _loaded(self, path: str, document) -> None:
+    def _loaded(self, path: str, result) -> None:
+        document, state = result
         self._load_job = None
         self.settings.add_recent(path)
         self.refresh_recent()
-        self.set_document(document)
+        self.set_document(document, state)
         self.statusBar().showMessage(f"Opened {path}", 5000)
         self.load_finished.emit(True)
 

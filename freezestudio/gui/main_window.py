@@ -58,6 +58,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self._load_job = None
         self._page_before_busy = None
         self._saving = False
+        self._hiding = False
         self._tf_state = "loading"
         self.setWindowIcon(style.icon("app"))
         self.setAcceptDrops(True)
@@ -84,6 +85,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.model = LayerTreeModel(self.editor, self)
         self.tree = LayerTreeView()
         self.tree.setModel(self.model)
+        self.model.set_ranges_provider(self.tree.visible_ranges)
         self.filter_bar = FilterBar()
         self.filter_bar.edit.setAcceptDrops(False)
         self.filter_bar.set_nodes_source(lambda: list(self.model.iter_nodes()))
@@ -124,8 +126,8 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.editor.stack.cleanChanged.connect(self.update_title)
         self.editor.failed.connect(self._edit_failed)
         self.model.refreshed.connect(self._on_refreshed)
-        self.tree.selectionModel().selectionChanged.connect(self._on_selection)
-        self.tree.selectionModel().currentChanged.connect(self._on_selection)
+        self.tree.selectionModel().selectionChanged.connect(self._update_actions)
+        self.tree.selectionModel().currentChanged.connect(self._on_current)
         self.tree.toggle_requested.connect(self.toggle_selected)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.tree.stop_delegate.point_toggled.connect(self.editor.toggle_stop_point)
@@ -143,23 +145,28 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             self.filter_bar.matches))
 
     # --- document ----------------------------------------------------------------------------
-    def set_document(self, document) -> None:
-        """Shows `document` in the editor (None: the start page)."""
+    def set_document(self, document, state=None) -> None:
+        """Shows `document` in the editor (None: the start page).
+
+        Args:
+            state: optionally a warmed-up `node_info.StateCache` of the document.
+        """
         self.document = document
+        self._hiding = False
         self.editor.set_document(document)
-        self.model.set_document(document)
-        self.details.show_node(None, None)
+        self.model.set_document(document, state)
         self.actions.set_classes(document)
         if document is not None:
             self.tree.expand(self.model.index(0, 0))
             self.tree.fit_columns()
             self.tree.setCurrentIndex(self.model.index(0, 0))
-            self.filter_bar.apply()
+            if self.filter_bar.active():
+                self.filter_bar.apply()
             self.pages.setCurrentWidget(self.editor_page)
             self.tree.setFocus()
         else:
+            self.details.show_node(None, None)
             self.pages.setCurrentWidget(self.start_page)
-        self.summary.update_from(document)
         self.update_title()
         self._update_actions()
 
@@ -177,7 +184,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
 
     @Slot()
     def _on_refreshed(self) -> None:
-        self.summary.update_from(self.document)
+        self.summary.update_from(self.document, self.model.state)
         self._show_current()
         self._update_actions()
 
@@ -186,14 +193,13 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         dialogs.show_error(self, "Edit not possible", message)
 
     # --- selection, details and actions ---------------------------------------------------
-    def _on_selection(self, *_args) -> None:
+    def _on_current(self, *_args) -> None:
         self._show_current()
-        self._update_actions()
 
     def _show_current(self) -> None:
         node = self.tree.current_node()
         points = self.model.stop_points(node) if node is not None else []
-        self.details.show_node(self.document, node, points)
+        self.details.show_node(self.document, node, points, self.model.state)
 
     def _selected_points(self) -> tuple[list[str], list[str]]:
         points = [p for n in self.tree.selected_nodes() if isinstance(n, LayerNode)
@@ -201,7 +207,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         stops = set(self.document.stop_points) if self.document is not None else set()
         return points, [p for p in points if p in stops]
 
-    def _update_actions(self) -> None:
+    def _update_actions(self, *_args) -> None:
         nodes = self.tree.selected_nodes() if self.document is not None else []
         points, active = self._selected_points() if nodes else ([], [])
         self.actions.update_enabled(self.document is not None and not self._saving, nodes,
@@ -252,7 +258,9 @@ class MainWindow(FileFlowsMixin, QMainWindow):
     def _on_filter(self, matches: list) -> None:
         self.model.set_matches(matches)
         only = self.filter_bar.only.isChecked() and self.filter_bar.active()
-        self.tree.show_only({id(n) for n in matches} if only else None)
+        if only or self._hiding:
+            self.tree.show_only({id(n) for n in matches} if only else None)
+            self._hiding = only
         if matches and not only:
             self.tree.reveal(self.model.index_of(matches[0]))
 

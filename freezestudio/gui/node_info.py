@@ -99,6 +99,96 @@ def gradient_text(document, node) -> tuple[str, str]:
     return "none", "no_gradient"
 
 
+# --- per-edit cache of derived state ------------------------------------------------------
+class StateCache:
+    """Read-through cache of the document's derived state, cleared after every edit.
+
+    Same answers as the `Document` methods of the same names (tests check it), computed
+    once per edit: painting a 771-layer tree asks them many times per row, and the top
+    row aggregates over every weight. `WeightNode.size` (TensorFlow shapes + numpy,
+    ~30 µs a call) is cached for the document's lifetime.
+    """
+
+    def __init__(self, document):
+        self.document = document
+        self._sizes: dict[int, int] = {}
+        self._shapes: dict[int, str] = {}
+        self._results: dict = {}
+
+    def warm(self) -> StateCache:
+        """Computes the static facts (weight sizes, output shapes) now; a loading worker
+        calls this so the GUI thread does not pay for it when the tree first shows."""
+        for node in self.document.root.walk():
+            self.output_shape(node)
+            for weight in node.weights:
+                self.size(weight)
+        return self
+
+    def output_shape(self, node: LayerNode) -> str:
+        shape = self._shapes.get(id(node))
+        if shape is None:
+            shape = self._shapes[id(node)] = output_shape(node)
+        return shape
+
+    def invalidate(self) -> None:
+        """Forget results that depend on the edit state (call after every edit)."""
+        self._results.clear()
+
+    def _memo(self, kind: str, node, compute):
+        key = (kind, id(node))
+        try:
+            return self._results[key]
+        except KeyError:
+            value = self._results[key] = compute()
+            return value
+
+    def size(self, weight: WeightNode) -> int:
+        key = id(weight)
+        size = self._sizes.get(key)
+        if size is None:
+            size = self._sizes[key] = weight.size
+        return size
+
+    def trainable_state(self, node):
+        return self._memo("trainable", node, lambda: self.document.trainable_state(node))
+
+    def flow_state(self, node: LayerNode):
+        return self._memo("flow", node, lambda: self.document.flow_state(node))
+
+    def receives_gradient(self, node):
+        """As `Document.receives_gradient`, with the flow state looked up once per layer."""
+        if isinstance(node, WeightNode):
+            return self.document.is_weight_trainable(node) and \
+                self.flow_state(node.layer) == LIVE
+        return self._memo("receives", node, lambda: self._receives_layer(node))
+
+    def _receives_layer(self, node: LayerNode):
+        states = {self.receives_gradient(w) for w in node.all_weights() if w.freezable}
+        if not states:
+            return False
+        return states.pop() if len(states) == 1 else PARTIAL
+
+    def counts(self, node) -> tuple[int, int]:
+        """(params, trainable params) of a layer, container or weight."""
+        return self._memo("counts", node, lambda: self._counts(node))
+
+    def _counts(self, node) -> tuple[int, int]:
+        weights = [node] if isinstance(node, WeightNode) else node.all_weights()
+        params = trainable = 0
+        for weight in weights:
+            size = self.size(weight)
+            params += size
+            if self.document.is_weight_trainable(weight):
+                trainable += size
+        return params, trainable
+
+    def receiving(self, node=None) -> int:
+        """Parameters at or below `node` (default: all) that receive gradient."""
+        node = self.document.root if node is None else node
+        return self._memo("receiving", node, lambda: sum(
+            self.size(w) for w in node.all_weights() if self.receives_gradient(w)))
+
+
 # --- graph neighbours --------------------------------------------------------------------
 def _base_graph(document, container: LayerNode):
     layer = document.base_layers.get(container.path, container.layer)

@@ -7,6 +7,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QWidget
 
 from freezestudio.gui import style
+from freezestudio.gui.node_info import StateCache
 
 
 def _percent(part: int, whole: int) -> str:
@@ -34,19 +35,21 @@ class SummaryBar(QFrame):
         layout.addWidget(self.recompile)
         self.update_from(None)
 
-    def update_from(self, document) -> None:
+    def update_from(self, document, counter=None) -> None:
+        """Shows the document's totals (`counter`: a `node_info.StateCache` to reuse)."""
         if document is None:
             self.totals.setText("No model")
             self.set_recompile(False)
             return
-        counts = document.counts()
-        receiving = document.receiving_params()
+        counter = counter or StateCache(document)
+        params, trainable = counter.counts(document.root)
+        receiving = counter.receiving()
         self.totals.setText(
-            f"<b>{counts.params:,}</b> params &nbsp;·&nbsp; "
-            f"trainable <b>{counts.trainable:,}</b>{_percent(counts.trainable, counts.params)}"
+            f"<b>{params:,}</b> params &nbsp;·&nbsp; "
+            f"trainable <b>{trainable:,}</b>{_percent(trainable, params)}"
             f" &nbsp;·&nbsp; receiving gradient <b>{receiving:,}</b>"
-            f"{_percent(receiving, counts.params)} &nbsp;·&nbsp; "
-            f"non-trainable {counts.non_trainable:,}")
+            f"{_percent(receiving, params)} &nbsp;·&nbsp; "
+            f"non-trainable {params - trainable:,}")
         self.set_recompile(bool(document.needs_recompile))
 
     def set_recompile(self, needed: bool) -> None:

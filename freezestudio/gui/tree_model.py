@@ -51,6 +51,14 @@ _CHECK = {True: Qt.CheckState.Unchecked, False: Qt.CheckState.Checked,
 _NUMERIC = (PARAMS, TRAINABLE)
 _ALL_ROLES = ()
 _ROOT = QModelIndex()
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_CHECK_ROLE = int(Qt.ItemDataRole.CheckStateRole)
+_DECORATION = int(Qt.ItemDataRole.DecorationRole)
+_BACKGROUND = int(Qt.ItemDataRole.BackgroundRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_FONT = int(Qt.ItemDataRole.FontRole)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 def _check_value(value) -> Qt.CheckState:
@@ -75,9 +83,11 @@ class LayerTreeModel(QAbstractItemModel):
         self._rows: dict[int, int] = {}
         self._parents: list = []
         self._cache: dict = {}
-        self._shapes: dict[str, str] = {}
+        self._cells: dict = {}
+        self._flags: dict = {}
         self._points: dict[str, list[str]] | None = None
         self._matches: set[int] = set()
+        self.state = None
         self._dirty = False
         self._bold = QFont()
         self._bold.setBold(True)
@@ -89,14 +99,25 @@ class LayerTreeModel(QAbstractItemModel):
         return self._editor()
 
     # --- document ---------------------------------------------------------------------
-    def set_document(self, document) -> None:
-        """Shows another document (a model reset: the only one a document gets)."""
+    def set_document(self, document, state: node_info.StateCache | None = None) -> None:
+        """Shows another document (a model reset: the only one a document gets).
+
+        Args:
+            document: the document, or None.
+            state: a `StateCache` of it already warmed up (e.g. by the loading worker).
+        """
         self.beginResetModel()
         self.document = document
         self._cache.clear()
-        self._shapes.clear()
+        self._cells.clear()
+        self._flags.clear()
         self._points = None
         self._matches = set()
+        if document is None:
+            self.state = None
+        else:
+            self.state = state if state is not None and state.document is document \
+                else node_info.StateCache(document)
         self._rows = {}
         self._parents = []
         if document is not None:
@@ -125,20 +146,36 @@ class LayerTreeModel(QAbstractItemModel):
         """The document changed: forget cached cells now; repaint at the next `flush()`
         (the undo stack flushes after each command; other edits at the next event loop)."""
         self._cache.clear()
+        self._cells.clear()
+        if self.state is not None:
+            self.state.invalidate()
         if not self._dirty:
             self._dirty = True
             QTimer.singleShot(0, self, self.flush)
 
+    def set_ranges_provider(self, provider) -> None:
+        """`provider()` yields (parent index, first row, last row) runs a view shows.
+
+        `flush` then notifies only those rows: on a 771-layer model one dataChanged per
+        parent costs ~0.6 ms each in QTreeView, and a view reads rows it did not show
+        afresh when they scroll or expand into view. Without a provider every parent's
+        rows are notified.
+        """
+        self._ranges_provider = provider
+
+    def _all_ranges(self):
+        for node in self._parents:
+            yield self._index_of(node), 0, len(node.children) + len(node.weights) - 1
+
     def flush(self) -> None:
-        """Emits dataChanged for every parent's rows if the document changed since."""
+        """Emits dataChanged for the (shown) rows if the document changed since."""
         if not self._dirty or self.document is None:
             return
         self._dirty = False
         last = len(COLUMNS) - 1
-        for node in self._parents:
-            count = len(node.children) + len(node.weights)
-            parent = self._index_of(node)
-            self.dataChanged.emit(self.index(0, 0, parent), self.index(count - 1, last, parent),
+        provider = getattr(self, "_ranges_provider", None) or self._all_ranges
+        for parent, first, final in provider():
+            self.dataChanged.emit(self.index(first, 0, parent), self.index(final, last, parent),
                                   _ALL_ROLES)
         root = self.index(0, 0)
         self.dataChanged.emit(root, root.siblingAtColumn(last), _ALL_ROLES)
@@ -231,7 +268,7 @@ class LayerTreeModel(QAbstractItemModel):
         return self._cached(node, "kind", lambda: self._row_kind(node))
 
     def _row_kind(self, node) -> str:
-        document = self.document
+        document = self.state  # the document's answers, cached per edit
         if isinstance(node, WeightNode) and not node.freezable:
             return ""
         state = document.trainable_state(node)
@@ -249,22 +286,15 @@ class LayerTreeModel(QAbstractItemModel):
             return None
         node = index.internalPointer()
         column = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._cached(node, column, lambda: self._display(node, column))
-        if role == Qt.ItemDataRole.CheckStateRole:
-            return self._check_state(node, column)
-        if role == Qt.ItemDataRole.DecorationRole:
-            return self._decoration(node, column)
-        if role == Qt.ItemDataRole.BackgroundRole:
-            return self._background(node)
-        if role == Qt.ItemDataRole.ToolTipRole:
+        role = int(role)
+        key = (id(node), column)
+        cell = self._cells.get(key)
+        if cell is None:  # every role a view paints, computed once per edit
+            cell = self._cells[key] = self._cell(node, column)
+        if role in cell:
+            return cell[role]
+        if role == _TOOLTIP:
             return self._tooltip(node, column)
-        if role == Qt.ItemDataRole.TextAlignmentRole and column in _NUMERIC:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.FontRole:
-            if isinstance(node, WeightNode):
-                return self._italic if column == NAME else None
-            return self._bold if node.is_container and column == NAME else None
         if role == NODE_ROLE:
             return node
         if role == POINTS_ROLE and column == STOP:
@@ -274,8 +304,23 @@ class LayerTreeModel(QAbstractItemModel):
             return self.row_kind(node)
         return None
 
+    def _cell(self, node, column: int) -> dict:
+        cell = {
+            _DISPLAY: self._display(node, column),
+            _CHECK_ROLE: self._check_state(node, column),
+            _DECORATION: self._decoration(node, column),
+            _BACKGROUND: self._background(node),
+        }
+        if column in _NUMERIC:
+            cell[_ALIGN] = _RIGHT
+        if column == NAME:
+            if isinstance(node, WeightNode):
+                cell[_FONT] = self._italic
+            elif node.is_container:
+                cell[_FONT] = self._bold
+        return cell
+
     def _display(self, node, column: int) -> str:
-        document = self.document
         weight = isinstance(node, WeightNode)
         if column == NAME:
             return node.key if weight else node.name
@@ -284,29 +329,26 @@ class LayerTreeModel(QAbstractItemModel):
         if column == SHAPE:
             if weight:
                 return node_info.format_shape(node.shape)
-            if node.path not in self._shapes:
-                self._shapes[node.path] = node_info.output_shape(node)
-            return self._shapes[node.path]
+            return self.state.output_shape(node)
         if column in _NUMERIC:
-            counts = document.counts(node)
-            if counts.params == 0:
+            params, trainable = self.state.counts(node)
+            if params == 0:
                 return ""
-            return f"{counts.params if column == PARAMS else counts.trainable:,}"
+            return f"{params if column == PARAMS else trainable:,}"
         if column == FREEZE:
             kind = self.row_kind(node)
             if weight and not node.freezable:
                 return "fixed"
             return {style.FROZEN: "frozen", style.PARTIAL: "partly"}.get(kind, "")
         if column == GRADIENT:
-            return node_info.gradient_text(document, node)[0]
+            return node_info.gradient_text(self.state, node)[0]
         return ""
 
     def _check_state(self, node, column: int):
         if column == FREEZE:
             if isinstance(node, WeightNode) and not node.freezable:
                 return Qt.CheckState.Checked
-            return self._cached(node, "check",
-                                lambda: _CHECK[self.document.trainable_state(node)])
+            return _CHECK[self.state.trainable_state(node)]
         if column == STOP:
             points = self.stop_points(node)
             if not points:
@@ -324,7 +366,7 @@ class LayerTreeModel(QAbstractItemModel):
             return style.icon(kind) if kind else style.icon("blank")
         if column == GRADIENT:
             kind = self._cached(node, "gradkind",
-                                lambda: node_info.gradient_text(self.document, node)[1])
+                                lambda: node_info.gradient_text(self.state, node)[1])
             return style.icon(kind) if kind else None
         return None
 
@@ -359,15 +401,22 @@ class LayerTreeModel(QAbstractItemModel):
             lines = [f"{'■' if p in stops else '□'} {p}" for p in points]
             return "Stop gradient after this output (click to toggle):\n" + "\n".join(lines)
         if column == GRADIENT:
-            return node_info.gradient_reason(document, node)
+            return node_info.gradient_reason(self.state, node)
         return None
 
     # --- editing ---------------------------------------------------------------------------
     def flags(self, index):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         node = index.internalPointer()
+        key = (id(node), index.column())
+        flags = self._flags.get(key)
+        if flags is None:  # flags never change for a document
+            flags = self._flags[key] = self._compute_flags(node, index)
+        return flags
+
+    def _compute_flags(self, node, index):
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         if index.column() == FREEZE and not (isinstance(node, WeightNode) and not node.freezable):
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         if index.column() == STOP and self.stop_points(node):
@@ -399,9 +448,18 @@ class LayerTreeModel(QAbstractItemModel):
     # --- filter highlight -------------------------------------------------------------
     def set_matches(self, nodes) -> None:
         """Highlights these nodes (the filter box's matches)."""
-        self._matches = {id(n) for n in nodes}
-        self._dirty = True
-        self.flush()
+        matches = {id(n) for n in nodes}
+        if matches == self._matches:
+            return
+        changed = matches ^ self._matches
+        self._matches = matches
+        roles = [Qt.ItemDataRole.BackgroundRole]
+        for node in self.iter_nodes():
+            if id(node) in changed:
+                for column in range(len(COLUMNS)):
+                    self._cells.pop((id(node), column), None)
+                index = self._index_of(node)
+                self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1), roles)
 
     def iter_nodes(self):
         """Every layer and weight node, parents first."""

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QTreeView,
 )
 
-from freezestudio.core.tree import WeightNode
 from freezestudio.gui import style
 from freezestudio.gui.tree_model import (
     CLASS,
@@ -180,6 +179,24 @@ class LayerTreeView(QTreeView):
             parent = parent.parent()
         self.scrollTo(index)
 
+    def visible_ranges(self):
+        """(parent index, first row, last row) runs of the rows on screen, for
+        `LayerTreeModel.set_ranges_provider` (cost: the ~40 visible rows, not the model)."""
+        runs: dict = {}
+        index = self.indexAt(QPoint(1, 1))
+        bottom = self.viewport().height()
+        while index.isValid() and self.visualRect(index).top() <= bottom:
+            parent = index.parent()
+            key = (parent.row(), parent.column(), id(parent.internalPointer())) \
+                if parent.isValid() else None
+            if key in runs:
+                first, last = runs[key][1:]
+                runs[key] = (parent, min(first, index.row()), max(last, index.row()))
+            else:
+                runs[key] = (parent, index.row(), index.row())
+            index = self.indexBelow(index)
+        return list(runs.values())
+
     # --- filter: hide rows without matches -----------------------------------------
     def show_only(self, keep: set[int] | None) -> None:
         """Hides rows whose subtree holds no node with id in `keep` (None: show all)."""
@@ -216,18 +233,21 @@ class LayerTreeView(QTreeView):
         from PySide6.QtGui import QFontMetrics
 
         bold_metrics = QFontMetrics(bold)
-        for node in model.iter_nodes():
-            if isinstance(node, WeightNode):
-                continue
+        shapes_measured = 0
+        for count, node in enumerate(model.document.root.walk()):
+            if count > 400:  # enough to size the columns; a 771-layer walk costs ~40 ms
+                break
             depth = sum(1 for _ in node.ancestors())
             text_metrics = bold_metrics if node.is_container else metrics
             name_width = text_metrics.horizontalAdvance(node.name) + (depth + 1) * indent + 44
             widths[NAME] = max(widths[NAME], name_width)
             widths[CLASS] = max(widths[CLASS], metrics.horizontalAdvance(node.class_name) + pad)
-            if depth <= 2:
+            if depth <= 2 and shapes_measured < 200:
+                shapes_measured += 1
                 shape = model.data(model.index_of(node, SHAPE))
                 widths[SHAPE] = max(widths[SHAPE], metrics.horizontalAdvance(shape or "") + pad)
-        digits = metrics.horizontalAdvance(f"{model.document.counts().params:,}") + pad
+        digits = metrics.horizontalAdvance(f"{model.state.counts(model.document.root)[0]:,}")
+        digits += pad
         widths[PARAMS] = max(widths[PARAMS], digits)
         widths[TRAINABLE] = max(widths[TRAINABLE], digits)
         widths[FREEZE] = max(widths[FREEZE], metrics.horizontalAdvance("partly") + 48)

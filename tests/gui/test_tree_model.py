@@ -186,3 +186,19 @@ def test_filter_matches_are_highlighted(tree):
     before = model.data(model.index_of(node), Qt.ItemDataRole.BackgroundRole)
     model.set_matches([node])
     assert model.data(model.index_of(node), Qt.ItemDataRole.BackgroundRole) != before
+
+
+def test_the_state_cache_agrees_with_the_document(tree):
+    model, editor, document = tree
+    editor.set_trainable([document.layer("backbone")], False)
+    editor.set_trainable([document.weight("backbone/conv:bias")], True)
+    editor.set_stop_points(add=["head_dense"])
+    model.flush()
+    cache = model.state
+    for node in model.iter_nodes():
+        assert cache.trainable_state(node) == document.trainable_state(node)
+        assert cache.receives_gradient(node) == document.receives_gradient(node), node
+        if hasattr(node, "children"):
+            counts = document.counts(node)
+            assert cache.counts(node) == (counts.params, counts.trainable)
+            assert cache.receiving(node) == document.receiving_params(node)
