@@ -52,22 +52,23 @@ def _stop_section(document, node: LayerNode, points: list[str]) -> str:
 
 
 def _weights_table(document, weights: list[WeightNode], stats_of) -> str:
+    """One short paragraph per weight (a wide table does not fit a side pane)."""
     if not weights:
         return ""
-    head = ("<tr><th>weight</th><th>shape</th><th>dtype</th><th>state</th><th>gradient</th>"
-            "<th>min</th><th>max</th><th>mean</th><th>std</th></tr>")
-    rows = []
+    items = []
     for weight in weights[:MAX_WEIGHT_ROWS]:
         stats = stats_of(weight) or {}
         state = "fixed" if not weight.freezable else _STATE[document.is_weight_trainable(weight)]
         grad = node_info.gradient_text(document, weight)[0]
-        cells = [f"<code>{escape(weight.key)}</code>", node_info.format_shape(weight.shape),
-                 weight.dtype, state, grad]
-        cells += [_num(stats[k]) if k in stats else "–" for k in ("min", "max", "mean", "std")]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        line = (f"<code><b>{escape(weight.key)}</b></code> {node_info.format_shape(weight.shape)}"
+                f" {weight.dtype} · {state}" + (f" · gradient: {grad}" if grad != "—" else ""))
+        values = " · ".join(f"{k} {_num(stats[k])}" for k in ("min", "max", "mean", "std")
+                            if k in stats)
+        items.append(f"<p style='margin:4px 0'>{line}" +
+                     (f"<br><small>{values}</small>" if values else "") + "</p>")
     more = (f"<p>… and {len(weights) - MAX_WEIGHT_ROWS} more</p>"
             if len(weights) > MAX_WEIGHT_ROWS else "")
-    return f"<h3>Weights</h3><table cellspacing=0 cellpadding=3>{head}{''.join(rows)}</table>{more}"
+    return "<h3>Weights</h3>" + "".join(items) + more
 
 
 def _config(node: LayerNode) -> str:

@@ -96,6 +96,8 @@ def gradient_text(document, node) -> tuple[str, str]:
         return "receives", "receives"
     if state == PARTIAL:
         return "partial", "partial"
+    if document.trainable_state(node) is False:
+        return "none", ""  # frozen: expected, no warning
     return "none", "no_gradient"
 
 

@@ -225,7 +225,7 @@ class LayerTreeView(QTreeView):
         if model is None or model.document is None:
             return
         metrics = self.fontMetrics()
-        pad = 24
+        pad = 16
         widths = {c: metrics.horizontalAdvance(COLUMNS[c]) + pad for c in range(len(COLUMNS))}
         indent = self.indentation()
         bold = self.font()
@@ -241,6 +241,9 @@ class LayerTreeView(QTreeView):
             text_metrics = bold_metrics if node.is_container else metrics
             name_width = text_metrics.horizontalAdvance(node.name) + (depth + 1) * indent + 44
             widths[NAME] = max(widths[NAME], name_width)
+            for weight in node.weights:
+                widths[NAME] = max(widths[NAME], metrics.horizontalAdvance(weight.key)
+                                   + (depth + 2) * indent + 44)
             widths[CLASS] = max(widths[CLASS], metrics.horizontalAdvance(node.class_name) + pad)
             if depth <= 2 and shapes_measured < 200:
                 shapes_measured += 1

@@ -1,0 +1,121 @@
+"""Render the README screenshots by driving the real app offscreen.
+
+Opens the bundled demo models through the GUI (background loading and all), makes a few
+edits through the same commands the user's clicks run, and saves PNGs:
+
+    docs/screenshots/start_page.png      the start page (demo models, TF loading status)
+    docs/screenshots/cnn_partial.png     cnn_transfer: frozen base, top block unfrozen, BN details
+    docs/screenshots/stop_gradient.png   text_classifier: stop-gradient after the embedding
+    docs/screenshots/filter.png          the filter box highlighting and acting on matches
+
+Usage:
+    python scripts/screenshots.py [--out docs/screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "resources" / "demo"
+SIZE = (1400, 860)
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="freezestudio-shots-")  # no recents
+sys.path.insert(0, str(REPO))
+
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+
+from freezestudio.gui.app import create_application  # noqa: E402
+
+
+def wait_for(signal, timeout_ms: int = 120_000) -> list:
+    """Runs the event loop until `signal` fires; returns its arguments."""
+    loop = QEventLoop()
+    received: list = []
+
+    def on_signal(*args):
+        received.extend(args)
+        loop.quit()
+
+    signal.connect(on_signal)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    signal.disconnect(on_signal)
+    return received
+
+
+def settle(app, ms: int = 150) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+    app.processEvents()
+
+
+def shoot(app, window, path: Path) -> None:
+    settle(app)
+    if not window.grab().save(str(path), "PNG"):
+        raise SystemExit(f"cannot write {path}")
+    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+
+
+def open_model(window, path: Path) -> None:
+    window.open_path(str(path))
+    if wait_for(window.load_finished) != [True]:
+        raise SystemExit(f"could not open {path}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    app = create_application()
+    from freezestudio.core.plans import load_plan
+    from freezestudio.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(*SIZE)
+    window.show()
+    shoot(app, window, args.out / "start_page.png")
+    wait_for(window.tf_ready)
+
+    # 1. Transfer learning: the frozen base, its top block unfrozen for fine-tuning.
+    open_model(window, DEMO / "cnn_transfer.keras")
+    document, editor, tree = window.document, window.editor, window.tree
+    editor.set_trainable([document.layer("conv_base/block3_conv")], True)
+    editor.set_trainable([document.weight("head_out:bias")], False)
+    tree.expandRecursively(window.model.index_of(document.layer("conv_base")), 1)
+    tree.expand(window.model.index_of(document.layer("head_out")))
+    tree.select_nodes([document.layer("conv_base/block3_bn")])
+    shoot(app, window, args.out / "cnn_partial.png")
+
+    # 2. A stop-gradient after the embedding (the demo's plan), then the same view filtered.
+    window.editor.stack.setClean()
+    open_model(window, DEMO / "text_classifier.keras")
+    window.editor.apply_plan(load_plan(DEMO / "text_plan.json"), "text_plan.json")
+    window.tree.expandAll()
+    window.tree.select_nodes([window.document.layer("embedding")])
+    shoot(app, window, args.out / "stop_gradient.png")
+
+    window.editor.stack.setClean()
+    open_model(window, DEMO / "cnn_transfer.keras")
+    window.tree.expandRecursively(window.model.index_of(window.document.layer("conv_base")), 1)
+    window.filter_bar.set_text("*_bn")
+    window.filter_bar.unfreeze.click()
+    window.tree.select_nodes([window.document.layer("conv_base/block2_bn")])
+    shoot(app, window, args.out / "filter.png")
+
+    window.editor.stack.setClean()
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
