@@ -14,12 +14,25 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="import this file so the custom classes it registers load")
 
 
+class _TrainableRule(argparse.Action):
+    """Collects --freeze/--unfreeze into one list in command-line order (later wins)."""
+
+    def __init__(self, option_strings, dest, const, **kwargs):
+        super().__init__(option_strings, dest, nargs=None, const=const, **kwargs)
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest, []), (value, self.const)])
+
+
 def add_edit_options(parser: argparse.ArgumentParser) -> None:
     """--plan, --freeze, --unfreeze, --stop-gradient-after."""
     parser.add_argument("--plan", metavar="P.json", help="apply this plan first")
-    parser.add_argument("--freeze", action="append", default=[], metavar="GLOB",
-                        help="freeze the layers/weights matching GLOB (repeatable)")
-    parser.add_argument("--unfreeze", action="append", default=[], metavar="GLOB",
+    parser.add_argument("--freeze", action=_TrainableRule, dest="rules", default=[],
+                        const=False, metavar="GLOB",
+                        help="freeze the layers/weights matching GLOB (repeatable; "
+                             "--freeze/--unfreeze apply in the order given, after --plan)")
+    parser.add_argument("--unfreeze", action=_TrainableRule, dest="rules", default=[],
+                        const=True, metavar="GLOB",
                         help="unfreeze the layers/weights matching GLOB (repeatable)")
     parser.add_argument("--stop-gradient-after", action="append", default=[], metavar="PATH",
                         help="insert a stop-gradient point after this layer (PATH or PATH[k])")
@@ -33,8 +46,7 @@ def open_edited_document(args):
     document = open_document(args.file, trust=args.trust,
                              custom_object_modules=args.custom_objects)
     plan = load_plan(args.plan) if getattr(args, "plan", None) else Plan()
-    plan.trainable += [Rule(p, False) for p in getattr(args, "freeze", [])]
-    plan.trainable += [Rule(p, True) for p in getattr(args, "unfreeze", [])]
+    plan.trainable += [Rule(pattern, value) for pattern, value in getattr(args, "rules", [])]
     plan.stop_gradient_after += getattr(args, "stop_gradient_after", [])
     apply_plan(document, plan)
     return document

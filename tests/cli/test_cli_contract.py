@@ -2,6 +2,7 @@
 
 import json
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 import keras
 import model_builders as mb
@@ -206,3 +207,18 @@ def test_apply_and_inspect_generic_savedmodel(cli):
     assert (loaded.kernel.trainable, loaded.head.trainable) == (False, True)
     out = loaded.signatures["serving_default"](x=tf.ones((1, 2)))
     assert float(next(iter(out.values())).numpy()[0, 0]) == 6.0
+
+
+def test_freeze_and_unfreeze_apply_in_command_line_order(tmp_path):
+    """--freeze/--unfreeze are rules like a plan's: the later one wins."""
+    from freezestudio.cli import _command_modules, build_parser
+    from freezestudio.commands.common import open_edited_document
+
+    demo = Path(__file__).resolve().parents[2] / "resources" / "demo" / "cnn_transfer.keras"
+    parser = build_parser(_command_modules())
+    frozen_last = open_edited_document(parser.parse_args(
+        ["inspect", str(demo), "--unfreeze", "*", "--freeze", "conv_base"]))
+    unfrozen_last = open_edited_document(parser.parse_args(
+        ["inspect", str(demo), "--freeze", "conv_base", "--unfreeze", "*"]))
+    assert frozen_last.trainable_state(frozen_last.layer("conv_base")) is False
+    assert unfrozen_last.trainable_state(unfrozen_last.layer("conv_base")) is True
