@@ -7,6 +7,7 @@ edits through the same commands the user's clicks run, and saves PNGs:
     docs/screenshots/cnn_partial.png     cnn_transfer: frozen base, top block unfrozen, BN details
     docs/screenshots/stop_gradient.png   text_classifier: stop-gradient after the embedding
     docs/screenshots/filter.png          the filter box highlighting and acting on matches
+    docs/screenshots/dark.png            the stop-gradient view in a dark palette
 
 Usage:
     python scripts/screenshots.py [--out docs/screenshots]
@@ -112,9 +113,37 @@ def main(argv=None) -> int:
     window.tree.select_nodes([window.document.layer("conv_base/block2_bn")])
     shoot(app, window, args.out / "filter.png")
 
+    # 3. The same stop-gradient view with a dark palette (tints follow the palette).
+    window.editor.stack.setClean()
+    window.filter_bar.set_text("")
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette())
+    open_model(window, DEMO / "text_classifier.keras")
+    window.editor.apply_plan(load_plan(DEMO / "text_plan.json"), "text_plan.json")
+    window.editor.set_trainable([window.document.layer("hidden")], False)
+    window.tree.expandAll()
+    window.tree.select_nodes([window.document.layer("classifier")])
+    shoot(app, window, args.out / "dark.png")
+
     window.editor.stack.setClean()
     window.close()
     return 0
+
+
+def dark_palette():
+    from PySide6.QtGui import QColor, QPalette
+
+    palette = QPalette()
+    roles = QPalette.ColorRole
+    for role, color in ((roles.Window, "#2b2b2b"), (roles.WindowText, "#e6e6e6"),
+                        (roles.Base, "#1e1e1e"), (roles.AlternateBase, "#262626"),
+                        (roles.Text, "#e6e6e6"), (roles.Button, "#353535"),
+                        (roles.ButtonText, "#e6e6e6"), (roles.Highlight, "#2f65ca"),
+                        (roles.HighlightedText, "#ffffff"), (roles.ToolTipBase, "#353535"),
+                        (roles.ToolTipText, "#e6e6e6"), (roles.Link, "#6fa8ff"),
+                        (roles.PlaceholderText, "#8a8a8a")):
+        palette.setColor(role, QColor(color))
+    return palette
 
 
 if __name__ == "__main__":

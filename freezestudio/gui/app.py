@@ -62,6 +62,7 @@ def run_gui(file: str | None = None, screenshot: str | None = None) -> int:
 
     window = MainWindow()
     app.aboutToQuit.connect(window.shutdown)
+    sys.excepthook = _make_excepthook(window)
     if screenshot:
         return _run_screenshot(app, window, file, screenshot)
     window.show()
@@ -71,6 +72,28 @@ def run_gui(file: str | None = None, screenshot: str | None = None) -> int:
     if file:
         window.open_path(file)
     return app.exec()
+
+
+def _make_excepthook(window):
+    """A bug in a slot must not pass silently nor kill the window: say so, keep the
+    traceback in a log file (as the CLI does for unexpected failures)."""
+    import tempfile
+    import traceback
+
+    from freezestudio.gui import dialogs
+
+    def hook(kind, value, tb):
+        details = "".join(traceback.format_exception(kind, value, tb))
+        log = os.path.join(tempfile.gettempdir(), f"freezestudio-error-{os.getpid()}.log")
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(details + "\n")
+        print(f"freezestudio: unexpected failure: {kind.__name__}: {value} (details in {log})",
+              file=sys.stderr)
+        if kind is not KeyboardInterrupt:
+            dialogs.show_error(window, "Unexpected error",
+                               f"{kind.__name__}: {value}\n\nThe details were written to {log}.",
+                               details)
+    return hook
 
 
 def _batch_dialogs() -> None:

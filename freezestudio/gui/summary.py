@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QWidget
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QWidget
 
 from freezestudio.gui import style
 from freezestudio.gui.node_info import StateCache
@@ -61,16 +61,29 @@ class SummaryBar(QFrame):
 
 
 class _Swatch(QLabel):
-    def __init__(self, kind: str, background: QColor | None, text: str, tip: str):
+    """A legend label on the row tint of its state (re-tinted when the palette changes)."""
+
+    def __init__(self, kind: str, tinted: bool, text: str, tip: str):
         super().__init__()
+        self.kind, self.tinted = kind, tinted
         self.setText(text)
         self.setContentsMargins(4, 1, 4, 1)
         self.setToolTip(tip)
-        if background is not None:
-            self.setAutoFillBackground(True)
-            palette = self.palette()
-            palette.setColor(QPalette.ColorRole.Window, background)
-            self.setPalette(palette)
+        self.setAutoFillBackground(tinted)
+        self._retinting = False
+        self.retint()
+
+    def retint(self) -> None:
+        """Tints from the application palette (setting ours sends PaletteChange again)."""
+        if not self.tinted or self._retinting:
+            return
+        self._retinting = True
+        try:
+            text = QApplication.palette().color(QPalette.ColorRole.Text).name()
+            self.setStyleSheet(f"background-color: {style.tint(self.kind).name()}; "
+                               f"color: {text};")
+        finally:
+            self._retinting = False
 
 
 class Legend(QWidget):
@@ -91,11 +104,20 @@ class Legend(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         layout.setSpacing(6)
+        self.swatches: list[_Swatch] = []
         for kind, tinted, text, tip in self.ITEMS:
             icon = QLabel()
             icon.setPixmap(style.pixmap(kind, 16))
             icon.setToolTip(tip)
             layout.addWidget(icon)
-            layout.addWidget(_Swatch(kind, style.tint(kind) if tinted else None, text, tip))
+            swatch = _Swatch(kind, tinted, text, tip)
+            self.swatches.append(swatch)
+            layout.addWidget(swatch)
             layout.addSpacing(8)
         layout.addStretch(1)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            for swatch in self.swatches:
+                swatch.retint()

@@ -181,6 +181,13 @@ class LayerTreeModel(QAbstractItemModel):
         self.dataChanged.emit(root, root.siblingAtColumn(last), _ALL_ROLES)
         self.refreshed.emit()
 
+    def restyle(self) -> None:
+        """The palette changed: recompute the colours of every cell."""
+        self._cells.clear()
+        if self.document is not None:
+            self._dirty = True
+            self.flush()
+
     # --- structure --------------------------------------------------------------------
     @staticmethod
     def children(node) -> list:

@@ -227,3 +227,70 @@ def test_geometry_is_remembered(qtbot, window, settings):
     window.resize(900, 640)
     window.close()
     assert settings.value("window/geometry") is not None
+
+
+def test_freeze_upstream_from_the_details_link(qtbot, opened):
+    from PySide6.QtCore import QUrl
+
+    from freezestudio.gui.details import UPSTREAM_LINK
+
+    window = opened
+    dense = window.document.layer("head_dense")
+    window.editor.set_stop_points(add=["head_dense"])
+    window.tree.select_nodes([dense])
+    assert "Freeze everything upstream" in window.details.toPlainText()
+    window.details.anchorClicked.emit(QUrl(UPSTREAM_LINK))
+    document = window.document
+    assert document.trainable_state(document.layer("backbone")) is False
+    assert document.trainable_state(dense) is False  # cut off: its own weights too
+    assert document.trainable_state(document.layer("out")) is True
+    assert window.actions.undo.text() == "&Undo Freeze upstream of head_dense"
+
+
+def test_a_demo_model_opens_from_the_start_page(qtbot, window):
+    demos = window.start_page.demos
+    item = next(demos.item(i) for i in range(demos.count())
+                if demos.item(i).text().startswith("text_classifier.keras"))
+    with qtbot.waitSignal(window.load_finished, timeout=60_000):
+        demos.itemActivated.emit(item)
+    assert window.document.layer("embedding").class_name == "Embedding"
+
+
+def test_a_second_call_point_is_toggled_by_its_own_box(qtbot, window, model_files):
+    assert open_and_wait(qtbot, window, model_files["shared"])
+    rect = window.tree.visualRect(node_index(window, "shared", STOP))
+    second = QPoint(rect.left() + GAP + (BOX + GAP) + BOX // 2, rect.center().y())
+    QTest.mouseClick(window.tree.viewport(), Qt.MouseButton.LeftButton,
+                     Qt.KeyboardModifier.NoModifier, second)
+    assert window.document.stop_points == ["shared[1]"]
+
+
+def test_generic_savedmodel_folder_open_edit_and_save(qtbot, window, answers, tmp_path):
+    import tensorflow as tf
+
+    class Module(tf.Module):
+        def __init__(self):
+            super().__init__()
+            with tf.name_scope("dense"):
+                self.kernel = tf.Variable(tf.ones((3, 2)), name="kernel")
+                self.bias = tf.Variable(tf.zeros((2,)), name="bias")
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32)])
+        def __call__(self, x):
+            return tf.matmul(x, self.kernel) + self.bias
+
+    folder = tmp_path / "generic"
+    module = Module()
+    tf.saved_model.save(module, str(folder), signatures=module.__call__)
+    assert open_and_wait(qtbot, window, folder)
+    document = window.document
+    assert document.source_format == "savedmodel"
+    bias = next(w for w in document.weights if w.key.startswith("bias"))
+    window.model.setData(window.model.index_of(bias, FREEZE), Qt.CheckState.Checked,
+                         Qt.ItemDataRole.CheckStateRole)
+    answers["save_path"] = str(tmp_path / "generic_out")
+    with qtbot.waitSignal(window.saved, timeout=60_000):
+        window.save_as()
+    assert answers["asked"] == ["save_path"]
+    reopened = open_document(tmp_path / "generic_out")
+    assert not reopened.is_weight_trainable(reopened.weight(bias.id))
