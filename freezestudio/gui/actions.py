@@ -34,6 +34,9 @@ class Actions:
                                  _std_icon(w, "SP_DialogSaveButton", "document-save"),
                                  tip="Save the model with its freeze state (Ctrl+S)")
         self.save_as = self._action("Save &As…", w.save_as, QKeySequence("Ctrl+Shift+S"))
+        self.save_portable = self._action(
+            "Save Portable &Copy…", w.save_portable_copy,
+            tip="Save a copy without the stop-gradient layers, loadable by plain Keras")
         self.save_plan = self._action("Save &Plan…", w.save_plan_file,
                                       tip="Save the current edit as a replayable plan (JSON)")
         self.apply_plan = self._action("Appl&y Plan…", w.apply_plan_file,
@@ -81,8 +84,9 @@ class Actions:
         self.class_freeze_menu = QMenu("Freeze All of &Class", w)
         self.class_unfreeze_menu = QMenu("Unfreeze All of C&lass", w)
         self.recent_menu = QMenu("Open &Recent", w)
-        self.document_actions = [self.save, self.save_as, self.save_plan, self.apply_plan,
-                                 self.close_model, self.find, self.expand_all, self.collapse_all]
+        self.document_actions = [self.save, self.save_as, self.save_portable, self.save_plan,
+                                 self.apply_plan, self.close_model, self.find, self.expand_all,
+                                 self.collapse_all]
         self.selection_actions = [self.freeze, self.unfreeze, self.toggle, self.freeze_up_to,
                                   self.stop, self.freeze_upstream]
         self._menus()
@@ -110,7 +114,7 @@ class Actions:
         bar = self.window.menuBar()
         file = bar.addMenu("&File")
         for item in (self.open, self.open_folder, self.recent_menu, None, self.save,
-                     self.save_as, None, self.save_plan, self.apply_plan, None,
+                     self.save_as, self.save_portable, None, self.save_plan, self.apply_plan, None,
                      self.close_model, self.quit):
             self._add(file, item)
         edit = bar.addMenu("&Edit")

@@ -25,10 +25,10 @@ def _load(path: str, trust: bool, modules: tuple, job):
     return document, StateCache(document).warm()
 
 
-def _save(document, target: str, job):
+def _save(document, target: str, portable: bool, job):
     from freezestudio.core.saving import save_document
 
-    return save_document(document, target)
+    return save_document(document, target, portable=portable)
 
 
 def display_name(path) -> str:
@@ -154,18 +154,34 @@ class FileFlowsMixin:
         self.save_to(path, then)
         return True
 
-    def save_to(self, target: str, then=None) -> None:
+    def save_portable_copy(self) -> bool:
+        """Saves a copy without the stop-gradient layers (plain Keras loads it); the
+        document keeps its points and its own file."""
+        document = self.document
+        if document is None or document.source_format == "savedmodel":
+            return False
+        source = Path(document.source_path)
+        suggested = str(source.with_name(f"{source.stem}_portable.keras"))
+        path = dialogs.get_save_path(self, suggested, directory_only=False)
+        if not path:
+            return False
+        self.save_to(path, portable=True)
+        return True
+
+    def save_to(self, target: str, then=None, portable: bool = False) -> None:
         """Saves in the background; the editor is read-only until it is done."""
         self._saving = True
         self.set_editing_enabled(False)
         self.statusBar().showMessage(f"Saving {target}…")
-        self.runner.submit(partial(_save, self.document, target), f"Saving {target}",
-                           on_done=partial(self._saved, then), on_error=self._save_failed)
+        self.runner.submit(partial(_save, self.document, target, portable), f"Saving {target}",
+                           on_done=partial(self._saved, then, portable),
+                           on_error=self._save_failed)
 
-    def _saved(self, then, report) -> None:
+    def _saved(self, then, portable: bool, report) -> None:
         self._saving = False
         self.set_editing_enabled(True)
-        self.editor.stack.setClean()
+        if not portable:
+            self.editor.stack.setClean()
         self.settings.add_recent(report.path)
         self.refresh_recent()
         self.update_title()

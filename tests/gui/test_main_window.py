@@ -294,3 +294,15 @@ def test_generic_savedmodel_folder_open_edit_and_save(qtbot, window, answers, tm
     assert answers["asked"] == ["save_path"]
     reopened = open_document(tmp_path / "generic_out")
     assert not reopened.is_weight_trainable(reopened.weight(bias.id))
+
+
+def test_a_portable_copy_drops_stop_gradients_and_keeps_the_document(qtbot, opened, answers,
+                                                                      tmp_path):
+    window = opened
+    window.editor.set_stop_points(add=["head_dense"])
+    answers["save_path"] = str(tmp_path / "portable.keras")
+    with qtbot.waitSignal(window.saved, timeout=60_000):
+        assert window.save_portable_copy()
+    assert window.isWindowModified()  # the document itself is still unsaved
+    assert window.document.stop_points == ["head_dense"]
+    assert open_document(tmp_path / "portable.keras").stop_points == []
