@@ -97,12 +97,13 @@ class Trainer:
         self.config = config or TrainingConfig()
 
     def prepare(self) -> RunInfo:
-        """Checks everything and returns what a run would do, without training.
+        """Checks everything and returns what a run would do, without training (and
+        without replicating the model over several devices).
 
         Raises:
             UserError: data that do not fit, a bad option, an unknown device.
         """
-        return self._setup().info
+        return self._setup(replicate=False).info
 
     def run(self, reporter: Reporter | None = None,
             control: TrainingControl | None = None) -> RunResult:
@@ -136,7 +137,7 @@ class Trainer:
         return result
 
     # --- setup ----------------------------------------------------------------------
-    def _setup(self) -> _Setup:
+    def _setup(self, replicate: bool = True) -> _Setup:
         cfg, document = self.config, self.document
         cfg.validate()
         if cfg.seed is not None:
@@ -161,7 +162,8 @@ class Trainer:
             if model is None:
                 raise UserError("several devices need a Keras model; a generic SavedModel "
                                 "trains on one device")
-            model, mapping = replicate_model(model, placement.strategy)
+            if replicate:
+                model, mapping = replicate_model(model, placement.strategy)
         cache = CachePlan(False, False, "feature caching off")
         if model is not None and not placement.distributed:
             cache = plan_cache(document, model, cfg.cache_features)
@@ -400,6 +402,20 @@ def _metric_names(losses, metrics: bool, validation: bool) -> list:
         prefix = f"{choice.output}_" if len(losses) > 1 else ""
         names.append(choice.metric(prefix).name)
     return names + ([f"val_{n}" for n in names] if validation else [])
+
+
+def preview_losses(document, data: TrainingData, loss: str | None = None) -> list:
+    """The loss per output a run would use (`LossChoice`, with `describe()`), after
+    checking that the data fit; reads the document without changing anything.
+
+    Raises:
+        UserError: the data do not fit the model, or `loss` is unknown or does not fit.
+    """
+    io = model_io(document)
+    check_fits(document, data, io)
+    kinds = [label_kind(spec, y) for spec, y in zip(io.outputs, data.train.y, strict=True)]
+    train = prepare_split(io, data.train, kinds)
+    return choose_losses(io.outputs, kinds, train.y, document.compile_config, loss)
 
 
 def train(document, data: TrainingData, config: TrainingConfig | None = None,

@@ -483,3 +483,17 @@ def test_cache_on_without_a_frozen_prefix_is_refused(tmp_path):
     with pytest.raises(UserError, match="--cache-features on: no cacheable prefix \\('pre' "
                                         "receives gradient\\)"):
         Trainer(document, data, TrainingConfig(cache_features="on")).prepare()
+
+
+def test_preview_losses_reads_without_touching_the_document():
+    from freezestudio.core.training import preview_losses
+
+    document = demo("text_classifier", "text_plan.json")
+    document.modified = False
+    data = demo_data(document, 64)
+    (choice,) = preview_losses(document, data)
+    assert choice.describe() == ("sparse_categorical_crossentropy: the model's saved "
+                                 "compile config")
+    assert not document.modified
+    with pytest.raises(Exception, match="needs labels shaped like"):
+        preview_losses(document, data, "mse")
