@@ -148,15 +148,21 @@ def window(qtbot, keras, settings, answers):
     assert win.runner.thread.isFinished(), "the worker QThread is still running"
 
 
-def open_and_wait(qtbot, window, path, **kwargs) -> bool:
-    """Opens `path` through the GUI (worker thread) and waits for the outcome."""
+def _open_and_wait(qtbot, window, path, **kwargs) -> bool:
     with qtbot.waitSignal(window.load_finished, timeout=LOAD_TIMEOUT_MS) as blocker:
         window.open_path(path, **kwargs)
     return blocker.args[0]
 
 
 @pytest.fixture
+def open_and_wait():
+    """`open_and_wait(qtbot, window, path)`: opens through the GUI (worker thread), waits,
+    returns whether a document is shown."""
+    return _open_and_wait
+
+
+@pytest.fixture
 def opened(qtbot, window, model_files):
     """The window with the nested model open."""
-    assert open_and_wait(qtbot, window, model_files["nested"])
+    assert _open_and_wait(qtbot, window, model_files["nested"])
     return window

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-from conftest import open_and_wait
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtTest import QTest
@@ -31,7 +30,8 @@ def test_start_page_lists_demo_models(window):
     assert window.windowTitle() == "FreezeStudio"
 
 
-def test_open_runs_in_the_background_and_shows_the_tree(qtbot, window, model_files, settings):
+def test_open_runs_in_the_background_and_shows_the_tree(qtbot, window, model_files, settings,
+                                                        open_and_wait):
     assert open_and_wait(qtbot, window, model_files["nested"])
     assert window.pages.currentWidget() is window.editor_page
     assert window.document.layer("head_dense") is not None
@@ -45,14 +45,16 @@ def test_open_runs_in_the_background_and_shows_the_tree(qtbot, window, model_fil
     assert window.actions.recent_menu.actions()[0].text() == "nested.keras"
 
 
-def test_a_bad_file_gives_an_error_dialog_not_a_traceback(qtbot, window, model_files, answers):
+def test_a_bad_file_gives_an_error_dialog_not_a_traceback(qtbot, window, model_files, answers,
+                                                          open_and_wait):
     assert not open_and_wait(qtbot, window, model_files["bad"])
     assert len(answers["errors"]) == 1
     assert "broken.keras" in answers["errors"][0] and "Traceback" not in answers["errors"][0]
     assert window.pages.currentWidget() is window.start_page
 
 
-def test_the_real_error_dialog_shows_the_core_message(qtbot, window, model_files, monkeypatch):
+def test_the_real_error_dialog_shows_the_core_message(qtbot, window, model_files, monkeypatch,
+                                                      open_and_wait):
     monkeypatch.setattr(dialogs, "show_error", REAL_SHOW_ERROR)
     seen = []
 
@@ -69,7 +71,7 @@ def test_the_real_error_dialog_shows_the_core_message(qtbot, window, model_files
     assert seen and "not a model file" in seen[0]
 
 
-def test_lambda_models_ask_for_trust(qtbot, window, model_files, answers):
+def test_lambda_models_ask_for_trust(qtbot, window, model_files, answers, open_and_wait):
     answers["trust"] = False
     assert not open_and_wait(qtbot, window, model_files["lambda"])
     assert answers["asked"] == ["trust"] and window.document is None
@@ -119,7 +121,8 @@ def test_cancelled_loading_shows_nothing(qtbot, window, model_files):
     assert window.document is None and window.pages.currentWidget() is window.start_page
 
 
-def test_save_round_trip_keeps_freeze_and_stop_gradient(qtbot, opened, answers, tmp_path):
+def test_save_round_trip_keeps_freeze_and_stop_gradient(qtbot, opened, answers, tmp_path,
+                                                        open_and_wait):
     window = opened
     window.editor.set_trainable([window.document.layer("head_dense")], False)
     window.editor.set_trainable([window.document.weight("out:bias")], False)
@@ -138,7 +141,8 @@ def test_save_round_trip_keeps_freeze_and_stop_gradient(qtbot, opened, answers, 
     assert window.document.stop_points == ["head_dense"]
 
 
-def test_unsaved_changes_are_asked_about(qtbot, window, model_files, answers, tmp_path):
+def test_unsaved_changes_are_asked_about(qtbot, window, model_files, answers, tmp_path,
+                                         open_and_wait):
     copy = tmp_path / "copy.keras"
     shutil.copy(model_files["nested"], copy)
     assert open_and_wait(qtbot, window, copy)
@@ -256,7 +260,7 @@ def test_a_demo_model_opens_from_the_start_page(qtbot, window):
     assert window.document.layer("embedding").class_name == "Embedding"
 
 
-def test_a_second_call_point_is_toggled_by_its_own_box(qtbot, window, model_files):
+def test_a_second_call_point_is_toggled_by_its_own_box(qtbot, window, model_files, open_and_wait):
     assert open_and_wait(qtbot, window, model_files["shared"])
     rect = window.tree.visualRect(node_index(window, "shared", STOP))
     second = QPoint(rect.left() + GAP + (BOX + GAP) + BOX // 2, rect.center().y())
@@ -265,7 +269,8 @@ def test_a_second_call_point_is_toggled_by_its_own_box(qtbot, window, model_file
     assert window.document.stop_points == ["shared[1]"]
 
 
-def test_generic_savedmodel_folder_open_edit_and_save(qtbot, window, answers, tmp_path):
+def test_generic_savedmodel_folder_open_edit_and_save(qtbot, window, answers, tmp_path,
+                                                      open_and_wait):
     import tensorflow as tf
 
     class Module(tf.Module):
