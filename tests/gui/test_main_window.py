@@ -179,6 +179,10 @@ def test_space_and_mouse_toggle_rows(qtbot, opened):
     tree.setFocus()
     QTest.keyClick(tree, Qt.Key.Key_Space)
     assert window.document.trainable_state(out) is False
+    QTest.keyClick(tree, Qt.Key.Key_U)  # the Unfreeze Selected shortcut
+    assert window.document.trainable_state(out) is True
+    QTest.keyClick(tree, Qt.Key.Key_F)
+    assert window.document.trainable_state(out) is False
     rect = tree.visualRect(node_index(window, "head_dense", FREEZE))
     QTest.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      QPoint(rect.left() + 10, rect.center().y()))
