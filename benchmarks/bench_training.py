@@ -176,7 +176,7 @@ def bench_mobilenet(folder: Path, size: int, batch: int, steps: int, head_epochs
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
     args = parser.parse_args()
