@@ -214,24 +214,14 @@ class Trainer:
     def _train(self, setup: _Setup, reporter: Reporter, control: TrainingControl) -> RunResult:
         cfg = self.config
         clock = _Clock()
-        train, validation = setup.train, setup.validation
-        with setup.placement.scope():
-            forward_model = setup.model
-            if setup.cache.enabled:
-                train, validation = self._cached(setup, train, validation)
-                forward_model = setup.cache.head
-            spec = self._step_spec(setup, forward_model)
-            train_step, eval_step = make_train_step(spec), make_eval_step(spec)
-        data = TrainingData(self.data.source, train, image=None if setup.cache.enabled
-                            else self.data.image)
-        train_ds = self._distribute(setup, data.dataset(train, cfg.batch_size, cfg.shuffle,
-                                                        cfg.seed, repeat=True))
-        val_ds = self._distribute(setup, data.dataset(validation, cfg.batch_size, repeat=True)) \
-            if validation is not None else None
-        batches = iter(train_ds)
-        val_batches = iter(val_ds) if val_ds is not None else None
-        reporter.run_started(setup.info)
         result = RunResult(COMPLETED)
+        reporter.run_started(setup.info)
+        try:
+            spec, train_step, eval_step, batches, val_batches = self._build(setup)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unreadable image while caching
+            result.details = traceback.format_exc()
+            return self._stopped(result, FAILED, clock, f"preparing the run failed: "
+                                 f"{_first_line(exc)}")
         epoch = batch = 0
         try:
             for epoch in range(1, cfg.epochs + 1):
@@ -262,7 +252,8 @@ class Trainer:
                                          f"cancelled after step {result.steps}")
                 train_metrics = _results(spec.metrics)
                 val_loss, val_metrics = self._evaluate(spec, eval_step, val_batches,
-                                                       len(validation or ()), cfg.batch_size)
+                                                       setup.info.validation_samples,
+                                                       cfg.batch_size)
                 report = EpochReport(epoch, loss_sum / max(seen, 1), train_metrics, val_loss,
                                      val_metrics, time.perf_counter() - epoch_start)
                 result.history.append(report)
@@ -270,15 +261,34 @@ class Trainer:
         except KeyboardInterrupt:
             return self._stopped(result, CANCELLED, clock, f"interrupted at step {result.steps}")
         except Exception as exc:  # noqa: BLE001 - data or step failure ends the run cleanly
-            first = next((line for line in str(exc).splitlines() if line.strip()), "")
             result.details = traceback.format_exc()
             return self._stopped(result, FAILED, clock, f"step {result.steps + 1} (epoch "
-                                 f"{epoch}, batch {batch}) failed: {type(exc).__name__}: "
-                                 f"{first[:300]}")
+                                 f"{epoch}, batch {batch}) failed: {_first_line(exc)}")
         finally:
             setup.missing = list(spec.missing)
         result.seconds = clock.elapsed()
         return result
+
+    def _build(self, setup: _Setup):
+        """Features (when cached), the step functions and the data iterators of a run."""
+        cfg = self.config
+        train, validation = setup.train, setup.validation
+        with setup.placement.scope():
+            forward_model = setup.model
+            if setup.cache.enabled:
+                train, validation = self._cached(setup, train, validation)
+                forward_model = setup.cache.head
+            spec = self._step_spec(setup, forward_model)
+            train_step, eval_step = make_train_step(spec), make_eval_step(spec)
+        data = TrainingData(self.data.source, train, image=None if setup.cache.enabled
+                            else self.data.image)
+        train_ds = self._distribute(setup, data.dataset(train, cfg.batch_size, cfg.shuffle,
+                                                        cfg.seed, repeat=True))
+        val_batches = None
+        if validation is not None:
+            val_batches = iter(self._distribute(setup, data.dataset(
+                validation, cfg.batch_size, repeat=True)))
+        return spec, train_step, eval_step, iter(train_ds), val_batches
 
     @staticmethod
     def _stopped(result: RunResult, status: str, clock, message: str) -> RunResult:
@@ -373,6 +383,11 @@ class _Clock:
         if len(self.recent) < 2:
             return 1.0 / now if now > 0 else 0.0
         return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0] or 1e-9)
+
+
+def _first_line(exc: Exception) -> str:
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first[:300]}"
 
 
 def _divergence(values, step: int, epoch: int, batch: int, distributed: bool) -> str:
