@@ -124,6 +124,7 @@ class StateCache:
             self.output_shape(node)
             for weight in node.weights:
                 self.size(weight)
+        self.document.flow_state(self.document.root)  # the core caches its graph analysis
         return self
 
     def output_shape(self, node: LayerNode) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 SMOOTHING = 0.9  # exponential moving average factor of the smoothed loss
 HEATMAP_COLUMNS = 512
+ZERO_FLOOR = 1e-12
 
 
 class GrowingArray:
@@ -126,8 +127,8 @@ class RunMetrics:
         self.loss.append(loss)
         self.smoothed.append(smoothed)
         self.norms.append(row)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.heatmap.add(np.log10(np.where(row > 0, row, np.nan)))
+        # log10 for the heatmap; a zero norm is a value (floored), only NaN is "no gradient"
+        self.heatmap.add(np.log10(np.maximum(row, ZERO_FLOOR)))
 
     def add_epoch(self, report) -> None:
         self.epochs.append(report)

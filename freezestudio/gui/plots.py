@@ -1,0 +1,116 @@
+"""The live training plots, redrawn at most `MAX_REDRAWS_PER_SECOND` times a second.
+
+Steps arrive one signal each, at whatever rate the run goes (hundreds a second on a small
+head with cached features). `TrainingPlots.add_step` only appends to the run's numpy
+buffers (`RunMetrics`) and marks the plots dirty; a `QTimer` redraws when something
+changed, so the redraw rate is bounded whatever the step rate, and a slow run costs
+nothing between steps. Every redraw's time is kept in `redraw_times` (tests check the
+rate limit).
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+
+from freezestudio.gui.grad_plots import GradHeatmap, GradLinesPlot
+from freezestudio.gui.loss_plot import LossPlot
+from freezestudio.gui.run_metrics import RunMetrics
+
+MAX_REDRAWS_PER_SECOND = 20
+REDRAW_INTERVAL_MS = 1000 // MAX_REDRAWS_PER_SECOND
+
+
+class TrainingPlots(QWidget):
+    """Loss, gradient lines and heatmap side by side, fed by one run at a time.
+
+    Signals:
+        redrawn(): after every redraw (with the run's current step count in `metrics`).
+    """
+
+    redrawn = Signal()
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.loss = LossPlot()
+        self.lines = GradLinesPlot()
+        self.heatmap = GradHeatmap()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        for plot in (self.loss, self.lines, self.heatmap):
+            splitter.addWidget(plot.widget)
+        splitter.setChildrenCollapsible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self.splitter = splitter
+        self.metrics: RunMetrics | None = None
+        self.selected: list[str] = []
+        self.redraw_times: list[float] = []
+        self._dirty = False
+        self._last = 0.0
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(REDRAW_INTERVAL_MS)
+        self._timer.timeout.connect(self._tick)
+
+    # --- feeding ----------------------------------------------------------------------
+    def start_run(self, info) -> RunMetrics:
+        """Clears the plots for a new run and returns its (empty) metrics buffers."""
+        self.metrics = RunMetrics(info)
+        self.redraw_times = []
+        self.loss.clear()
+        self.heatmap.set_layers(self.metrics.layers)
+        self.lines.choose(self.metrics, self.selected)
+        self.heatmap.highlight(self.selected)
+        self._dirty = False
+        self._timer.start()
+        return self.metrics
+
+    def add_step(self, report) -> None:
+        if self.metrics is not None:
+            self.metrics.add_step(report)
+            self._dirty = True
+
+    def add_epoch(self, report) -> None:
+        if self.metrics is not None:
+            self.metrics.add_epoch(report)
+            self._dirty = True
+
+    def finish_run(self) -> None:
+        """The run ended: one last redraw with everything, then the timer stops."""
+        self._timer.stop()
+        if self._dirty:
+            self.redraw()
+
+    def highlight(self, paths: list) -> None:
+        """Emphasises these layers (the tree's selection) in both gradient plots."""
+        self.selected = list(paths)
+        self.lines.choose(self.metrics, self.selected)
+        self.heatmap.highlight(self.selected)
+        if self.metrics is not None and self.metrics.count:
+            self.lines.update(self.metrics)
+
+    # --- drawing ----------------------------------------------------------------------
+    @Slot()
+    def _tick(self) -> None:
+        # the timer bounds the rate; the clock guards against a burst of late timeouts
+        if self._dirty and time.perf_counter() - self._last >= 0.9 * REDRAW_INTERVAL_MS / 1000:
+            self.redraw()
+
+    def redraw(self) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        self._dirty = False
+        self._last = time.perf_counter()
+        self.redraw_times.append(self._last)
+        self.loss.update(metrics)
+        self.lines.update(metrics)
+        self.heatmap.update(metrics)
+        self.redrawn.emit()
+
+    def save_png(self, path: str) -> bool:
+        """Saves the three plots as one PNG image. Returns False if it cannot be written."""
+        return self.splitter.grab().save(path, "PNG")

@@ -1,0 +1,454 @@
+"""Training inside the main window: the dock, the worker thread, the lock and the undo.
+
+`install_training(window)` adds a "Training" dock (hidden until asked for), a Training
+menu and a toolbar button, and returns the `TrainingSession` that drives a run:
+
+- the worker (`training_worker.TrainingWorker`) lives on its own QThread; its signals go
+  to `@Slot` methods of this main-thread object;
+- while a run is going, the document is read-only: every edit goes through
+  `Editor.run` (the undo stack's single entry point), which the session guards with a
+  status-bar message; undo/redo, save, opening another model and export wait too;
+- closing the window (or opening/closing a model) during a run asks first, then stops
+  the run and waits for it (the thread stops when the window shuts down);
+- after a run, the trained weights stay in the document and the run is one entry on the
+  undo stack: undo writes back the values from before the run, redo the trained ones
+  (numpy copies of the weights that changed).
+
+The hooks are installed from outside through the window's public attributes (`editor`,
+`actions`, `model`, `tree`, `statusBar()`, `confirm_discard`, `save_to`, `shutdown`), so
+`main_window.py` only needs the one call.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMenu, QMessageBox
+
+from freezestudio.core.errors import UserError
+from freezestudio.core.integrity import WeightSnapshot
+from freezestudio.core.training_types import CANCELLED, COMPLETED, TrainingControl
+from freezestudio.core.tree import LayerNode, WeightNode
+from freezestudio.gui import dialogs
+from freezestudio.gui.training_panel import (
+    IDLE,
+    PAUSED,
+    PREPARING,
+    RUNNING,
+    STOPPING,
+    TrainingPanel,
+    outcome_lines,
+)
+from freezestudio.gui.training_worker import TrainingThread, TrainingWorker, TrainRequest
+
+READ_ONLY_MESSAGE = "Training is running: the model is read-only until the run ends"
+STOP_TIMEOUT_S = 120
+
+
+# --- questions and file choosers (module functions, so tests can answer them) -------------
+def ask_stop_training(parent) -> bool:
+    """Asks whether to stop the running training; True to stop."""
+    answer = QMessageBox.question(
+        parent, "Training in progress",
+        "A training run is in progress. Stop it? The weights keep what the run has "
+        "learned so far (one undo step).",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def get_png_path(parent, suggested: str) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, "Save plots", suggested, "PNG image (*.png)")
+    if path and not path.lower().endswith(".png"):
+        path += ".png"
+    return path or None
+
+
+def get_csv_path(parent, suggested: str) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, "Save metrics", suggested, "CSV (*.csv)")
+    if path and not path.lower().endswith(".csv"):
+        path += ".csv"
+    return path or None
+
+
+class TrainingRunCommand(QUndoCommand):
+    """A training run that already happened: undo restores the weights from before it,
+    redo the trained ones (only the weights the run changed are kept)."""
+
+    def __init__(self, document, text: str, before: dict, after: dict, on_change):
+        super().__init__(text)
+        self._document = document
+        self._before = WeightSnapshot(before)
+        self._after = WeightSnapshot(after)
+        self._on_change = on_change
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:  # the run itself already trained the weights
+            self._first = False
+            return
+        self._after.restore(self._document)
+        self._on_change()
+
+    def undo(self) -> None:
+        self._before.restore(self._document)
+        self._on_change()
+
+
+def layer_paths_of(nodes) -> list:
+    """Layers with weights for a tree selection (a container: the layers inside it;
+    the top model alone means no particular layer)."""
+    paths = []
+    for node in nodes:
+        if isinstance(node, WeightNode):
+            node = node.layer
+        if not isinstance(node, LayerNode) or node.parent is None:
+            continue
+        paths += [n.path for n in node.walk() if n.weights and n.path not in paths]
+    return paths
+
+
+class TrainingSession(QObject):
+    """Runs training for a `MainWindow` (see the module docstring).
+
+    Signals:
+        preview_shown(object): a data preview was shown (the `Preview`).
+        run_done(object): a run's outcome was applied (the `RunOutcome`).
+    """
+
+    preview_shown = Signal(object)
+    run_done = Signal(object)
+    _preview = Signal(object, object)
+    _train = Signal(object)
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.panel = TrainingPanel()
+        self.dock = QDockWidget("Training", window)
+        self.dock.setObjectName("training_dock")
+        self.dock.setWidget(self.panel)
+        self.dock.setAllowedAreas(Qt.DockWidgetArea.BottomDockWidgetArea
+                                  | Qt.DockWidgetArea.TopDockWidgetArea)
+        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
+        self.dock.hide()
+        window.restoreDockWidget(self.dock)
+        self.document = None
+        self.preview = None
+        self.control: TrainingControl | None = None
+        self._run_id = 0
+        self._handled = 0
+        self._shut = False
+        self.thread = TrainingThread()
+        self.thread.setObjectName("freezestudio-training")
+        self.worker = TrainingWorker()
+        self.worker.moveToThread(self.thread)
+        self._preview.connect(self.worker.preview)
+        self._train.connect(self.worker.train)
+        self.worker.preview_ready.connect(self._on_preview)
+        self.worker.run_started.connect(self._on_run_started)
+        self.worker.step_finished.connect(self._on_step)
+        self.worker.epoch_finished.connect(self._on_epoch)
+        self.worker.run_finished.connect(self._on_run_finished)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.thread.start()
+        self.start_action = QAction("&Start Training", window)
+        self.start_action.triggered.connect(self.start)
+        self.stop_action = QAction("St&op Training", window)
+        self.stop_action.triggered.connect(self.stop)
+        self.stop_action.setEnabled(False)
+        self.panel.setEnabled(False)
+        self._connect_panel()
+        self._hook_window()
+        self._on_document_changed()
+
+    # --- wiring -------------------------------------------------------------------------
+    def _connect_panel(self) -> None:
+        panel = self.panel
+        panel.start_requested.connect(self.start)
+        panel.stop_requested.connect(self.stop)
+        panel.pause_requested.connect(self.set_paused)
+        panel.data_changed.connect(self.request_preview)
+        panel.save_plots_requested.connect(self.save_plots)
+        panel.save_metrics_requested.connect(self.save_metrics)
+
+    def _hook_window(self) -> None:
+        w = self.window
+        w.model.modelReset.connect(self._on_document_changed)
+        w.tree.selectionModel().selectionChanged.connect(self._on_selection)
+        editor_run, confirm, save_to, shutdown = (w.editor.run, w.confirm_discard, w.save_to,
+                                                  w.shutdown)
+
+        def guarded_run(text, action):
+            if self.is_running():
+                self._refuse()
+                return False
+            return editor_run(text, action)
+
+        def guarded_confirm(then=None):
+            if self.is_running():
+                if not ask_stop_training(w):
+                    return False
+                self.stop_and_wait()
+            return confirm(then)
+
+        def guarded_save_to(target, then=None):
+            if self.is_running():
+                self._refuse("Saving waits until the training run ends")
+                return None
+            return save_to(target, then)
+
+        def guarded_shutdown():
+            self.shutdown()
+            shutdown()
+
+        w.editor.run = guarded_run
+        w.confirm_discard = guarded_confirm
+        w.save_to = guarded_save_to
+        w.shutdown = guarded_shutdown
+
+    def _refuse(self, message: str = READ_ONLY_MESSAGE) -> None:
+        self.window.statusBar().showMessage(message, 5000)
+
+    # --- document and data ------------------------------------------------------------------
+    @Slot()
+    def _on_document_changed(self) -> None:
+        document = self.window.document
+        if document is self.document:
+            return
+        self.document = document
+        self.preview = None
+        self.panel.data_box.set_document(document)
+        self.panel.setEnabled(document is not None)
+        self.panel.set_can_start(False)
+        self.request_preview()
+
+    @Slot()
+    def request_preview(self) -> None:
+        """Reads the chosen data on the worker thread and checks them against the model."""
+        spec = self.panel.data_box.spec()
+        self.preview = None
+        self.panel.set_can_start(False)
+        if self.document is None or spec is None:
+            return
+        self.panel.data_box.show_message("Reading the data…")
+        self._preview.emit(self.document, spec)
+
+    @Slot(object)
+    def _on_preview(self, preview) -> None:
+        if preview.spec != self.panel.data_box.spec():
+            return  # an older request
+        self.preview = preview
+        self.panel.data_box.show_preview(preview)
+        self.panel.form.set_auto_loss(", ".join(name for name, _ in preview.losses))
+        if preview.devices:
+            self.panel.form.set_devices(preview.devices)
+        self.panel.set_can_start(not preview.error and self.document is not None)
+        self.preview_shown.emit(preview)
+
+    # --- a run --------------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self.panel.state != IDLE
+
+    @Slot()
+    def start(self) -> bool:
+        """Starts a run with the panel's data and settings. Returns False if refused (the
+        reason is shown)."""
+        if self.is_running() or self.document is None:
+            return False
+        spec = self.panel.data_box.spec()
+        if spec is None:
+            dialogs.show_error(self.window, "Cannot train", "Choose training data first.")
+            return False
+        try:
+            config = self.panel.form.config()
+        except UserError as exc:
+            dialogs.show_error(self.window, "Cannot train", str(exc))
+            return False
+        data = None
+        if self.preview is not None and self.preview.spec == spec:
+            if self.preview.error:
+                dialogs.show_error(self.window, "Cannot train on these data",
+                                   self.preview.error)
+                return False
+            data = self.preview.data
+        self.dock.show()
+        self._run_id += 1
+        self.control = TrainingControl()
+        request = TrainRequest(self.document, spec, config, self.control, data, self._run_id)
+        self._lock(True)
+        self.panel.set_state(PREPARING)
+        self.worker.begin()
+        self._train.emit(request)
+        self.window.statusBar().showMessage("Training started", 3000)
+        return True
+
+    @Slot(bool)
+    def set_paused(self, paused: bool) -> None:
+        if self.control is None or self.panel.state not in (RUNNING, PAUSED):
+            return
+        if paused:
+            self.control.pause()
+            self.panel.set_state(PAUSED)
+        else:
+            self.control.resume()
+            self.panel.set_state(RUNNING)
+
+    @Slot()
+    def stop(self) -> None:
+        """Asks the run to stop (within one step); the outcome arrives as usual."""
+        if self.control is not None and self.is_running():
+            self.control.cancel()
+            self.panel.set_state(STOPPING)
+
+    def stop_and_wait(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stops the run and blocks until the worker has finished it, then applies the
+        outcome (so the trained weights are on the undo stack before anything else)."""
+        if not self.is_running():
+            return
+        self.stop()
+        if self.worker.idle.wait(timeout_s) and self.worker.outcome is not None:
+            self._apply(self.worker.outcome)
+
+    @Slot(int, object)
+    def _on_run_started(self, run_id: int, info) -> None:
+        if run_id == self._run_id and self.panel.state == PREPARING:
+            self.panel.run_started(info)
+            self.panel.set_state(RUNNING)
+            self.panel.highlight(layer_paths_of(self.window.tree.selected_nodes()))
+
+    @Slot(int, object)
+    def _on_step(self, run_id: int, report) -> None:
+        if run_id == self._run_id:
+            self.panel.step_finished(report)
+
+    @Slot(int, object)
+    def _on_epoch(self, run_id: int, report) -> None:
+        if run_id == self._run_id:
+            self.panel.epoch_finished(report)
+
+    @Slot(object)
+    def _on_run_finished(self, outcome) -> None:
+        self._apply(outcome)
+
+    def _apply(self, outcome) -> None:
+        if outcome.run_id != self._run_id or self._handled == outcome.run_id:
+            return
+        self._handled = outcome.run_id
+        self._lock(False)
+        result = outcome.result
+        if result is not None:
+            result.weights_before = None  # the undo command keeps what it needs
+        if outcome.before and self.window.document is self.document:
+            steps = result.steps if result is not None else 0
+            text = f"Training run ({steps} steps" + \
+                (f", {result.status})" if result.status != COMPLETED else ")")
+            self.window.editor.stack.push(TrainingRunCommand(
+                self.document, text, outcome.before, outcome.after, self._weights_changed))
+            self._weights_changed()
+        lines, ok = outcome_lines(outcome)
+        self.panel.run_ended(lines, ok)
+        self.window.statusBar().showMessage("Training " + lines[0], 10000)
+        self._report(outcome)
+        self.control = None
+        self.run_done.emit(outcome)
+
+    def _report(self, outcome) -> None:
+        result = outcome.result
+        if result is None:
+            if outcome.error and not outcome.error.startswith("cancelled"):
+                dialogs.show_error(self.window, "Cannot train", outcome.error, outcome.details)
+            return
+        if result.status not in (COMPLETED, CANCELLED):
+            dialogs.show_error(self.window, "Training stopped", result.message, result.details)
+        elif result.integrity is not None and not result.integrity.ok:
+            dialogs.show_error(self.window, "Integrity violation",
+                               "\n".join(result.integrity.summary_lines()))
+
+    def _weights_changed(self) -> None:
+        self.window.model.invalidate()  # weight statistics in the details pane
+
+    def _lock(self, locked: bool) -> None:
+        """Undo/redo wait for the run (edits are refused by the guarded `Editor.run`)."""
+        actions = self.window.actions
+        stack = self.window.editor.stack
+        actions.undo.setEnabled(not locked and stack.canUndo())
+        actions.redo.setEnabled(not locked and stack.canRedo())
+        self.start_action.setEnabled(not locked)
+        self.stop_action.setEnabled(locked)
+
+    # --- selection, exports -------------------------------------------------------------------
+    @Slot()
+    def _on_selection(self, *_args) -> None:
+        self.panel.highlight(layer_paths_of(self.window.tree.selected_nodes()))
+
+    @Slot()
+    def save_plots(self) -> None:
+        suggested = self._suggested("training_plots.png")
+        path = get_png_path(self.window, suggested)
+        if path and not self.panel.plots.save_png(path):
+            dialogs.show_error(self.window, "Cannot save plots", f"{path}: cannot be written")
+        elif path:
+            self.window.statusBar().showMessage(f"Plots saved to {path}", 8000)
+
+    @Slot()
+    def save_metrics(self) -> None:
+        metrics = self.panel.plots.metrics
+        if metrics is None:
+            return
+        path = get_csv_path(self.window, self._suggested("training_metrics.csv"))
+        if not path:
+            return
+        try:
+            written = metrics.write_csv(path)
+        except UserError as exc:
+            dialogs.show_error(self.window, "Cannot save metrics", str(exc))
+            return
+        self.window.statusBar().showMessage(
+            "Metrics saved to " + " and ".join(str(p) for p in written), 8000)
+
+    def _suggested(self, name: str) -> str:
+        from pathlib import Path
+
+        folder = self.window.settings.last_directory() or str(Path.home())
+        return str(Path(folder) / name)
+
+    # --- shutdown -----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stops a run (without asking) and the worker thread; waits for both."""
+        if self._shut:
+            return
+        self._shut = True
+        if self.control is not None:
+            self.control.cancel()
+        self.thread.quit()
+        self.thread.wait()
+
+
+def install_training(window) -> TrainingSession:
+    """Adds the training dock, a Training menu and a toolbar button to a `MainWindow`.
+
+    Returns:
+        The session (keep it on the window, e.g. `window.training`).
+    """
+    session = TrainingSession(window)
+    toggle = session.dock.toggleViewAction()
+    toggle.setText("&Training Panel")
+    toggle.setIconText("Train")
+    toggle.setToolTip("Show the training panel: fine-tune with live loss and gradient plots")
+    toggle.setShortcut(QKeySequence("Ctrl+T"))
+    menu = QMenu("&Training", window)
+    bar = window.menuBar()
+    help_menu = next((a for a in bar.actions() if a.text() == "&Help"), None)
+    if help_menu is not None:
+        bar.insertMenu(help_menu, menu)
+    else:
+        bar.addMenu(menu)
+    menu.addAction(toggle)
+    menu.addSeparator()
+    menu.addAction(session.start_action)
+    menu.addAction(session.stop_action)
+    window.actions.toolbar.addSeparator()
+    window.actions.toolbar.addAction(toggle)
+    session.menu = menu
+    return session
