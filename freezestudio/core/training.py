@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +47,9 @@ from freezestudio.core.training_step import (
     make_eval_step,
     make_optimizer,
     make_train_step,
+    metric_names,
+    metric_results,
+    reset_metrics,
 )
 from freezestudio.core.training_types import (
     CANCELLED,
@@ -56,6 +58,7 @@ from freezestudio.core.training_types import (
     FAILED,
     EpochReport,
     Reporter,
+    RunClock,
     RunInfo,
     RunResult,
     StepReport,
@@ -203,7 +206,7 @@ class Trainer:
             validation_samples=len(validation) if validation is not None else 0,
             layer_paths=[n.path for n in columns], receiving_layers=receiving_layers,
             losses=[c.describe() for c in losses],
-            metric_names=_metric_names(losses, cfg.metrics, validation is not None),
+            metric_names=metric_names(losses, cfg.metrics, validation is not None),
             optimizer=f"{optimizer}, learning rate {cfg.learning_rate:g} ({cfg.schedule})",
             device=placement.describe(), feature_cache=cache.reason,
             data=self.data.describe(), notes=notes)
@@ -213,7 +216,7 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------
     def _train(self, setup: _Setup, reporter: Reporter, control: TrainingControl) -> RunResult:
         cfg = self.config
-        clock = _Clock()
+        clock = RunClock()
         result = RunResult(COMPLETED)
         reporter.run_started(setup.info)
         try:
@@ -225,7 +228,7 @@ class Trainer:
         epoch = batch = 0
         try:
             for epoch in range(1, cfg.epochs + 1):
-                _reset(spec.metrics)
+                reset_metrics(spec.metrics)
                 epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
                 for batch in range(1, setup.info.steps_per_epoch + 1):
                     clock.pause(control.checkpoint())
@@ -250,7 +253,7 @@ class Trainer:
                 if control.cancelled:
                     return self._stopped(result, CANCELLED, clock,
                                          f"cancelled after step {result.steps}")
-                train_metrics = _results(spec.metrics)
+                train_metrics = metric_results(spec.metrics)
                 val_loss, val_metrics = self._evaluate(spec, eval_step, val_batches,
                                                        setup.info.validation_samples,
                                                        cfg.batch_size)
@@ -334,11 +337,11 @@ class Trainer:
     def _evaluate(spec: StepSpec, eval_step, batches, samples: int, batch_size: int):
         if batches is None:
             return None, {}
-        _reset(spec.metrics)
+        reset_metrics(spec.metrics)
         total = np.zeros(2)
         for _ in range(math.ceil(samples / batch_size)):
             total += eval_step(batches).numpy()
-        return float(total[0] / max(total[1], 1)), _results(spec.metrics)
+        return float(total[0] / max(total[1], 1)), metric_results(spec.metrics)
 
     @staticmethod
     def _step_report(setup: _Setup, values, epoch, batch, step, clock) -> StepReport:
@@ -361,30 +364,6 @@ class Trainer:
                 weight.variable.assign(clone.numpy())
 
 
-class _Clock:
-    """Elapsed run time without pauses, and a recent steps-per-second rate."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.paused = 0.0
-        self.recent = deque(maxlen=50)
-
-    def pause(self, seconds: float) -> None:
-        self.paused += seconds
-        if seconds:
-            self.recent.clear()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start - self.paused
-
-    def tick(self) -> float:
-        now = self.elapsed()
-        self.recent.append(now)
-        if len(self.recent) < 2:
-            return 1.0 / now if now > 0 else 0.0
-        return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0] or 1e-9)
-
-
 def _first_line(exc: Exception) -> str:
     first = next((line for line in str(exc).splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first[:300]}"
@@ -397,26 +376,6 @@ def _divergence(values, step: int, epoch: int, batch: int, distributed: bool) ->
             f"the step was not applied, the model keeps the weights after step {step - 1}")
     return (f"{what} at step {step} (epoch {epoch}, batch {batch}); {kept}. Lower the "
             "learning rate or check the data for NaN/Inf values")
-
-
-def _reset(metrics) -> None:
-    for metric in metrics:
-        if metric is not None:
-            metric.reset_state()
-
-
-def _results(metrics) -> dict:
-    return {m.name: float(m.result()) for m in metrics if m is not None}
-
-
-def _metric_names(losses, metrics: bool, validation: bool) -> list:
-    if not metrics:
-        return []
-    names = []
-    for choice in losses:
-        prefix = f"{choice.output}_" if len(losses) > 1 else ""
-        names.append(choice.metric(prefix).name)
-    return names + ([f"val_{n}" for n in names] if validation else [])
 
 
 def preview_losses(document, data: TrainingData, loss: str | None = None) -> list:

@@ -219,3 +219,23 @@ def make_optimizer(config, total_steps: int):
     if config.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(lr)
     return keras.optimizers.Adam(lr)
+
+
+def reset_metrics(metrics) -> None:
+    for metric in metrics:
+        if metric is not None:
+            metric.reset_state()
+
+
+def metric_results(metrics) -> dict:
+    return {m.name: float(m.result()) for m in metrics if m is not None}
+
+
+def metric_names(losses, metrics: bool, validation: bool) -> list:
+    if not metrics:
+        return []
+    names = []
+    for choice in losses:
+        prefix = f"{choice.output}_" if len(losses) > 1 else ""
+        names.append(choice.metric(prefix).name)
+    return names + ([f"val_{n}" for n in names] if validation else [])

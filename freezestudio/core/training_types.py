@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from freezestudio.core.errors import UserError
@@ -252,3 +253,27 @@ class MultiReporter(Reporter):
     def run_finished(self, result):
         for r in self.reporters:
             r.run_finished(result)
+
+
+class RunClock:
+    """Elapsed run time without pauses, and a recent steps-per-second rate."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.paused = 0.0
+        self.recent = deque(maxlen=50)
+
+    def pause(self, seconds: float) -> None:
+        self.paused += seconds
+        if seconds:
+            self.recent.clear()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def tick(self) -> float:
+        now = self.elapsed()
+        self.recent.append(now)
+        if len(self.recent) < 2:
+            return 1.0 / now if now > 0 else 0.0
+        return (len(self.recent) - 1) / (self.recent[-1] - self.recent[0] or 1e-9)
