@@ -110,7 +110,7 @@ def model_files(keras, tmp_path_factory):
 def answers(monkeypatch):
     """Replaces every modal dialog: records errors, answers questions from this dict."""
     state = {"errors": [], "trust": False, "module": None, "unsaved": dialogs.DISCARD,
-             "save_path": None, "plan_path": None, "asked": []}
+             "save_path": None, "plan_path": None, "open_path": None, "asked": []}
 
     def show_error(parent, title, message, details=""):
         state["errors"].append(message)
@@ -128,6 +128,8 @@ def answers(monkeypatch):
     monkeypatch.setattr(dialogs, "ask_unsaved", ask("unsaved", "unsaved"))
     monkeypatch.setattr(dialogs, "get_save_path", ask("save_path", "save_path"))
     monkeypatch.setattr(dialogs, "get_plan_path", ask("plan_path", "plan_path"))
+    monkeypatch.setattr(dialogs, "get_open_path", ask("open_path", "open_path"))
+    monkeypatch.setattr(dialogs, "get_open_directory", ask("open_path", "open_path"))
     return state
 
 

@@ -45,6 +45,18 @@ def test_open_runs_in_the_background_and_shows_the_tree(qtbot, window, model_fil
     assert window.actions.recent_menu.actions()[0].text() == "nested.keras"
 
 
+def test_open_from_the_menu_toolbar_and_shortcut(qtbot, window, model_files, answers):
+    answers["open_path"] = str(model_files["nested"])
+    assert window.actions.open.shortcut().toString() == "Ctrl+O"
+    assert window.actions.open in window.actions.toolbar.actions()
+    with qtbot.waitSignal(window.load_finished, timeout=60_000):
+        window.actions.open.trigger()
+    assert answers["asked"] == ["open_path"] and window.document is not None
+    answers["open_path"] = None  # the dialog cancelled: nothing happens
+    window.actions.open.trigger()
+    assert window.document.source_path == model_files["nested"]
+
+
 def test_a_bad_file_gives_an_error_dialog_not_a_traceback(qtbot, window, model_files, answers,
                                                           open_and_wait):
     assert not open_and_wait(qtbot, window, model_files["bad"])
