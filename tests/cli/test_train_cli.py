@@ -72,6 +72,7 @@ def test_text_output_metrics_csv_and_history(tmp_path, small_cnn_data, capsys):
     code, out, err = run_cli(["train", DEMO / "cnn_transfer.keras", "--data", small_cnn_data,
                               "-o", tmp_path / "t.keras", "--unfreeze", "conv_base/block3_*",
                               "--cache-features", "off", "--metrics-csv", metrics,
+                              "--log-dir", tmp_path / "tb",
                               "--optimizer", "sgd", "--learning-rate", "0.01"], capsys)
     assert code == 0, err
     assert "loss: sparse_categorical_crossentropy: the model's saved compile config" in out
@@ -92,6 +93,8 @@ def test_text_output_metrics_csv_and_history(tmp_path, small_cnn_data, capsys):
         history = list(csv.reader(handle))
     assert history[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert len(history) == 2
+    assert list((tmp_path / "tb" / "train").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tb" / "validation").glob("events.out.tfevents.*"))
 
 
 def test_validation_split_zero_means_no_validation(tmp_path, small_cnn_data, capsys):
