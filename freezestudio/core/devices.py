@@ -112,9 +112,21 @@ def select_devices(spec: str | None) -> Placement:
         wanted += [m for m in matches if m not in wanted]
     if len(wanted) == 1:
         return Placement(wanted)
+    return Placement(wanted, _mirrored(tuple(wanted)))
+
+
+_STRATEGIES: dict = {}
+
+
+def _mirrored(devices: tuple):
+    """One MirroredStrategy per device set for the whole process: a second strategy over
+    the same devices starts its collective keys where the first did, and its all-reduces
+    then clash with the first one's cached instances ("Shape mismatch in the collective")."""
     import tensorflow as tf
 
-    return Placement(wanted, tf.distribute.MirroredStrategy(wanted))
+    if devices not in _STRATEGIES:
+        _STRATEGIES[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return _STRATEGIES[devices]
 
 
 def mixed_precision_policy(placement: Placement) -> str:

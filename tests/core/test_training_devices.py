@@ -77,6 +77,23 @@ _MIRRORED = textwrap.dedent("""
             print("device:", info.device, file=sys.stderr)
     result = Trainer(document, data, TrainingConfig(
         epochs=3, batch_size=32, device="cpu:0,cpu:1", seed=0)).run(R())
+    # the same first steps on one device and on two: identical loss and gradient norms
+    from freezestudio.core.plans import Plan, apply_plan
+    twins = {}
+    for device in ("cpu:0", "cpu:0,cpu:1"):
+        text = open_document(DEMO_DIR / "text_classifier.keras")
+        apply_plan(text, Plan.from_dict({"freezestudio_plan": 1,
+                                         "stop_gradient_after": ["embedding"]}))
+        with np.load(DEMO_DIR / "text_task_b.npz") as npz:
+            text_data = TrainingData("t", Split([npz["x"][:96]], [npz["y"][:96]]))
+        steps = []
+        class S(Reporter):
+            def step_finished(self, r):
+                steps.append([r.loss, r.grad_norms["hidden"], r.grad_norms["classifier"]])
+        Trainer(text, text_data, TrainingConfig(batch_size=32, shuffle=False,
+                                                device=device)).run(S())
+        twins[device] = steps
+    print(json.dumps({"twins": twins}))
     print(json.dumps({"status": result.status, "message": result.message,
                       "steps": result.steps, "losses": losses, "norms": norms,
                       "device": result.info.device,
@@ -90,7 +107,11 @@ def test_mirrored_strategy_on_two_logical_cpus():
     proc = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = proc.stdout.strip().splitlines()
+    out = json.loads(lines[-1])
+    twins = json.loads(lines[-2])["twins"]
+    np.testing.assert_allclose(twins["cpu:0,cpu:1"], twins["cpu:0"], rtol=1e-4)
+    assert len(twins["cpu:0"]) == 3
     assert out["status"] == COMPLETED, out["message"]
     assert out["device"] == "MirroredStrategy over /CPU:0, /CPU:1"
     assert out["steps"] == 3 * 8
