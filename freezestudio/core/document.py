@@ -68,6 +68,7 @@ class Document:
         self._flow = None
         self.stop_points: list[str] = []
         self.base_layers: dict = {}  # container path -> model without stop-gradient layers
+        self.point_table_cache = None  # stop_gradient.point_table's, per document
         self.notes: list[str] = []  # things the user should know about how it was opened
         self._layers = {node.path: node for node in root.walk()}
         self._weights = {w.id: w for node in root.walk() for w in node.weights}
@@ -209,6 +210,10 @@ class Document:
         """Calls `callback()` after every edit (the GUI refreshes its views from it)."""
         self._listeners.append(callback)
 
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
     def _changed(self) -> None:
         self.write_flags()
         self.needs_recompile = True
@@ -224,13 +229,15 @@ class Document:
 def write_keras_flags(document: Document) -> None:
     """Sets `trainable` on every Keras layer and variable so Keras agrees with the tree.
 
-    Walks the tree parents first and sets each flag explicitly, never relying on Keras's
+    Walks the tree parents first and sets each flag that differs, never relying on Keras's
     cascade (which a nested layer's own later assignment overrides, and which reloaded
-    containers do not carry), then sets each variable's flag last.
+    containers do not carry): a child is compared after its parent's cascade. Variables'
+    own flags come last.
     """
     for node in document.root.walk():
-        if node.layer is not None:
-            node.layer.trainable = document.layer_flag(node)
+        flag = document.layer_flag(node)
+        if node.layer is not None and node.layer.trainable != flag:
+            node.layer.trainable = flag  # cascades; children are compared after it
     for weight in document.weights:
-        if weight.freezable:
+        if weight.freezable and weight.variable.trainable != document.is_weight_trainable(weight):
             weight.variable.trainable = document.is_weight_trainable(weight)

@@ -41,7 +41,17 @@ def _graph_nodes(graph):
 
 
 def point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
-    """For every layer path with insertion points: its points as (id(node), output index)."""
+    """For every layer path with insertion points: its points as (id(node), output index).
+
+    It depends on the graph without points only, which a document never changes: computed
+    once per document.
+    """
+    if document.point_table_cache is None:
+        document.point_table_cache = _build_point_table(document)
+    return document.point_table_cache
+
+
+def _build_point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
     table: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for container in document.root.walk():
         if not container.is_container or container.layer is None:

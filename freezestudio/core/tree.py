@@ -9,11 +9,11 @@ This module is TensorFlow-free: it reads Keras objects through their public attr
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
-
-import numpy as np
 
 
 @dataclass(eq=False)
@@ -37,7 +37,7 @@ class WeightNode:
     def id(self) -> str:
         return f"{self.layer.path}:{self.key}"
 
-    @property
+    @cached_property
     def shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.variable.shape)
 
@@ -46,9 +46,9 @@ class WeightNode:
         dtype = self.variable.dtype
         return getattr(dtype, "name", str(dtype))
 
-    @property
+    @cached_property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
 
 @dataclass(eq=False)

@@ -58,10 +58,13 @@ def run_gui(file: str | None = None, screenshot: str | None = None) -> int:
         return EXIT_NO_DISPLAY
     started = time.perf_counter()
     app = create_application()
+    from freezestudio.gui.gc_guard import MainThreadGarbageCollector
     from freezestudio.gui.main_window import MainWindow
 
+    collector = MainThreadGarbageCollector(parent=app)
     window = MainWindow()
     app.aboutToQuit.connect(window.shutdown)
+    app.aboutToQuit.connect(collector.stop)
     sys.excepthook = _make_excepthook(window)
     if screenshot:
         return _run_screenshot(app, window, file, screenshot)

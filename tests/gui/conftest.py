@@ -19,6 +19,17 @@ from freezestudio.gui.settings import Settings  # noqa: E402
 LOAD_TIMEOUT_MS = 60_000
 
 
+@pytest.fixture(autouse=True)
+def gui_thread_garbage_collection(qapp):
+    """As in the app: garbage (Qt objects of earlier tests included) is collected in the GUI
+    thread only, never in a loader or training worker (which crashes Qt)."""
+    from freezestudio.gui.gc_guard import MainThreadGarbageCollector
+
+    collector = MainThreadGarbageCollector()
+    yield
+    collector.stop()
+
+
 @pytest.fixture(scope="session")
 def keras():
     """Keras, imported once in the main thread (tests build models with it)."""
