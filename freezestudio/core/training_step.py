@@ -68,8 +68,9 @@ def _group_norms(spec: StepSpec, grads):
     return tf.stack([tf.sqrt(tf.add_n([squares[i] for i in group])) for group in spec.groups])
 
 
-def _loss(spec: StepSpec, y, outputs, global_batch=None):
-    """Mean loss over the batch (or this replica's share of the global batch mean)."""
+def _loss(spec: StepSpec, y, outputs, global_batch=None, regularize: bool = True):
+    """Mean loss over the batch, or this replica's share of the global batch's mean
+    (`global_batch`: the number of samples over all replicas; 1 gives the sum)."""
     import tensorflow as tf
 
     total = tf.constant(0.0)
@@ -81,8 +82,8 @@ def _loss(spec: StepSpec, y, outputs, global_batch=None):
         if global_batch is None:
             total += tf.reduce_mean(per_sample)
         else:
-            total += tf.nn.compute_average_loss(per_sample, global_batch_size=global_batch)
-    extra = spec.regularization() if spec.regularization else []
+            total += tf.reduce_sum(per_sample) / tf.cast(global_batch, tf.float32)
+    extra = spec.regularization() if spec.regularization and regularize else []
     if extra:
         reg = tf.add_n([tf.cast(r, tf.float32) for r in extra])
         total += reg if global_batch is None else tf.nn.scale_regularization_loss(reg)
@@ -155,9 +156,11 @@ def make_train_step(spec: StepSpec):
     strategy = spec.strategy
 
     def replica_step(x, y):
-        global_batch = tf.shape(x[0])[0] * strategy.num_replicas_in_sync
-        loss, grads, outputs = _gradients(spec, x, y, global_batch)
         context = tf.distribute.get_replica_context()
+        # the true global batch: the last batch may split unevenly (or leave a replica
+        # without samples)
+        global_batch = context.all_reduce(tf.distribute.ReduceOp.SUM, _size(y))
+        loss, grads, outputs = _gradients(spec, x, y, global_batch)
         present = [g for g in _unscaled(spec, grads) if g is not None]
         reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present)) if present \
             else iter(())
@@ -184,7 +187,10 @@ def make_eval_step(spec: StepSpec):
     def replica_eval(x, y):
         outputs = spec.forward(list(x), False)
         batch = tf.cast(tf.shape(x[0])[0], tf.float32)
-        loss = _loss(spec, y, outputs) * batch
+        loss = _loss(spec, y, outputs, global_batch=1.0, regularize=False)
+        extra = spec.regularization() if spec.regularization else []
+        if extra:  # once per sample, as the training loss counts it
+            loss += tf.add_n([tf.cast(r, tf.float32) for r in extra]) * batch
         _update_metrics(spec, y, outputs)
         return tf.stack([loss, batch])
 
