@@ -384,18 +384,27 @@ def test_mixed_float16_uses_loss_scaling_and_still_learns(tmp_path):
     inputs = keras.Input((8,), name="x")
     hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
     out = keras.layers.Dense(3, activation="softmax", name="out")(hidden)
-    document = save_and_open(keras.Model(inputs, out), tmp_path)
+    keras.Model(inputs, out).save(tmp_path / "m.keras")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(128, 8)).astype("float32")
     data = TrainingData("a", Split([x], [np.argmax(x[:, :3], axis=1)]))
-    recorder = Recorder()
-    result = Trainer(document, data, TrainingConfig(
-        epochs=5, learning_rate=0.01, mixed_precision="mixed_float16")).run(recorder)
-    assert result.status == COMPLETED, result.message
+    runs = {}
+    for policy in (False, "mixed_float16"):
+        document = open_document(tmp_path / "m.keras")
+        recorder = Recorder()
+        result = Trainer(document, data, TrainingConfig(
+            epochs=5, learning_rate=0.01, shuffle=False, mixed_precision=policy)).run(recorder)
+        runs[policy] = recorder
+        assert result.status == COMPLETED, result.message
     assert any("dynamic loss scaling" in note for note in result.info.notes)
     assert recorder.epochs[-1].loss < recorder.epochs[0].loss
     assert result.integrity.ok and not result.integrity.trained_unchanged
     assert document.model.get_layer("hidden").dtype_policy.name == "float32"
+    # the reported norms are of the unscaled gradients: close to the float32 run's
+    first16, first32 = runs["mixed_float16"].steps[0], runs[False].steps[0]
+    for path in ("hidden", "out"):
+        assert first16.grad_norms[path] == pytest.approx(first32.grad_norms[path], rel=2e-2)
+    assert first16.loss == pytest.approx(first32.loss, rel=1e-2)
 
 
 def test_a_corrupt_image_ends_the_run_cleanly_naming_the_step(tmp_path):
