@@ -158,3 +158,23 @@ class TensorBoardWriter(Reporter):
     def run_finished(self, result) -> None:
         self._train.close()
         self._val.close()
+
+
+def write_metrics_csv(path, info, steps, epochs=()) -> None:
+    """Writes a finished (or stopped) run's metrics CSV, and its history CSV beside it
+    when `epochs` are given, from the reports a reporter collected (e.g. a GUI's
+    "Export metrics")."""
+    writer = MetricsCsvWriter(path)
+    history = HistoryCsvWriter(history_path_for(path)) if epochs else None
+    try:
+        for target in (writer, history):
+            if target is not None:
+                target.run_started(info)
+        for report in steps:
+            writer.step_finished(report)
+        for report in epochs:
+            history.epoch_finished(report)
+    finally:
+        writer.close()
+        if history is not None:
+            history.close()

@@ -510,3 +510,18 @@ def test_preview_losses_reads_without_touching_the_document():
     assert not document.modified
     with pytest.raises(Exception, match="needs labels shaped like"):
         preview_losses(document, data, "mse")
+
+
+def test_collected_reports_export_to_the_same_csv_as_the_live_writer(tmp_path):
+    from freezestudio.core.run_logs import write_metrics_csv
+
+    document = demo("text_classifier", "text_plan.json")
+    recorder = Recorder()
+    from freezestudio.core.training_types import MultiReporter
+
+    Trainer(document, subset(demo_data(document), 96, 32), TrainingConfig(epochs=2)).run(
+        MultiReporter(recorder, MetricsCsvWriter(tmp_path / "live.csv")))
+    write_metrics_csv(tmp_path / "export.csv", recorder.info, recorder.steps, recorder.epochs)
+    assert (tmp_path / "export.csv").read_text() == (tmp_path / "live.csv").read_text()
+    history = (tmp_path / "export.epochs.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(history) == 3
