@@ -41,14 +41,25 @@ def _open_for_writing(path: Path):
         raise UserError(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
-class MetricsCsvWriter(Reporter):
-    """Writes the per-step metrics CSV (opened when the writer is created)."""
+class _CsvReporter(Reporter):
+    """A reporter writing one CSV file, opened when it is created, closed with the run."""
 
     def __init__(self, path):
         self.path = Path(path)
         self._file = _open_for_writing(self.path)
         self._writer = csv.writer(self._file)
         self._columns: list = []
+
+    def run_finished(self, result) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class MetricsCsvWriter(_CsvReporter):
+    """Writes the per-step metrics CSV (opened when the writer is created)."""
 
     def run_started(self, info) -> None:
         self._columns = list(info.layer_paths)
@@ -62,22 +73,9 @@ class MetricsCsvWriter(Reporter):
     def epoch_finished(self, report) -> None:
         self._file.flush()
 
-    def run_finished(self, result) -> None:
-        self.close()
 
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-
-
-class HistoryCsvWriter(Reporter):
+class HistoryCsvWriter(_CsvReporter):
     """Writes one row per epoch: train/validation loss and metrics."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self._file = _open_for_writing(self.path)
-        self._writer = csv.writer(self._file)
-        self._columns: list = []
 
     def run_started(self, info) -> None:
         train = [n for n in info.metric_names if not n.startswith("val_")]
@@ -91,13 +89,6 @@ class HistoryCsvWriter(Reporter):
         row = report.as_row()
         self._writer.writerow([row["epoch"]] + [_number(row.get(c)) for c in self._columns[1:]])
         self._file.flush()
-
-    def run_finished(self, result) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
 
 
 def require_tensorboard() -> None:
