@@ -253,8 +253,9 @@ def freeze_upstream(document: Document, address: str) -> None:
     """Freezes every layer upstream of a stop-gradient point that the cut leaves without
     gradient (a layer that still gets gradient along another path stays as it is).
 
-    A stop-gradient alone neither speeds training up nor stops BatchNorm statistics
-    upstream from moving in training mode; freezing upstream does both (DESIGN.md).
+    A stop-gradient alone does not stop BatchNorm statistics upstream from moving in
+    training mode, and plain `fit` still computes the cut-off gradients (DESIGN.md);
+    freezing upstream fixes both and makes the prefix cacheable.
     """
     (resolved,) = resolve(document, [address])
     path = resolved.partition("[")[0]

@@ -43,9 +43,11 @@ def _stop_section(document, node: LayerNode, points: list[str]) -> str:
     rows = "".join(f"<li><code>{escape(p)}</code>: {marks[p]}</li>" for p in points)
     html = f"<h3>Stop-gradient points</h3><ul>{rows}</ul>"
     if active:
-        html += ("<p class=note>A stop-gradient alone does not make training faster and does "
-                 "not stop BatchNorm statistics upstream from updating in training mode; "
-                 "freezing the upstream part does both.</p>"
+        html += ("<p class=note>A stop-gradient alone does not stop BatchNorm statistics "
+                 "upstream from updating in training mode, and plain Keras <code>fit</code> "
+                 "still computes the cut-off gradients (FreezeStudio's trainer skips them). "
+                 "Freezing the upstream part fixes both and lets training cache its "
+                 "features.</p>"
                  f"<p><a href='{UPSTREAM_LINK}'>Freeze everything upstream of "
                  f"{escape(', '.join(active))}</a></p>")
     return html
