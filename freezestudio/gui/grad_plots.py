@@ -17,7 +17,13 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFontMetrics, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
-from freezestudio.gui.plot_style import layer_color, make_plot, palette_colors
+from freezestudio.gui.plot_style import (
+    StickyRange,
+    layer_color,
+    make_plot,
+    palette_colors,
+    set_x_span,
+)
 
 MAX_LINES = 8
 MAX_TICKS = 24
@@ -46,6 +52,11 @@ class GradLinesPlot:
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.shown: list[str] = []
         self.selected: set[str] = set()
+        self.y_range = StickyRange(self.item, margin=0.05)
+
+    def start(self, total_steps: int) -> None:
+        self.y_range.reset()
+        set_x_span(self.item, total_steps)
 
     def clear(self) -> None:
         for curve in self.curves.values():
@@ -89,12 +100,17 @@ class GradLinesPlot:
 
     def update(self, metrics) -> None:
         steps = metrics.steps.view()
+        low, high = np.inf, -np.inf
         for path, curve in self.curves.items():
             values = metrics.layer_norms(path)
-            if np.isfinite(values).any():
+            positive = values[np.isfinite(values) & (values > 0)]
+            if positive.size:
                 curve.setData(steps, values)
+                low, high = min(low, positive.min()), max(high, positive.max())
             else:
                 curve.setData([], [])
+        if np.isfinite(low):
+            self.y_range.fit(float(np.log10(low)), float(np.log10(high)))
 
 
 class GradHeatmap:
@@ -126,6 +142,13 @@ class GradHeatmap:
         self.layers: list[str] = []
         self.levels = (-4.0, 0.0)
         self.shown_image: np.ndarray | None = None
+        self.item.enableAutoRange(x=False, y=False)
+
+    def start(self, total_steps: int) -> None:
+        self.total_steps = max(total_steps, 1)
+        set_x_span(self.item, total_steps)
+        self.item.setYRange(0, max(len(self.layers), 1), padding=0)
+        self.levels = None
 
     def clear(self) -> None:
         self.image.clear()
@@ -173,13 +196,24 @@ class GradHeatmap:
             low, high = (float(v) for v in np.percentile(finite, (1, 99.5)))
             if high - low < 1e-6:
                 low, high = low - 0.5, high + 0.5
-            self.levels = (low, high)
+            self._fit_levels(low, high)
         self.shown_image = image
-        self.image.setImage(image, autoLevels=False, levels=self.levels)
+        self.image.setImage(image, autoLevels=False, levels=self.levels or (-4.0, 0.0))
         self.image.setRect(QRectF(0, 0, width, rows))
-        self.bar.setLevels(self.levels)
         for graphic in (self.fill, self.hatch):
             graphic.setRect(QRectF(0, 0, width, rows))
+
+    def _fit_levels(self, low: float, high: float) -> None:
+        """Changes the colour scale (and its bar's axis) only when the values leave it,
+        in whole decades, so most redraws repaint the image alone."""
+        levels = self.levels
+        if levels is not None and levels[0] <= low and high <= levels[1] and \
+                (high - low) >= 0.4 * (levels[1] - levels[0]):
+            return
+        self.levels = (float(np.floor(low * 2) / 2), float(np.ceil(high * 2) / 2))
+        if self.levels[1] - self.levels[0] < 0.5:
+            self.levels = (self.levels[0], self.levels[0] + 0.5)
+        self.bar.setLevels(self.levels)
 
     def empty_rows(self) -> list[str]:
         """The layers whose row holds no value (what the user sees as empty)."""

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from freezestudio.gui.plot_style import make_plot, palette_colors
+from freezestudio.gui.plot_style import StickyRange, make_plot, palette_colors, set_x_span
 
 
 class LossPlot:
@@ -36,6 +36,12 @@ class LossPlot:
         self.val = item.plot(pen=pg.mkPen("#009E73", width=2, style=Qt.PenStyle.DashLine),
                              symbol="s", symbolSize=6, symbolBrush="#009E73", symbolPen=None,
                              name="epoch (validation)")
+        self.y_range = StickyRange(item)
+
+    def start(self, total_steps: int) -> None:
+        self.clear()
+        self.y_range.reset()
+        set_x_span(self.widget.getPlotItem(), total_steps)
 
     def clear(self) -> None:
         for curve in (self.raw, self.smoothed, self.train, self.val):
@@ -54,3 +60,9 @@ class LossPlot:
                if r.val_loss is not None]
         self.val.setData(np.array([v[0] for v in val], dtype=float),
                          np.array([v[1] for v in val], dtype=float))
+        values = metrics.loss.view()
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            epoch_losses = [r.loss for r in metrics.epochs] + [v[1] for v in val]
+            self.y_range.fit(min([float(finite.min()), *epoch_losses]),
+                             max([float(finite.max()), *epoch_losses]))

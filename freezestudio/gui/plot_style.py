@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
@@ -38,3 +39,43 @@ def make_plot(title: str, left: str, bottom: str = "step") -> pg.PlotWidget:
 
 def layer_color(index: int) -> QColor:
     return QColor(CYCLE[index % len(CYCLE)])
+
+
+class StickyRange:
+    """A y range that changes only when the data leave it or fill less than half of it.
+
+    Auto-ranging moves the axis on every redraw, and a moved axis re-lays out all its
+    tick labels (the most expensive part of a pyqtgraph repaint): most redraws now keep
+    the axis as it was and repaint only the curves.
+
+    Args:
+        plot_item: the PlotItem whose y range this manages.
+        margin: fraction of the span added above and below.
+    """
+
+    def __init__(self, plot_item, margin: float = 0.08):
+        self.item = plot_item
+        self.margin = margin
+        self.range: tuple[float, float] | None = None
+        plot_item.enableAutoRange(y=False)
+
+    def reset(self) -> None:
+        self.range = None
+
+    def fit(self, low: float, high: float) -> None:
+        """Shows at least [low, high] (in view coordinates: log10 for log axes)."""
+        if not (np.isfinite(low) and np.isfinite(high)):
+            return
+        span = max(high - low, abs(high) * 1e-3, 1e-9)
+        current = self.range
+        if current is not None and current[0] <= low and high <= current[1] and \
+                (high - low) >= 0.5 * (current[1] - current[0]):
+            return
+        self.range = (low - self.margin * span, high + self.margin * span)
+        self.item.setYRange(*self.range, padding=0)
+
+
+def set_x_span(plot_item, steps: int) -> None:
+    """Fixes the x axis to the run's steps (known when it starts): no x auto-range."""
+    plot_item.enableAutoRange(x=False)
+    plot_item.setXRange(0, max(steps, 1), padding=0.02)

@@ -6,6 +6,12 @@ buffers (`RunMetrics`) and marks the plots dirty; a `QTimer` redraws when someth
 changed, so the redraw rate is bounded whatever the step rate, and a slow run costs
 nothing between steps. Every redraw's time is kept in `redraw_times` (tests check the
 rate limit).
+
+One timer tick redraws one plot, in turn: Qt paints everything that changed in one go,
+and three pyqtgraph views repainted together blocked the event loop up to three times as
+long (measured during a run on the 2-core test machine: ~60-100 ms for the three
+together while the training thread competes for the CPU; one at a time stays near the
+cost of the most expensive one). Each plot is thus refreshed about 7 times a second.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class TrainingPlots(QWidget):
         self.selected: list[str] = []
         self.redraw_times: list[float] = []
         self._dirty = False
+        self._stale: set = set()
+        self._turn = 0
         self._last = 0.0
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -60,23 +68,30 @@ class TrainingPlots(QWidget):
         """Clears the plots for a new run and returns its (empty) metrics buffers."""
         self.metrics = RunMetrics(info)
         self.redraw_times = []
-        self.loss.clear()
+        self.loss.start(info.total_steps)
+        self.lines.start(info.total_steps)
         self.heatmap.set_layers(self.metrics.layers)
+        self.heatmap.start(info.total_steps)
         self.lines.choose(self.metrics, self.selected)
         self.heatmap.highlight(self.selected)
         self._dirty = False
+        self._stale = set()
         self._timer.start()
         return self.metrics
 
     def add_step(self, report) -> None:
         if self.metrics is not None:
             self.metrics.add_step(report)
-            self._dirty = True
+            self._mark()
 
     def add_epoch(self, report) -> None:
         if self.metrics is not None:
             self.metrics.add_epoch(report)
-            self._dirty = True
+            self._mark()
+
+    def _mark(self) -> None:
+        self._stale = set(self._plots())
+        self._dirty = True
 
     def finish_run(self) -> None:
         """The run ended: one last redraw with everything, then the timer stops."""
@@ -97,18 +112,23 @@ class TrainingPlots(QWidget):
     def _tick(self) -> None:
         # the timer bounds the rate; the clock guards against a burst of late timeouts
         if self._dirty and time.perf_counter() - self._last >= 0.9 * REDRAW_INTERVAL_MS / 1000:
-            self.redraw()
+            self.redraw(self._plots()[self._turn % 3])
+            self._turn += 1
 
-    def redraw(self) -> None:
+    def _plots(self) -> tuple:
+        return (self.loss, self.lines, self.heatmap)
+
+    def redraw(self, plot=None) -> None:
+        """Redraws one plot (None: all three, as at the end of a run)."""
         metrics = self.metrics
         if metrics is None:
             return
-        self._dirty = False
         self._last = time.perf_counter()
         self.redraw_times.append(self._last)
-        self.loss.update(metrics)
-        self.lines.update(metrics)
-        self.heatmap.update(metrics)
+        for each in self._plots() if plot is None else (plot,):
+            each.update(metrics)
+            self._stale.discard(each)
+        self._dirty = bool(self._stale)
         self.redrawn.emit()
 
     def save_png(self, path: str) -> bool:

@@ -137,32 +137,29 @@ class RunMetrics:
         """The gradient norms of one layer over the steps so far (NaN: no gradient)."""
         return self.norms.view()[:, self.row_of[path]]
 
+    def step_reports(self):
+        """The steps as report-like objects (epoch, step, loss, grad_norms)."""
+        norms, epochs = self.norms.view(), self.epochs_of_steps.view()
+        steps, losses = self.steps.view(), self.loss.view()
+        for i in range(self.count):
+            values = {p: (None if math.isnan(norms[i, j]) else float(norms[i, j]))
+                      for j, p in enumerate(self.layers)}
+            yield SimpleNamespace(epoch=int(epochs[i]), step=int(steps[i]),
+                                  loss=float(losses[i]), grad_norms=values)
+
     def write_csv(self, path) -> list:
-        """Writes the per-step metrics CSV of DESIGN.md (as `train --metrics-csv` does) and
-        the per-epoch history beside it (`NAME.epochs.csv`). Returns the paths written.
+        """Writes the per-step metrics CSV of DESIGN.md (as `train --metrics-csv` does) and,
+        once an epoch ended, the per-epoch history beside it (`NAME.epochs.csv`).
+
+        Returns:
+            The paths written.
 
         Raises:
             UserError: a file cannot be written.
         """
-        from freezestudio.core.run_logs import HistoryCsvWriter, MetricsCsvWriter, history_path_for
+        from pathlib import Path
 
-        steps = MetricsCsvWriter(path)
-        try:
-            steps.run_started(self.info)
-            norms = self.norms.view()
-            for i in range(self.count):
-                values = {p: (None if math.isnan(norms[i, j]) else float(norms[i, j]))
-                          for j, p in enumerate(self.layers)}
-                steps.step_finished(SimpleNamespace(
-                    epoch=int(self.epochs_of_steps.view()[i]), step=int(self.steps.view()[i]),
-                    loss=float(self.loss.view()[i]), grad_norms=values))
-        finally:
-            steps.close()
-        history = HistoryCsvWriter(history_path_for(path))
-        try:
-            history.run_started(self.info)
-            for report in self.epochs:
-                history.epoch_finished(report)
-        finally:
-            history.close()
-        return [steps.path, history.path]
+        from freezestudio.core.run_logs import history_path_for, write_metrics_csv
+
+        write_metrics_csv(path, self.info, self.step_reports(), self.epochs)
+        return [Path(path)] + ([history_path_for(path)] if self.epochs else [])

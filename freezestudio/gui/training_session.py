@@ -22,14 +22,13 @@ The hooks are installed from outside through the window's public attributes (`ed
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMenu, QMessageBox
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMenu
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.integrity import WeightSnapshot
 from freezestudio.core.training_types import CANCELLED, COMPLETED, TrainingControl
-from freezestudio.core.tree import LayerNode, WeightNode
 from freezestudio.gui import dialogs
+from freezestudio.gui import training_support as support
 from freezestudio.gui.training_panel import (
     IDLE,
     PAUSED,
@@ -43,69 +42,6 @@ from freezestudio.gui.training_worker import TrainingThread, TrainingWorker, Tra
 
 READ_ONLY_MESSAGE = "Training is running: the model is read-only until the run ends"
 STOP_TIMEOUT_S = 120
-
-
-# --- questions and file choosers (module functions, so tests can answer them) -------------
-def ask_stop_training(parent) -> bool:
-    """Asks whether to stop the running training; True to stop."""
-    answer = QMessageBox.question(
-        parent, "Training in progress",
-        "A training run is in progress. Stop it? The weights keep what the run has "
-        "learned so far (one undo step).",
-        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
-
-
-def get_png_path(parent, suggested: str) -> str | None:
-    path, _ = QFileDialog.getSaveFileName(parent, "Save plots", suggested, "PNG image (*.png)")
-    if path and not path.lower().endswith(".png"):
-        path += ".png"
-    return path or None
-
-
-def get_csv_path(parent, suggested: str) -> str | None:
-    path, _ = QFileDialog.getSaveFileName(parent, "Save metrics", suggested, "CSV (*.csv)")
-    if path and not path.lower().endswith(".csv"):
-        path += ".csv"
-    return path or None
-
-
-class TrainingRunCommand(QUndoCommand):
-    """A training run that already happened: undo restores the weights from before it,
-    redo the trained ones (only the weights the run changed are kept)."""
-
-    def __init__(self, document, text: str, before: dict, after: dict, on_change):
-        super().__init__(text)
-        self._document = document
-        self._before = WeightSnapshot(before)
-        self._after = WeightSnapshot(after)
-        self._on_change = on_change
-        self._first = True
-
-    def redo(self) -> None:
-        if self._first:  # the run itself already trained the weights
-            self._first = False
-            return
-        self._after.restore(self._document)
-        self._on_change()
-
-    def undo(self) -> None:
-        self._before.restore(self._document)
-        self._on_change()
-
-
-def layer_paths_of(nodes) -> list:
-    """Layers with weights for a tree selection (a container: the layers inside it;
-    the top model alone means no particular layer)."""
-    paths = []
-    for node in nodes:
-        if isinstance(node, WeightNode):
-            node = node.layer
-        if not isinstance(node, LayerNode) or node.parent is None:
-            continue
-        paths += [n.path for n in node.walk() if n.weights and n.path not in paths]
-    return paths
 
 
 class TrainingSession(QObject):
@@ -187,7 +123,7 @@ class TrainingSession(QObject):
 
         def guarded_confirm(then=None):
             if self.is_running():
-                if not ask_stop_training(w):
+                if not support.ask_stop_training(w):
                     return False
                 self.stop_and_wait()
             return confirm(then)
@@ -315,7 +251,7 @@ class TrainingSession(QObject):
         if run_id == self._run_id and self.panel.state == PREPARING:
             self.panel.run_started(info)
             self.panel.set_state(RUNNING)
-            self.panel.highlight(layer_paths_of(self.window.tree.selected_nodes()))
+            self.panel.highlight(support.layer_paths_of(self.window.tree.selected_nodes()))
 
     @Slot(int, object)
     def _on_step(self, run_id: int, report) -> None:
@@ -343,7 +279,7 @@ class TrainingSession(QObject):
             steps = result.steps if result is not None else 0
             text = f"Training run ({steps} steps" + \
                 (f", {result.status})" if result.status != COMPLETED else ")")
-            self.window.editor.stack.push(TrainingRunCommand(
+            self.window.editor.stack.push(support.TrainingRunCommand(
                 self.document, text, outcome.before, outcome.after, self._weights_changed))
             self._weights_changed()
         lines, ok = outcome_lines(outcome)
@@ -380,12 +316,12 @@ class TrainingSession(QObject):
     # --- selection, exports -------------------------------------------------------------------
     @Slot()
     def _on_selection(self, *_args) -> None:
-        self.panel.highlight(layer_paths_of(self.window.tree.selected_nodes()))
+        self.panel.highlight(support.layer_paths_of(self.window.tree.selected_nodes()))
 
     @Slot()
     def save_plots(self) -> None:
         suggested = self._suggested("training_plots.png")
-        path = get_png_path(self.window, suggested)
+        path = support.get_png_path(self.window, suggested)
         if path and not self.panel.plots.save_png(path):
             dialogs.show_error(self.window, "Cannot save plots", f"{path}: cannot be written")
         elif path:
@@ -396,7 +332,7 @@ class TrainingSession(QObject):
         metrics = self.panel.plots.metrics
         if metrics is None:
             return
-        path = get_csv_path(self.window, self._suggested("training_metrics.csv"))
+        path = support.get_csv_path(self.window, self._suggested("training_metrics.csv"))
         if not path:
             return
         try:

@@ -1,0 +1,74 @@
+"""Small pieces of the training session: questions and file choosers (module functions,
+so tests can answer them), the undo command of a run, and the tree selection as layers."""
+
+from __future__ import annotations
+
+from PySide6.QtGui import QUndoCommand
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from freezestudio.core.integrity import WeightSnapshot
+from freezestudio.core.tree import LayerNode, WeightNode
+
+
+def ask_stop_training(parent) -> bool:
+    """Asks whether to stop the running training; True to stop."""
+    answer = QMessageBox.question(
+        parent, "Training in progress",
+        "A training run is in progress. Stop it? The weights keep what the run has "
+        "learned so far (one undo step).",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def get_png_path(parent, suggested: str) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, "Save plots", suggested, "PNG image (*.png)")
+    if path and not path.lower().endswith(".png"):
+        path += ".png"
+    return path or None
+
+
+def get_csv_path(parent, suggested: str) -> str | None:
+    path, _ = QFileDialog.getSaveFileName(parent, "Save metrics", suggested, "CSV (*.csv)")
+    if path and not path.lower().endswith(".csv"):
+        path += ".csv"
+    return path or None
+
+
+class TrainingRunCommand(QUndoCommand):
+    """A training run that already happened: undo restores the weights from before it,
+    redo the trained ones (only the weights the run changed are kept)."""
+
+    def __init__(self, document, text: str, before: dict, after: dict, on_change):
+        super().__init__(text)
+        self._document = document
+        self._before = WeightSnapshot(before)
+        self._after = WeightSnapshot(after)
+        self._on_change = on_change
+        self._first = True
+
+    def redo(self) -> None:
+        if self._first:  # the run itself already trained the weights
+            self._first = False
+            return
+        self._after.restore(self._document)
+        self._on_change()
+
+    def undo(self) -> None:
+        self._before.restore(self._document)
+        self._on_change()
+
+
+def layer_paths_of(nodes) -> list:
+    """Layers with weights for a tree selection (a container: the layers inside it;
+    the top model alone means no particular layer)."""
+    paths = []
+    for node in nodes:
+        if isinstance(node, WeightNode):
+            node = node.layer
+        if not isinstance(node, LayerNode) or node.parent is None:
+            continue
+        paths += [n.path for n in node.walk() if n.weights and n.path not in paths]
+    return paths
+
+
