@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from freezestudio.core.training_types import TrainingConfig, TrainingControl
 from freezestudio.gui import training_support
+from freezestudio.gui.export_dialog import install_export
 from freezestudio.gui.plots import REDRAW_INTERVAL_MS
 from freezestudio.gui.training_panel import IDLE, PAUSED, RUNNING
 from freezestudio.gui.training_session import install_training
@@ -224,7 +225,8 @@ def test_heatmap_rows_are_empty_exactly_for_layers_without_gradient(qtbot, windo
     assert lines.shown == ["head_dense"] and len(heatmap.marks) == 1
 
 
-def test_pause_resume_stop_mid_epoch_and_edits_blocked_meanwhile(qtbot, window, session):
+def test_pause_resume_stop_mid_epoch_and_edits_blocked_meanwhile(qtbot, window, session,
+                                                                 answers):
     document = window.document
     form = session.panel.form
     form.epochs.setValue(3)
@@ -239,6 +241,9 @@ def test_pause_resume_stop_mid_epoch_and_edits_blocked_meanwhile(qtbot, window, 
     assert document.trainable_state(document.layer("head_out")) is True
     assert "read-only" in window.statusBar().currentMessage()
     assert not window.actions.undo.isEnabled()
+    export = getattr(window, "export", None) or install_export(window)
+    assert export.open_dialog(modal=False) is None  # no export of a model in training
+    assert answers["errors"][-1].startswith("a training run is in progress")
     panel.pause_button.click()
     assert panel.state == PAUSED
     qtbot.wait(150)  # steps already queued arrive
