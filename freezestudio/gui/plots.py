@@ -65,6 +65,21 @@ class TrainingPlots(QWidget):
         self._timer.timeout.connect(self._tick)
 
     # --- feeding ----------------------------------------------------------------------
+    def show_idle(self, layers: list) -> None:
+        """Before a run of a new document: empty plots with sensible axes, the heatmap's
+        rows already labelled with the layers that own weights (tree order)."""
+        self._timer.stop()
+        self.metrics = None
+        self.redraw_times = []
+        self.loss.start(100)
+        self.loss.widget.getPlotItem().setYRange(0, 1, padding=0)
+        self.lines.clear()
+        self.lines.start(100)
+        self.lines.item.setYRange(-3, 0, padding=0)
+        self.heatmap.set_layers(layers)
+        self.heatmap.start(100)
+
+
     def start_run(self, info) -> RunMetrics:
         """Clears the plots for a new run and returns its (empty) metrics buffers."""
         self.metrics = RunMetrics(info)

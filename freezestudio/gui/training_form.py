@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -74,8 +74,12 @@ class DataSourceBox(QWidget):
         self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.source.setToolTip("Training data: .npz (x, y[, x_val, y_val]), .csv (numeric "
                                "columns), or a folder with one sub-folder of images per class")
-        self.file_button = QPushButton("File…")
-        self.folder_button = QPushButton("Folder…")
+        self.file_button = QToolButton()
+        self.file_button.setText("File…")
+        self.file_button.setToolTip("An .npz or .csv file")
+        self.folder_button = QToolButton()
+        self.folder_button.setText("Folder…")
+        self.folder_button.setToolTip("A folder with one sub-folder of images per class")
         self.validation = QComboBox()
         for text, key in (("the data's own, if any", OWN), ("hold out a fraction", SPLIT),
                           ("none", NONE)):
@@ -125,7 +129,9 @@ class DataSourceBox(QWidget):
         self.source.clear()
         demo = demo_data_for(document)
         if demo:
-            self.source.addItem(f"Demo data ({demo})", DEMO_SOURCE)
+            self.source.addItem(f"demo: {demo}", DEMO_SOURCE)
+            self.source.setItemData(0, "The bundled task-B data for this demo model",
+                                    Qt.ItemDataRole.ToolTipRole)
         for text, data in keep:
             self.source.addItem(text, data)
         if not self.source.count():
@@ -260,8 +266,9 @@ class ConfigForm(QWidget):
             lambda name: self.weight_decay.setEnabled(name == "adamw"))
         self.weight_decay.setEnabled(False)
 
-    def set_auto_loss(self, name: str) -> None:
-        """The first loss entry says what "auto" means for the current data."""
+    def set_auto_loss(self, name: str, reason: str = "") -> None:
+        """The first loss entry says what "auto" means for the current data (and why, in
+        its tooltip)."""
         current = self.loss.currentText().strip()
         self.loss.blockSignals(True)
         self.loss.clear()
@@ -270,6 +277,9 @@ class ConfigForm(QWidget):
             self.loss.addItem(loss, loss)
         if current and not current.startswith("auto"):
             self.loss.setCurrentText(current)
+        self.loss.lineEdit().setCursorPosition(0)
+        self.loss.setToolTip("Automatic: " + (reason or "chosen when the data are read") +
+                             "\nPick or type a Keras loss name to override it.")
         self.loss.blockSignals(False)
 
     def chosen_loss(self) -> str | None:

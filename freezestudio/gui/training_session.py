@@ -157,6 +157,9 @@ class TrainingSession(QObject):
         self.panel.data_box.set_document(document)
         self.panel.setEnabled(document is not None)
         self.panel.set_can_start(False)
+        self.panel.plots.show_idle([n.path for n in document.root.walk() if n.weights]
+                                   if document is not None else [])
+        self.panel.result.clear()
         self.request_preview()
 
     @Slot()
@@ -176,7 +179,8 @@ class TrainingSession(QObject):
             return  # an older request
         self.preview = preview
         self.panel.data_box.show_preview(preview)
-        self.panel.form.set_auto_loss(", ".join(name for name, _ in preview.losses))
+        self.panel.form.set_auto_loss(", ".join(name for name, _ in preview.losses),
+                                      "; ".join(reason for _, reason in preview.losses))
         if preview.devices:
             self.panel.form.set_devices(preview.devices)
         self.panel.set_can_start(not preview.error and self.document is not None)
