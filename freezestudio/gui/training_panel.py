@@ -9,7 +9,6 @@ most 20 times a second, not once per step.
 from __future__ import annotations
 
 import math
-from html import escape
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -27,8 +26,7 @@ from PySide6.QtWidgets import (
 
 from freezestudio.gui.plots import TrainingPlots
 from freezestudio.gui.training_form import ConfigForm, DataSourceBox
-
-IDLE, PREPARING, RUNNING, PAUSED, STOPPING = "idle", "preparing", "running", "paused", "stopping"
+from freezestudio.gui.training_worker import IDLE, PAUSED, PREPARING, RUNNING, STOPPING
 
 
 def format_eta(seconds: float) -> str:
@@ -214,24 +212,3 @@ def run_header(info) -> str:
               f"with weights; {info.total_steps} steps ({info.epochs} x {info.steps_per_epoch})"]
     lines += [f"note: {note}" for note in info.notes]
     return "\n".join(lines)
-
-
-def outcome_lines(outcome) -> tuple[list, bool]:
-    """The lines to show for a run's outcome, and whether it went well."""
-    result = outcome.result
-    if result is None:
-        return [f"Not started: {outcome.error}"], False
-    loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "-"
-    lines = [f"{result.status}: {result.steps} steps in {result.seconds:.1f} s "
-             f"({result.steps_per_second:.1f} steps/s), final loss {loss}"]
-    if result.message:
-        lines.append(result.message)
-    if result.integrity is not None:
-        lines += result.integrity.summary_lines()
-    ok = result.status in ("completed", "cancelled") and \
-        (result.integrity is None or result.integrity.ok)
-    return lines, ok
-
-
-def html_lines(lines: list) -> str:
-    return "<br>".join(escape(line) for line in lines)

@@ -23,22 +23,22 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMenu
+from PySide6.QtWidgets import QDockWidget, QLabel, QMenu
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.training_types import CANCELLED, COMPLETED, TrainingControl
 from freezestudio.gui import dialogs
 from freezestudio.gui import training_support as support
-from freezestudio.gui.training_panel import (
+from freezestudio.gui.training_worker import (
     IDLE,
     PAUSED,
     PREPARING,
     RUNNING,
     STOPPING,
-    TrainingPanel,
-    outcome_lines,
+    TrainingThread,
+    TrainingWorker,
+    TrainRequest,
 )
-from freezestudio.gui.training_worker import TrainingThread, TrainingWorker, TrainRequest
 
 READ_ONLY_MESSAGE = "Training is running: the model is read-only until the run ends"
 STOP_TIMEOUT_S = 120
@@ -60,10 +60,10 @@ class TrainingSession(QObject):
     def __init__(self, window):
         super().__init__(window)
         self.window = window
-        self.panel = TrainingPanel()
+        self.panel = None  # created when the dock first shows (pyqtgraph costs ~0.3 s)
         self.dock = QDockWidget("Training", window)
         self.dock.setObjectName("training_dock")
-        self.dock.setWidget(self.panel)
+        self.dock.setWidget(QLabel())
         self.dock.setAllowedAreas(Qt.DockWidgetArea.BottomDockWidgetArea
                                   | Qt.DockWidgetArea.TopDockWidgetArea)
         window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
@@ -93,12 +93,27 @@ class TrainingSession(QObject):
         self.stop_action = QAction("St&op Training", window)
         self.stop_action.triggered.connect(self.stop)
         self.stop_action.setEnabled(False)
-        self.panel.setEnabled(False)
-        self._connect_panel()
+        self.dock.visibilityChanged.connect(self._on_dock_visible)
         self._hook_window()
         self._on_document_changed()
 
     # --- wiring -------------------------------------------------------------------------
+    @Slot(bool)
+    def _on_dock_visible(self, visible: bool) -> None:
+        if visible:
+            self.ensure_panel()
+
+    def ensure_panel(self):
+        """The panel, created on first use (it imports pyqtgraph: not at start-up)."""
+        if self.panel is None:
+            from freezestudio.gui.training_panel import TrainingPanel
+
+            self.panel = TrainingPanel()
+            self.dock.setWidget(self.panel)
+            self._connect_panel()
+            self._show_document()
+        return self.panel
+
     def _connect_panel(self) -> None:
         panel = self.panel
         panel.start_requested.connect(self.start)
@@ -154,6 +169,11 @@ class TrainingSession(QObject):
             return
         self.document = document
         self.preview = None
+        if self.panel is not None:
+            self._show_document()
+
+    def _show_document(self) -> None:
+        document = self.document
         self.panel.data_box.set_document(document)
         self.panel.setEnabled(document is not None)
         self.panel.set_can_start(False)
@@ -165,6 +185,8 @@ class TrainingSession(QObject):
     @Slot()
     def request_preview(self) -> None:
         """Reads the chosen data on the worker thread and checks them against the model."""
+        if self.panel is None:
+            return
         spec = self.panel.data_box.spec()
         self.preview = None
         self.panel.set_can_start(False)
@@ -188,13 +210,16 @@ class TrainingSession(QObject):
 
     # --- a run --------------------------------------------------------------------------------
     def is_running(self) -> bool:
-        return self.panel.state != IDLE
+        return self.panel is not None and self.panel.state != IDLE
 
     @Slot()
     def start(self) -> bool:
         """Starts a run with the panel's data and settings. Returns False if refused (the
         reason is shown)."""
         if self.is_running() or self.document is None:
+            return False
+        if self.panel is None:
+            self.dock.show()  # creates the panel and reads the data first
             return False
         spec = self.panel.data_box.spec()
         if spec is None:
@@ -286,7 +311,7 @@ class TrainingSession(QObject):
             self.window.editor.stack.push(support.TrainingRunCommand(
                 self.document, text, outcome.before, outcome.after, self._weights_changed))
             self._weights_changed()
-        lines, ok = outcome_lines(outcome)
+        lines, ok = support.outcome_lines(outcome)
         self.panel.run_ended(lines, ok)
         self.window.statusBar().showMessage("Training " + lines[0], 10000)
         self._report(outcome)
@@ -320,7 +345,8 @@ class TrainingSession(QObject):
     # --- selection, exports -------------------------------------------------------------------
     @Slot()
     def _on_selection(self, *_args) -> None:
-        self.panel.highlight(support.layer_paths_of(self.window.tree.selected_nodes()))
+        if self.panel is not None:
+            self.panel.highlight(support.layer_paths_of(self.window.tree.selected_nodes()))
 
     @Slot()
     def save_plots(self) -> None:

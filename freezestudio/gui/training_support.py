@@ -72,3 +72,18 @@ def layer_paths_of(nodes) -> list:
     return paths
 
 
+def outcome_lines(outcome) -> tuple[list, bool]:
+    """The lines to show for a run's outcome, and whether it went well."""
+    result = outcome.result
+    if result is None:
+        return [f"Not started: {outcome.error}"], False
+    loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "-"
+    lines = [f"{result.status}: {result.steps} steps in {result.seconds:.1f} s "
+             f"({result.steps_per_second:.1f} steps/s), final loss {loss}"]
+    if result.message:
+        lines.append(result.message)
+    if result.integrity is not None:
+        lines += result.integrity.summary_lines()
+    ok = result.status in ("completed", "cancelled") and \
+        (result.integrity is None or result.integrity.ok)
+    return lines, ok

@@ -30,6 +30,7 @@ from freezestudio.core.errors import UserError
 from freezestudio.core.training_types import Reporter, TrainingConfig, TrainingControl
 
 DEMO_SOURCE = "demo"
+IDLE, PREPARING, RUNNING, PAUSED, STOPPING = "idle", "preparing", "running", "paused", "stopping"
 RUN_SWITCH_INTERVAL_S = 0.0005
 
 

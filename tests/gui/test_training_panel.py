@@ -17,9 +17,11 @@ from freezestudio.core.training_types import TrainingConfig, TrainingControl
 from freezestudio.gui import training_support
 from freezestudio.gui.export_dialog import install_export
 from freezestudio.gui.plots import REDRAW_INTERVAL_MS
-from freezestudio.gui.training_panel import IDLE, PAUSED, RUNNING
 from freezestudio.gui.training_session import install_training
 from freezestudio.gui.training_worker import (
+    IDLE,
+    PAUSED,
+    RUNNING,
     DataSpec,
     TrainingThread,
     TrainingWorker,
@@ -63,10 +65,12 @@ def session(qtbot, window, open_and_wait):
     data; checks at teardown that the training thread stopped."""
     training = getattr(window, "training", None) or install_training(window)
     window.training = training
+    assert training.panel is None  # created when first shown (pyqtgraph: not at start-up)
+    training.dock.show()
+    assert training.panel is not None and not training.panel.isEnabled()
     with qtbot.waitSignal(training.preview_shown, timeout=RUN_TIMEOUT_MS):
         assert open_and_wait(qtbot, window, CNN)
-    assert training.preview.error == ""
-    training.dock.show()
+    assert training.preview.error == "" and training.panel.start_button.isEnabled()
     yield training
     window.close()
     assert training.thread.isFinished(), "the training QThread is still running"
