@@ -22,11 +22,13 @@ from freezestudio.gui.actions import Actions
 from freezestudio.gui.busy_page import BusyPage
 from freezestudio.gui.commands import Editor
 from freezestudio.gui.details import DetailsPane
+from freezestudio.gui.export_dialog import install_export
 from freezestudio.gui.file_flows import FileFlowsMixin, display_name
 from freezestudio.gui.filter_bar import FilterBar
 from freezestudio.gui.settings import Settings
 from freezestudio.gui.start_page import StartPage
 from freezestudio.gui.summary import Legend, SummaryBar
+from freezestudio.gui.training_session import install_training
 from freezestudio.gui.tree_model import LayerTreeModel
 from freezestudio.gui.tree_view import LayerTreeView
 from freezestudio.gui.workers import JobRunner, import_tensorflow_job
@@ -77,6 +79,8 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         else:
             self._tf_state = "ready"
         self._update_tf_label()
+        self.training = install_training(self)  # the Training dock, menu and toolbar button
+        self.export = install_export(self)  # File > Export…
 
     # --- construction ---------------------------------------------------------------------
     def _build(self) -> None:

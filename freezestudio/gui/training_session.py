@@ -130,24 +130,24 @@ class TrainingSession(QObject):
         editor_run, confirm, save_to, shutdown = (w.editor.run, w.confirm_discard, w.save_to,
                                                   w.shutdown)
 
-        def guarded_run(text, action):
+        def guarded_run(*args, **kwargs):
             if self.is_running():
                 self._refuse()
                 return False
-            return editor_run(text, action)
+            return editor_run(*args, **kwargs)
 
-        def guarded_confirm(then=None):
+        def guarded_confirm(*args, **kwargs):
             if self.is_running():
                 if not support.ask_stop_training(w):
                     return False
                 self.stop_and_wait()
-            return confirm(then)
+            return confirm(*args, **kwargs)
 
-        def guarded_save_to(target, then=None):
+        def guarded_save_to(*args, **kwargs):
             if self.is_running():
                 self._refuse("Saving waits until the training run ends")
                 return None
-            return save_to(target, then)
+            return save_to(*args, **kwargs)
 
         def guarded_shutdown():
             self.shutdown()
