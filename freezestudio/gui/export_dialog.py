@@ -14,9 +14,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -348,6 +349,23 @@ class ExportDialog(QDialog):
 
 
 # --- the main window's entry point ---------------------------------------------------------
+def export_icon() -> QIcon:
+    """An arrow leaving a tray, drawn in the palette's text colour."""
+    pixmap = QPixmap(32, 32)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    color = QApplication.palette().color(QPalette.ColorRole.Text)
+    painter.setPen(QPen(color, 3, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+                        Qt.PenJoinStyle.RoundJoin))
+    painter.drawPolyline([QPointF(5, 17), QPointF(5, 27), QPointF(27, 27), QPointF(27, 17)])
+    painter.drawLine(QPointF(16, 21), QPointF(16, 4))
+    painter.drawPolyline([QPointF(9, 11), QPointF(16, 4), QPointF(23, 11)])
+    painter.end()
+    return QIcon(pixmap)
+
+
+
 class ExportFeature(QObject):
     """File > Export… for a `MainWindow` (installed by `install_export`)."""
 
@@ -356,7 +374,7 @@ class ExportFeature(QObject):
         self.window = window
         self.runner = ExportRunner(self)
         self.dialog: ExportDialog | None = None
-        self.action = QAction("&Export…", window)
+        self.action = QAction(export_icon(), "&Export…", window)
         self.action.setShortcut("Ctrl+E")
         self.action.setIconText("Export")
         self.action.setToolTip("Export for deployment (SavedModel, TFLite, ONNX, frozen "

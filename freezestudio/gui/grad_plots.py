@@ -42,7 +42,7 @@ class GradLinesPlot:
     """Gradient norm per step of some layers, log scale (`widget` is the PlotWidget)."""
 
     def __init__(self):
-        self.widget = make_plot("Gradient norm per layer", "‖gradient‖ (log)")
+        self.widget = make_plot("Gradient norm per layer", "L2 norm (log scale)")
         self.item = self.widget.getPlotItem()
         self.item.setLogMode(y=True)
         _, foreground = palette_colors()

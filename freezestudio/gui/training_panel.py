@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -193,7 +194,9 @@ class TrainingPanel(QWidget):
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
-        self.result.appendPlainText("\n".join(lines))
+        log = self.result.toPlainText()  # the run's header and epoch lines
+        self.result.setPlainText("\n".join(lines) + ("\n\n" + log if log else ""))
+        self.result.moveCursor(QTextCursor.MoveOperation.Start)  # the outcome first
         self.rate.setText(lines[0] if lines else "")
         self.rate.setToolTip("\n".join(lines))
         self.tabs.setCurrentWidget(self.result)

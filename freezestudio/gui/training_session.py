@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMenu
+from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QStyle
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.training_types import CANCELLED, COMPLETED, TrainingControl
@@ -401,6 +401,7 @@ def install_training(window) -> TrainingSession:
     toggle = session.dock.toggleViewAction()
     toggle.setText("&Training Panel")
     toggle.setIconText("Train")
+    toggle.setIcon(window.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay))
     toggle.setToolTip("Show the training panel: fine-tune with live loss and gradient plots")
     toggle.setShortcut(QKeySequence("Ctrl+T"))
     menu = QMenu("&Training", window)
