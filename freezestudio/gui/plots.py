@@ -57,6 +57,7 @@ class TrainingPlots(QWidget):
         self.redraw_times: list[float] = []
         self._dirty = False
         self._stale: set = set()
+        self._fresh: set = set()  # plots still showing the previous run
         self._turn = 0
         self._last = 0.0
         self._timer = QTimer(self)
@@ -78,22 +79,29 @@ class TrainingPlots(QWidget):
         self.lines.item.setYRange(-3, 0, padding=0)
         self.heatmap.set_layers(layers)
         self.heatmap.start(100)
-
+        self._fresh = set()
 
     def start_run(self, info) -> RunMetrics:
-        """Clears the plots for a new run and returns its (empty) metrics buffers."""
+        """Starts a new run's (empty) metrics buffers and returns them. Each plot is
+        cleared and re-ranged at its first redraw (one at a time, like the redraws)."""
         self.metrics = RunMetrics(info)
         self.redraw_times = []
-        self.loss.start(info.total_steps)
-        self.lines.start(info.total_steps)
-        self.heatmap.set_layers(self.metrics.layers)
-        self.heatmap.start(info.total_steps)
-        self.lines.choose(self.metrics, self.selected)
-        self.heatmap.highlight(self.selected)
+        self._fresh = set(self._plots())
         self._dirty = False
         self._stale = set()
         self._timer.start()
         return self.metrics
+
+    def _reset(self, plot) -> None:
+        total = self.metrics.info.total_steps
+        if plot is self.heatmap:
+            self.heatmap.set_layers(self.metrics.layers)
+            self.heatmap.start(total)
+            self.heatmap.highlight(self.selected)
+        else:
+            plot.start(total)
+            if plot is self.lines:
+                self.lines.choose(self.metrics, self.selected)
 
     def add_step(self, report) -> None:
         if self.metrics is not None:
@@ -112,7 +120,7 @@ class TrainingPlots(QWidget):
     def finish_run(self) -> None:
         """The run ended: one last redraw with everything, then the timer stops."""
         self._timer.stop()
-        if self._dirty:
+        if self._dirty or self._fresh:
             self.redraw()
 
     def highlight(self, paths: list) -> None:
@@ -142,6 +150,9 @@ class TrainingPlots(QWidget):
         self._last = time.perf_counter()
         self.redraw_times.append(self._last)
         for each in self._plots() if plot is None else (plot,):
+            if each in self._fresh:
+                self._fresh.discard(each)
+                self._reset(each)
             each.update(metrics)
             self._stale.discard(each)
         self._dirty = bool(self._stale)
