@@ -4,7 +4,7 @@ The dialog lists `available_formats(document)`, shows only the options that appl
 the chosen format, suggests a destination with the format's usual suffix, and checks the
 request with the core's `check_request` before starting (a bad destination or a missing
 optional package is reported at once, with the install command). The export runs on the
-`ExportRunner`'s thread with a progress bar and Cancel; at the end the verification
+`export_worker.ExportRunner`'s thread with a progress bar and Cancel; at the end the verification
 report (`ExportReport.lines()`) is shown in the dialog. Errors are dialogs with the core's
 one-line message (`dialogs.show_error`), never a traceback.
 """
@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 
 from freezestudio.core.errors import UserError
 from freezestudio.gui import dialogs
-from freezestudio.gui.export_worker import ExportRequest, ExportThread, ExportWorker
+from freezestudio.gui.export_worker import ExportRequest, ExportRunner
 
 DESCRIPTIONS = {
     "keras": "Keras (.keras): the editable model, flags kept",
@@ -60,58 +60,6 @@ def get_export_path(parent, fmt: str, suggested: str) -> str | None:
     if path and suffix and not Path(path).suffix:
         path += suffix
     return path or None
-
-
-class ExportRunner(QObject):
-    """Owns the export thread for a window; one export at a time.
-
-    Signals:
-        progress(float, str), finished(ExportOutcome): from the worker, re-emitted on
-            the GUI thread.
-    """
-
-    progress = Signal(float, str)
-    finished = Signal(object)
-    _export = Signal(object)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.request: ExportRequest | None = None
-        self.thread = ExportThread()
-        self.thread.setObjectName("freezestudio-export")
-        self.worker = ExportWorker()
-        self.worker.moveToThread(self.thread)
-        self._export.connect(self.worker.export)
-        self.worker.progress.connect(self._on_progress)
-        self.worker.finished.connect(self._on_finished)
-        self.thread.finished.connect(self.worker.deleteLater)
-        self.thread.start()
-
-    def busy(self) -> bool:
-        return self.request is not None
-
-    def start(self, request: ExportRequest) -> None:
-        self.request = request
-        self._export.emit(request)
-
-    def cancel(self) -> None:
-        if self.request is not None:
-            self.request.cancel.set()
-
-    @Slot(float, str)
-    def _on_progress(self, fraction: float, message: str) -> None:
-        self.progress.emit(fraction, message)
-
-    @Slot(object)
-    def _on_finished(self, outcome) -> None:
-        self.request = None
-        self.finished.emit(outcome)
-
-    def shutdown(self) -> None:
-        """Cancels a running export and stops the thread (waits for both)."""
-        self.cancel()
-        self.thread.quit()
-        self.thread.wait()
 
 
 class ExportDialog(QDialog):

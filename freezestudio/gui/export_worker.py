@@ -98,3 +98,55 @@ class ExportThread(QThread):
 
     def run(self) -> None:
         self.exec()
+
+
+class ExportRunner(QObject):
+    """Owns the export thread for a window; one export at a time.
+
+    Signals:
+        progress(float, str), finished(ExportOutcome): from the worker, re-emitted on
+            the GUI thread.
+    """
+
+    progress = Signal(float, str)
+    finished = Signal(object)
+    _export = Signal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.request: ExportRequest | None = None
+        self.thread = ExportThread()
+        self.thread.setObjectName("freezestudio-export")
+        self.worker = ExportWorker()
+        self.worker.moveToThread(self.thread)
+        self._export.connect(self.worker.export)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.finished.connect(self._on_finished)
+        self.thread.finished.connect(self.worker.deleteLater)
+        self.thread.start()
+
+    def busy(self) -> bool:
+        return self.request is not None
+
+    def start(self, request: ExportRequest) -> None:
+        self.request = request
+        self._export.emit(request)
+
+    def cancel(self) -> None:
+        if self.request is not None:
+            self.request.cancel.set()
+
+    @Slot(float, str)
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.emit(fraction, message)
+
+    @Slot(object)
+    def _on_finished(self, outcome) -> None:
+        self.request = None
+        self.finished.emit(outcome)
+
+    def shutdown(self) -> None:
+        """Cancels a running export and stops the thread (waits for both)."""
+        self.cancel()
+        self.thread.quit()
+        self.thread.wait()

@@ -350,34 +350,11 @@ class TrainingSession(QObject):
 
     @Slot()
     def save_plots(self) -> None:
-        suggested = self._suggested("training_plots.png")
-        path = support.get_png_path(self.window, suggested)
-        if path and not self.panel.plots.save_png(path):
-            dialogs.show_error(self.window, "Cannot save plots", f"{path}: cannot be written")
-        elif path:
-            self.window.statusBar().showMessage(f"Plots saved to {path}", 8000)
+        support.save_plots(self.window, self.panel.plots)
 
     @Slot()
     def save_metrics(self) -> None:
-        metrics = self.panel.plots.metrics
-        if metrics is None:
-            return
-        path = support.get_csv_path(self.window, self._suggested("training_metrics.csv"))
-        if not path:
-            return
-        try:
-            written = metrics.write_csv(path)
-        except UserError as exc:
-            dialogs.show_error(self.window, "Cannot save metrics", str(exc))
-            return
-        self.window.statusBar().showMessage(
-            "Metrics saved to " + " and ".join(str(p) for p in written), 8000)
-
-    def _suggested(self, name: str) -> str:
-        from pathlib import Path
-
-        folder = self.window.settings.last_directory() or str(Path.home())
-        return str(Path(folder) / name)
+        support.save_metrics(self.window, self.panel.plots.metrics)
 
     # --- shutdown -----------------------------------------------------------------------------
     def shutdown(self) -> None:

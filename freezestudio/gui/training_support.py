@@ -1,13 +1,18 @@
 """Small pieces of the training session: questions and file choosers (module functions,
-so tests can answer them), the undo command of a run, and the tree selection as layers."""
+so tests can answer them), the undo command of a run, the tree selection as layers, the
+outcome as lines, and saving the plots (PNG) and metrics (CSV)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from PySide6.QtGui import QUndoCommand
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from freezestudio.core.errors import UserError
 from freezestudio.core.integrity import WeightSnapshot
 from freezestudio.core.tree import LayerNode, WeightNode
+from freezestudio.gui import dialogs
 
 
 def ask_stop_training(parent) -> bool:
@@ -87,3 +92,33 @@ def outcome_lines(outcome) -> tuple[list, bool]:
     ok = result.status in ("completed", "cancelled") and \
         (result.integrity is None or result.integrity.ok)
     return lines, ok
+
+
+def _suggested(window, name: str) -> str:
+    folder = window.settings.last_directory() or str(Path.home())
+    return str(Path(folder).resolve() / name)
+
+
+def save_plots(window, plots) -> None:
+    """Asks where, then saves the plots as one PNG (errors as a dialog)."""
+    path = get_png_path(window, _suggested(window, "training_plots.png"))
+    if path and not plots.save_png(path):
+        dialogs.show_error(window, "Cannot save plots", f"{path}: cannot be written")
+    elif path:
+        window.statusBar().showMessage(f"Plots saved to {path}", 8000)
+
+
+def save_metrics(window, metrics) -> None:
+    """Asks where, then writes the run's metrics CSV and its epoch history beside it."""
+    if metrics is None:
+        return
+    path = get_csv_path(window, _suggested(window, "training_metrics.csv"))
+    if not path:
+        return
+    try:
+        written = metrics.write_csv(path)
+    except UserError as exc:
+        dialogs.show_error(window, "Cannot save metrics", str(exc))
+        return
+    window.statusBar().showMessage("Metrics saved to " + " and ".join(str(p) for p in written),
+                                   8000)
