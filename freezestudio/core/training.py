@@ -118,6 +118,7 @@ class Trainer:
         reporter = reporter or Reporter()
         control = control or TrainingControl()
         setup = self._setup()
+        self.document.needs_recompile = False  # the step and optimizer now match the edits
         before = WeightSnapshot.take(self.document)
         restore_policy = None
         if setup.policy and setup.model is not None:

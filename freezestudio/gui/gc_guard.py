@@ -11,8 +11,11 @@ own thresholds would (cheap when there is little garbage).
 from __future__ import annotations
 
 import gc
+import time
 
 from PySide6.QtCore import QObject, QTimer, Slot
+
+FULL_COLLECTION_EVERY_S = 30.0
 
 
 class MainThreadGarbageCollector(QObject):
@@ -27,6 +30,7 @@ class MainThreadGarbageCollector(QObject):
         self._thresholds = gc.get_threshold()
         self._was_enabled = gc.isenabled()
         gc.disable()
+        self._last_full = time.monotonic()
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.check)
         self._timer.start(interval_ms)
@@ -34,10 +38,16 @@ class MainThreadGarbageCollector(QObject):
     @Slot()
     def check(self) -> None:
         counts = gc.get_count()
-        for generation in (2, 1, 0):
-            if counts[generation] > self._thresholds[generation]:
-                gc.collect(generation)
-                return
+        now = time.monotonic()
+        if counts[2] > self._thresholds[2] and now - self._last_full >= FULL_COLLECTION_EVERY_S:
+            # Python itself defers full collections on a large heap (TensorFlow's is); a full
+            # pass can block the window for ~200 ms, so it runs at most this often.
+            self._last_full = now
+            gc.collect(2)
+        elif counts[1] > self._thresholds[1]:
+            gc.collect(1)
+        elif counts[0] > self._thresholds[0]:
+            gc.collect(0)
 
     def stop(self) -> None:
         """Collects once more and gives collection back to Python."""

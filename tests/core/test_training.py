@@ -123,9 +123,12 @@ def test_text_stop_gradient_keeps_embedding_and_reports_norms_where_analysis_say
 def test_unfreezing_between_runs_rebuilds_the_optimizer():
     document = demo("cnn_transfer")
     data = demo_data(document, 128)
+    assert document.needs_recompile
     first = Trainer(document, data, TrainingConfig(epochs=1, seed=1)).run()
+    assert not document.needs_recompile, "a run compiles the current edits"
     assert "conv_base/block3_conv:kernel" in first.integrity.unchanged
     document.set_trainable(matching_nodes(document, "conv_base/block3_*"), True)
+    assert document.needs_recompile, "an edit after the run asks for a recompile again"
     second = Trainer(document, data, TrainingConfig(epochs=1, learning_rate=3e-4, seed=1)).run()
     assert second.status == COMPLETED and second.integrity.ok
     assert "conv_base/block3_conv:kernel" in second.integrity.changed
