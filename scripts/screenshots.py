@@ -8,6 +8,8 @@ edits through the same commands the user's clicks run, and saves PNGs:
     docs/screenshots/stop_gradient.png   text_classifier: stop-gradient after the embedding
     docs/screenshots/filter.png          the filter box highlighting and acting on matches
     docs/screenshots/dark.png            the stop-gradient view in a dark palette
+    docs/screenshots/training.png        fine-tuning the CNN's top block: live loss, per-layer
+                                         gradient lines and the layers x steps heatmap
 
 Usage:
     python scripts/screenshots.py [--out docs/screenshots]
@@ -113,7 +115,27 @@ def main(argv=None) -> int:
     window.tree.select_nodes([window.document.layer("conv_base/block2_bn")])
     shoot(app, window, args.out / "filter.png")
 
-    # 3. The same stop-gradient view with a dark palette (tints follow the palette).
+    # 3. Fine-tuning the top block of the frozen base, watching loss and gradients.
+    window.editor.stack.setClean()
+    window.filter_bar.set_text("")
+    open_model(window, DEMO / "cnn_transfer.keras")
+    document = window.document
+    window.editor.set_trainable([document.layer("conv_base/block3_conv"),
+                                 document.layer("conv_base/block3_bn")], True)
+    window.tree.expandRecursively(window.model.index_of(document.layer("conv_base")), 1)
+    window.tree.select_nodes([document.layer(p) for p in
+                              ("conv_base/block3_conv", "head_dense", "head_out")])
+    window.training.dock.show()
+    wait_for(window.training.preview_shown)
+    window.training.panel.form.epochs.setValue(8)
+    window.training.panel.form.learning_rate.setCurrentText("3e-4")
+    window.training.start()
+    wait_for(window.training.run_done, timeout_ms=300_000)
+    settle(app, 300)
+    shoot(app, window, args.out / "training.png")
+    window.training.dock.hide()
+
+    # 4. The same stop-gradient view with a dark palette (tints follow the palette).
     window.editor.stack.setClean()
     window.filter_bar.set_text("")
     app.setStyle("Fusion")
