@@ -34,7 +34,7 @@ def _join(a, b):
     return a | b
 
 
-def _carries_gradient(tensor) -> bool:
+def carries_gradient(tensor) -> bool:
     dtype = str(getattr(tensor, "dtype", "float32"))
     return "float" in dtype or "complex" in dtype
 
@@ -89,7 +89,7 @@ def _propagate(graph, output_states, result: FlowResult) -> list:
     states: dict[int, object] = {}
 
     def join_into(tensor, state):
-        if state is not None and _carries_gradient(tensor):
+        if state is not None and carries_gradient(tensor):
             states[id(tensor)] = _join(states.get(id(tensor)), state)
 
     for tensor, state in zip(graph.outputs, output_states, strict=True):

@@ -22,7 +22,7 @@ from collections import defaultdict
 
 from freezestudio.core.document import Document
 from freezestudio.core.errors import PlanError
-from freezestudio.core.gradient_flow import LIVE, _carries_gradient, cuts_gradient, graph_of
+from freezestudio.core.gradient_flow import LIVE, carries_gradient, cuts_gradient, graph_of
 from freezestudio.core.tree import LayerNode
 
 _INDEXED = re.compile(r"^(.*)\[(\d+)\]$")
@@ -65,18 +65,24 @@ def _build_point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
             if child is None:
                 continue
             for index, tensor in enumerate(node.outputs):
-                if _carries_gradient(tensor):
+                if carries_gradient(tensor):
                     table[child.path].append((id(node), index))
     return dict(table)
 
 
-def _addresses(path: str, count: int) -> list[str]:
+def point_addresses(path: str, count: int) -> list[str]:
     return [path] if count == 1 else [f"{path}[{k}]" for k in range(count)]
+
+
+def addresses_by_layer(document: Document) -> dict[str, list[str]]:
+    """Layer path -> the addresses of its insertion points, for every layer that has any."""
+    return {path: point_addresses(path, len(points))
+            for path, points in point_table(document).items()}
 
 
 def insertion_points(document: Document, node: LayerNode) -> list[str]:
     """The point addresses of one layer ([] inside subclassed models or for int outputs)."""
-    return _addresses(node.path, len(point_table(document).get(node.path, [])))
+    return point_addresses(node.path, len(point_table(document).get(node.path, [])))
 
 
 def resolve(document: Document, entries) -> list[str]:
@@ -93,7 +99,7 @@ def resolve(document: Document, entries) -> list[str]:
         points = table.get(path)
         if not points or (index is not None and index >= len(points)):
             raise PlanError(_unknown_point_message(entry, path, table))
-        addresses = _addresses(path, len(points))
+        addresses = point_addresses(path, len(points))
         resolved += addresses if index is None else [addresses[index]]
     return resolved
 
@@ -120,7 +126,7 @@ def remove_stop_gradient_points(document: Document, entries) -> None:
 def set_stop_gradient_points(document: Document, addresses) -> None:
     """Makes `addresses` the document's points and rebuilds the model accordingly."""
     table = point_table(document)
-    ordered = [a for path in table for a in _addresses(path, len(table[path]))]
+    ordered = [a for path in table for a in point_addresses(path, len(table[path]))]
     chosen = set(addresses)
     points = [a for a in ordered if a in chosen]
     if points == document.stop_points:
@@ -212,7 +218,7 @@ def strip_stop_gradients(model):
 def addresses_of(document: Document, keys: set) -> list[str]:
     """Point addresses for (id(call node), output index) keys of the base graph."""
     return [address for path, points in point_table(document).items()
-            for address, key in zip(_addresses(path, len(points)), points, strict=True)
+            for address, key in zip(point_addresses(path, len(points)), points, strict=True)
             if key in keys]
 
 

@@ -258,20 +258,8 @@ def weight_stats(weight: WeightNode) -> dict | None:
 
 
 # --- stop-gradient insertion points --------------------------------------------------------
-def point_addresses(path: str, count: int) -> list[str]:
-    return [path] if count == 1 else [f"{path}[{k}]" for k in range(count)]
-
-
 def stop_point_table(document) -> dict[str, list[str]]:
-    """Layer path -> its insertion point addresses ({} if the core has no stop-gradients)."""
-    if document.source_format == "savedmodel":
-        return {}
-    try:
-        from freezestudio.core.stop_gradient import point_table
-    except ImportError:
-        return {}
-    try:
-        table = point_table(document)
-    except Exception:  # noqa: BLE001 - a model the analysis cannot read gets no points
-        return {}
-    return {path: point_addresses(path, len(points)) for path, points in table.items()}
+    """Layer path -> its insertion point addresses (none in a generic SavedModel)."""
+    from freezestudio.core.stop_gradient import addresses_by_layer
+
+    return addresses_by_layer(document)

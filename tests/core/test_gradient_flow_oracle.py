@@ -96,7 +96,8 @@ def random_edit(document, rnd: random.Random):
     weights = [w for w in document.weights if w.freezable]
     document.set_trainable(rnd.sample(weights, k=min(len(weights), rnd.randint(0, 3))), False)
     table = stop_gradient.point_table(document)
-    points = [a for path, pts in table.items() for a in stop_gradient._addresses(path, len(pts))]
+    points = [a for path, pts in table.items()
+              for a in stop_gradient.point_addresses(path, len(pts))]
     stop_gradient.add_stop_gradient_points(document, rnd.sample(points, k=rnd.randint(0, 3)))
 
 

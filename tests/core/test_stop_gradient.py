@@ -23,7 +23,7 @@ def outputs(model, x):
 
 def all_points(document):
     table = stop_gradient.point_table(document)
-    return [a for path, pts in table.items() for a in stop_gradient._addresses(path, len(pts))]
+    return [a for path, pts in table.items() for a in stop_gradient.point_addresses(path, len(pts))]
 
 
 def weights_by_id(document):
