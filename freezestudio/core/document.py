@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from freezestudio.core.formats import SAVEDMODEL
 from freezestudio.core.gradient_flow import LIVE, analyze
 from freezestudio.core.tree import LayerNode, WeightNode
 
@@ -151,7 +152,7 @@ class Document:
     def flow_state(self, node: LayerNode):
         """LIVE if some call of the layer gets gradient from an output, else the set of
         stop-gradient layer names that cut it off (empty: no differentiable path)."""
-        if not hasattr(self.model, "_nodes_by_depth") and not hasattr(self.model, "layers"):
+        if self.source_format == SAVEDMODEL:
             return LIVE  # generic SavedModels: no layer graph to analyse
         if self._flow is None:
             self._flow = analyze(self.model)

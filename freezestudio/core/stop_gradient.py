@@ -23,21 +23,10 @@ from collections import defaultdict
 from freezestudio.core.document import Document
 from freezestudio.core.errors import PlanError
 from freezestudio.core.gradient_flow import LIVE, carries_gradient, cuts_gradient, graph_of
+from freezestudio.core.graph_info import base_layer, execution_order
 from freezestudio.core.tree import LayerNode
 
 _INDEXED = re.compile(r"^(.*)\[(\d+)\]$")
-
-
-def _base_layer(document: Document, node: LayerNode):
-    return document.base_layers.get(node.path, node.layer)
-
-
-def _graph_nodes(graph):
-    """The graph's call nodes in execution order (inputs first)."""
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            if not node.is_input:
-                yield node
 
 
 def point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
@@ -56,11 +45,11 @@ def _build_point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
     for container in document.root.walk():
         if not container.is_container or container.layer is None:
             continue
-        graph = graph_of(_base_layer(document, container))
+        graph = graph_of(base_layer(document, container))
         if graph is None:
             continue
-        children = {id(_base_layer(document, c)): c for c in container.children}
-        for node in _graph_nodes(graph):
+        children = {id(base_layer(document, c)): c for c in container.children}
+        for node in execution_order(graph):
             child = children.get(id(node.operation))
             if child is None:
                 continue
@@ -154,16 +143,17 @@ def _rebuild_tree(document: Document, container: LayerNode, selected: set):
 
     Returns the new model (and re-points the tree node to it) or None if unchanged.
     """
-    base = _base_layer(document, container)
+    base = base_layer(document, container)
     replaced = {}
     for child in container.children:
         if child.is_container:
             new = _rebuild_tree(document, child, selected)
             if new is not None:
-                replaced[id(_base_layer(document, child))] = new
+                replaced[id(base_layer(document, child))] = new
     graph = graph_of(base)
     own = graph is not None and any(
-        (id(node), i) in selected for node in _graph_nodes(graph) for i in range(len(node.outputs)))
+        (id(node), i) in selected
+        for node in execution_order(graph) for i in range(len(node.outputs)))
     if not own and not replaced:
         container.layer = base
         return None
@@ -179,7 +169,7 @@ def _rerun_graph(graph, name: str, selected: set, replaced: dict):
 
     tensors = {id(t): t for t in graph.inputs}
     taken = {op.name for op in graph.operations}
-    for node in _graph_nodes(graph):
+    for node in execution_order(graph):
         args, kwargs = node.arguments.fill_in(tensors)
         layer = replaced.get(id(node.operation), node.operation)
         outputs = keras.tree.flatten(layer(*args, **kwargs))
@@ -235,7 +225,7 @@ def _strip(model, found: set, done: dict):
     if graph is None:
         return model
     tensors = {id(t): t for t in graph.inputs}
-    for node in _graph_nodes(graph):
+    for node in execution_order(graph):
         layer = node.operation
         args, kwargs = node.arguments.fill_in(tensors)
         if cuts_gradient(layer):
@@ -268,14 +258,14 @@ def freeze_upstream(document: Document, address: str) -> None:
     node_id, index = point_table(document)[path][_index(resolved)]
     layer_node = document.layer(path)
     container = layer_node.parent
-    graph = graph_of(_base_layer(document, container))
-    call = next(n for n in _graph_nodes(graph) if id(n) == node_id)
+    graph = graph_of(base_layer(document, container))
+    call = next(n for n in execution_order(graph) if id(n) == node_id)
     upstream = _upstream_nodes(document, container, call)
     document.set_trainable([n for n in upstream if document.flow_state(n) != LIVE], False)
 
 
 def _upstream_nodes(document: Document, container: LayerNode, call) -> list[LayerNode]:
-    by_layer = {id(_base_layer(document, c)): c for c in container.children}
+    by_layer = {id(base_layer(document, c)): c for c in container.children}
     upstream, stack, seen = [], [call], set()
     while stack:
         node = stack.pop()

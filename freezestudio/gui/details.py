@@ -8,6 +8,7 @@ from html import escape
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
+from freezestudio.core import graph_info
 from freezestudio.core.document import PARTIAL
 from freezestudio.core.tree import LayerNode, WeightNode
 from freezestudio.gui import node_info
@@ -94,9 +95,9 @@ def _config(node: LayerNode) -> str:
 
 def static_facts(document, node: LayerNode) -> dict:
     """What does not change while editing: graph neighbours, output shape, config."""
-    inbound, outbound = node_info.neighbours(document, node)
+    inbound, outbound = graph_info.neighbours(document, node)
     return {"inbound": inbound, "outbound": outbound,
-            "calls": len(node_info.calls(document, node)),
+            "calls": len(graph_info.layer_calls(document, node)),
             "shape": node_info.output_shape(node), "config": _config(node)}
 
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from freezestudio.core.document import PARTIAL
-from freezestudio.core.gradient_flow import LIVE, graph_of
+from freezestudio.core.gradient_flow import LIVE
 from freezestudio.core.tree import LayerNode, WeightNode
 
 
@@ -190,51 +190,6 @@ class StateCache:
         node = self.document.root if node is None else node
         return self._memo("receiving", node, lambda: sum(
             self.size(w) for w in node.all_weights() if self.receives_gradient(w)))
-
-
-# --- graph neighbours --------------------------------------------------------------------
-def _base_graph(document, container: LayerNode):
-    layer = document.base_layers.get(container.path, container.layer)
-    return graph_of(layer) if layer is not None else None
-
-
-def calls(document, node: LayerNode) -> list:
-    """The call nodes of a layer in its parent's (stop-gradient-free) graph."""
-    if node.parent is None or node.layer is None:
-        return []
-    graph = _base_graph(document, node.parent)
-    if graph is None:
-        return []
-    return [call for depth in sorted(graph._nodes_by_depth, reverse=True)
-            for call in graph._nodes_by_depth[depth]
-            if call.operation is node.layer and not call.is_input]
-
-
-def neighbours(document, node: LayerNode) -> tuple[list[str], list[str]]:
-    """(inbound, outbound) layer names of a layer within its parent graph."""
-    if node.parent is None or node.layer is None:
-        return [], []
-    graph = _base_graph(document, node.parent)
-    if graph is None:
-        return [], []
-    inbound, outbound = [], []
-    all_calls = [c for nodes in graph._nodes_by_depth.values() for c in nodes]
-    mine = [c for c in all_calls if c.operation is node.layer]
-    outputs = {id(t) for c in mine for t in c.outputs}
-    for call in mine:
-        for tensor in call.input_tensors:
-            name = tensor._keras_history.operation.name
-            if name not in inbound:
-                inbound.append(name)
-    for call in all_calls:
-        if call.operation is node.layer:
-            continue
-        if any(id(t) in outputs for t in call.input_tensors) and \
-                call.operation.name not in outbound:
-            outbound.append(call.operation.name)
-    if any(id(t) in outputs for t in graph.outputs):
-        outbound.append("(model output)")
-    return inbound, outbound
 
 
 # --- weights -------------------------------------------------------------------------------

@@ -107,15 +107,13 @@ def _model_path(document):
 
 
 def read_preview(document, spec: DataSpec) -> Preview:
-    """Reads the data source and checks it against the document's model (a thin adapter
-    over `data.load_data`, `data_fit.check_fits` and `loss_choice.choose_losses`: the
-    core has no read-only preview of the automatic loss; `Trainer.prepare` also writes
-    the document's flags, which must not happen outside a run)."""
+    """Reads the data source, checks it against the document's model and tells the loss a
+    run would choose, without changing the document (`Trainer.prepare` would write its
+    flags, which must not happen outside a run)."""
     from freezestudio.core.data import load_data
-    from freezestudio.core.data_fit import check_fits, label_kind, prepare_split
     from freezestudio.core.devices import list_devices
-    from freezestudio.core.loss_choice import choose_losses
     from freezestudio.core.model_io import model_io
+    from freezestudio.core.training import preview_losses
 
     preview = Preview(spec)
     try:
@@ -129,11 +127,7 @@ def read_preview(document, spec: DataSpec) -> Preview:
                          model_path=_model_path(document))
         preview.data = data
         preview.summary = data.summary()
-        check_fits(document, data, io)
-        kinds = [label_kind(s, y) for s, y in zip(io.outputs, data.train.y, strict=True)]
-        train = prepare_split(io, data.train, kinds)
-        choices = choose_losses(io.outputs, kinds, train.y, document.compile_config, None)
-        preview.losses = [(c.name, c.describe()) for c in choices]
+        preview.losses = [(c.name, c.describe()) for c in preview_losses(document, data)]
     except UserError as exc:
         preview.error = str(exc)
     return preview
