@@ -69,6 +69,7 @@ class Editor(QObject):
         super().__init__(parent)
         self.stack = QUndoStack(self)
         self.document = None
+        self._guards: list[Callable[[], bool]] = []
 
     def dispose(self) -> None:
         """Silences the undo stack before it is destroyed.
@@ -79,6 +80,11 @@ class Editor(QObject):
         """
         self.stack.blockSignals(True)
         self.document = None
+
+    def add_guard(self, allows_edits: Callable[[], bool]) -> None:
+        """Registers a check run before every edit; it returns False (after telling the
+        user why) while edits must wait, e.g. during a training run."""
+        self._guards.append(allows_edits)
 
     def set_document(self, document) -> None:
         self.document = document
@@ -94,7 +100,7 @@ class Editor(QObject):
             `failed`) or if it changed nothing (then nothing is pushed).
         """
         document = self.document
-        if document is None:
+        if document is None or not all(allows() for allows in self._guards):
             return False
         before = document.snapshot()
         try:

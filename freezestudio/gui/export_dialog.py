@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from freezestudio.core.errors import UserError
 from freezestudio.gui import dialogs
+from freezestudio.gui.background import BackgroundTask
 from freezestudio.gui.export_worker import ExportRequest, ExportRunner
 
 DESCRIPTIONS = {
@@ -314,7 +315,7 @@ def export_icon() -> QIcon:
 
 
 
-class ExportFeature(QObject):
+class ExportFeature(QObject, BackgroundTask):
     """File > Export… for a `MainWindow` (installed by `install_export`)."""
 
     def __init__(self, window):
@@ -370,11 +371,5 @@ def install_export(window) -> ExportFeature:
     file_menu.insertAction(window.actions.close_model, feature.action)
     file_menu.insertSeparator(window.actions.close_model)
     window.actions.toolbar.addAction(feature.action)
-    shutdown = window.shutdown
-
-    def guarded_shutdown():
-        feature.shutdown()
-        shutdown()
-
-    window.shutdown = guarded_shutdown
+    window.background_tasks.append(feature)
     return feature

@@ -116,6 +116,8 @@ class FileFlowsMixin:
 
     def confirm_discard(self, then=None) -> bool:
         """True if the current document may be replaced now; may start a save then `then()`."""
+        if not all(task.may_replace_document() for task in self.background_tasks):
+            return False
         if not self.is_modified():
             return True
         answer = dialogs.ask_unsaved(self, display_name(self.document.source_path))
@@ -170,6 +172,8 @@ class FileFlowsMixin:
 
     def save_to(self, target: str, then=None, portable: bool = False) -> None:
         """Saves in the background; the editor is read-only until it is done."""
+        if not all(task.may_save() for task in self.background_tasks):
+            return
         self._saving = True
         self.set_editing_enabled(False)
         self.statusBar().showMessage(f"Saving {target}…")

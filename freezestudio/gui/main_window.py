@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from freezestudio.core.tree import LayerNode
 from freezestudio.gui import dialogs, style
 from freezestudio.gui.actions import Actions
+from freezestudio.gui.background import BackgroundTask
 from freezestudio.gui.busy_page import BusyPage
 from freezestudio.gui.commands import Editor
 from freezestudio.gui.details import DetailsPane
@@ -60,6 +61,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self._load_job = None
         self._page_before_busy = None
         self._saving = False
+        self.background_tasks: list[BackgroundTask] = []  # training runs, exports
         self._hiding = False
         self._tf_state = "loading"
         self.setWindowIcon(style.icon("app"))
@@ -359,7 +361,9 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         event.accept()
 
     def shutdown(self) -> None:
-        """Stops the background thread (waits for a running job to end)."""
+        """Stops the background work (waits for running jobs to end)."""
+        for task in self.background_tasks:
+            task.shutdown()
         if self._load_job is not None:
             self._load_job.cancel()
         self.runner.shutdown()

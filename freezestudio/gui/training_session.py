@@ -14,9 +14,10 @@ menu and a toolbar button, and returns the `TrainingSession` that drives a run:
   undo stack: undo writes back the values from before the run, redo the trained ones
   (numpy copies of the weights that changed).
 
-The hooks are installed from outside through the window's public attributes (`editor`,
-`actions`, `model`, `tree`, `statusBar()`, `confirm_discard`, `save_to`, `shutdown`), so
-`main_window.py` only needs the one call.
+The session plugs into the window through its public extension points: an edit guard on
+`editor` (`Editor.add_guard`) and an entry in `background_tasks` (`BackgroundTask`: asked
+before the document is replaced or saved, stopped at shutdown), plus `actions`, `model`,
+`tree` and `statusBar()`; `main_window.py` only needs the one call.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from freezestudio.core.errors import UserError
 from freezestudio.core.training_types import CANCELLED, COMPLETED, TrainingControl
 from freezestudio.gui import dialogs
 from freezestudio.gui import training_support as support
+from freezestudio.gui.background import BackgroundTask
 from freezestudio.gui.training_worker import (
     IDLE,
     PAUSED,
@@ -44,7 +46,7 @@ READ_ONLY_MESSAGE = "Training is running: the model is read-only until the run e
 STOP_TIMEOUT_S = 120
 
 
-class TrainingSession(QObject):
+class TrainingSession(QObject, BackgroundTask):
     """Runs training for a `MainWindow` (see the module docstring).
 
     Signals:
@@ -127,36 +129,28 @@ class TrainingSession(QObject):
         w = self.window
         w.model.modelReset.connect(self._on_document_changed)
         w.tree.selectionModel().selectionChanged.connect(self._on_selection)
-        editor_run, confirm, save_to, shutdown = (w.editor.run, w.confirm_discard, w.save_to,
-                                                  w.shutdown)
+        w.editor.add_guard(self._allows_edits)
+        w.background_tasks.append(self)
 
-        def guarded_run(*args, **kwargs):
-            if self.is_running():
-                self._refuse()
+    def _allows_edits(self) -> bool:
+        if self.is_running():
+            self._refuse()
+            return False
+        return True
+
+    # --- BackgroundTask ----------------------------------------------------------------------
+    def may_replace_document(self) -> bool:
+        if self.is_running():
+            if not support.ask_stop_training(self.window):
                 return False
-            return editor_run(*args, **kwargs)
+            self.stop_and_wait()
+        return True
 
-        def guarded_confirm(*args, **kwargs):
-            if self.is_running():
-                if not support.ask_stop_training(w):
-                    return False
-                self.stop_and_wait()
-            return confirm(*args, **kwargs)
-
-        def guarded_save_to(*args, **kwargs):
-            if self.is_running():
-                self._refuse("Saving waits until the training run ends")
-                return None
-            return save_to(*args, **kwargs)
-
-        def guarded_shutdown():
-            self.shutdown()
-            shutdown()
-
-        w.editor.run = guarded_run
-        w.confirm_discard = guarded_confirm
-        w.save_to = guarded_save_to
-        w.shutdown = guarded_shutdown
+    def may_save(self) -> bool:
+        if self.is_running():
+            self._refuse("Saving waits until the training run ends")
+            return False
+        return True
 
     def _refuse(self, message: str = READ_ONLY_MESSAGE) -> None:
         self.window.statusBar().showMessage(message, 5000)
