@@ -158,6 +158,18 @@ def _compile(model: keras.Model, learning_rate=1e-3) -> None:
     )
 
 
+def save_task_b(model, label: str, classes: int, model_path: Path, data_path: Path, arrays):
+    """Reports the re-headed model's task-B accuracy before fine-tuning (chance level is
+    the point), then saves the model and the task-B data. Returns that accuracy."""
+    xb, yb, xb_val, yb_val = arrays
+    acc_b0 = float(model.evaluate(xb_val, yb_val, verbose=0)[1])
+    print(f"{label}, {classes} classes) val accuracy before fine-tuning: "
+          f"{acc_b0:.3f} (chance {1 / classes:.3f})")
+    save_model(model, model_path)
+    np.savez_compressed(data_path, x=xb, y=yb, x_val=xb_val, y_val=yb_val)
+    return acc_b0
+
+
 def save_model(model: keras.Model, path: Path) -> None:
     """Saves a compiled model so that it reloads without optimizer warnings.
 
@@ -247,15 +259,9 @@ def text_scenario(out_dir: Path, check: bool) -> dict:
     model = build_text_model(TEXT_B_CLASSES, "hidden", "classifier", "text_classifier")
     model.get_layer("embedding").set_weights(pre.get_layer("embedding").get_weights())
     _compile(model)
-    acc_b0 = float(model.evaluate(xb_val, yb_val, verbose=0)[1])
-    print(
-        f"[text] task B (sentiment, {TEXT_B_CLASSES} classes) val accuracy before fine-tuning: "
-        f"{acc_b0:.3f} (chance {1 / TEXT_B_CLASSES:.3f})"
-    )
-
     model_path = out_dir / "text_classifier.keras"
-    save_model(model, model_path)
-    np.savez_compressed(out_dir / "text_task_b.npz", x=xb, y=yb, x_val=xb_val, y_val=yb_val)
+    acc_b0 = save_task_b(model, "[text] task B (sentiment", TEXT_B_CLASSES, model_path,
+                         out_dir / "text_task_b.npz", (xb, yb, xb_val, yb_val))
     plan = {"freezestudio_plan": 1, "trainable": [], "stop_gradient_after": ["embedding"]}
     (out_dir / "text_plan.json").write_text(json.dumps(plan) + "\n")
 
@@ -400,15 +406,9 @@ def cnn_scenario(out_dir: Path, check: bool) -> dict:
     base.trainable = False
     model = build_cnn_model(base, CNN_B_CLASSES, "head", "cnn_transfer")
     _compile(model)
-    acc_b0 = float(model.evaluate(xb_val, yb_val, verbose=0)[1])
-    print(
-        f"[cnn] task B (count, {CNN_B_CLASSES} classes) val accuracy before fine-tuning: "
-        f"{acc_b0:.3f} (chance {1 / CNN_B_CLASSES:.3f})"
-    )
-
     model_path = out_dir / "cnn_transfer.keras"
-    save_model(model, model_path)
-    np.savez_compressed(out_dir / "cnn_task_b.npz", x=xb, y=yb, x_val=xb_val, y_val=yb_val)
+    acc_b0 = save_task_b(model, "[cnn] task B (count", CNN_B_CLASSES, model_path,
+                         out_dir / "cnn_task_b.npz", (xb, yb, xb_val, yb_val))
 
     summary = {"task_a_val_acc": acc_a, "task_b_val_acc_before": acc_b0}
     if check:
