@@ -7,6 +7,7 @@ engine does not care which kind of model it trains.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from freezestudio.core.errors import UserError
@@ -68,6 +69,36 @@ def keras_io(model) -> ModelIO:
         tuple(IOSpec(_producer(t).name, tuple(t.shape), _dtype_name(t.dtype), _activation(t))
               for t in outputs),
     )
+
+
+# TensorFlow's rules for name scopes in a graph: the outermost one, and those inside it.
+_TF_OUTER_SCOPE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
+_TF_INNER_SCOPE = re.compile(r"[A-Za-z0-9_.\\/>-]*")
+
+
+def check_traceable(model, what: str) -> None:
+    """Raises UserError if TensorFlow cannot trace a call of this Keras model.
+
+    With the TensorFlow backend, Keras opens a `tf.name_scope` named after the model and
+    every layer it calls. Inside a `tf.function` TensorFlow accepts only letters, digits
+    and `_ . - / >` (the outermost name must not start with `_ - / >`), so a layer named
+    "my dense" makes every traced call fail (`model.fit` too) with an error about scopes
+    deep inside Keras. Input layers are never called, so their names do not matter.
+
+    Args:
+        what: what cannot be done, for the message ("train this model", ...).
+    """
+    bad = [] if _TF_OUTER_SCOPE.fullmatch(model.name) else [model.name]
+    bad += [layer.name for layer in model._flatten_layers(include_self=False, recursive=True)
+            if type(layer).__name__ != "InputLayer" and not _TF_INNER_SCOPE.fullmatch(layer.name)]
+    if bad:
+        names = ", ".join(repr(n) for n in bad[:5]) + (f" and {len(bad) - 5} more"
+                                                       if len(bad) > 5 else "")
+        raise UserError(f"cannot {what}: TensorFlow refuses the layer name(s) "
+                        f"{names} inside a compiled function (allowed: letters, digits and "
+                        "_ . - / >; the model's own name must not start with _ - / >), and "
+                        "Keras's fit fails the same way. Rename them in Keras and save "
+                        "the model again")
 
 
 def _producer(tensor):

@@ -41,7 +41,7 @@ from freezestudio.core.feature_cache import (
 )
 from freezestudio.core.integrity import WeightSnapshot, check_integrity
 from freezestudio.core.loss_choice import choose_losses
-from freezestudio.core.model_io import forward_fn, is_keras, model_io
+from freezestudio.core.model_io import check_traceable, forward_fn, is_keras, model_io
 from freezestudio.core.training_step import (
     StepSpec,
     make_eval_step,
@@ -149,8 +149,7 @@ class Trainer:
 
             keras.utils.set_random_seed(cfg.seed)
         document.write_flags()
-        io = model_io(document)
-        check_fits(document, self.data, io)
+        io = checked_io(document, self.data)
         kinds = [label_kind(spec, y) for spec, y in zip(io.outputs, self.data.train.y,
                                                         strict=True)]
         train = prepare_split(io, self.data.train, kinds)
@@ -379,6 +378,20 @@ def _divergence(values, step: int, epoch: int, batch: int, distributed: bool) ->
             "learning rate or check the data for NaN/Inf values")
 
 
+def checked_io(document, data: TrainingData):
+    """The model's inputs and outputs, once it is known that TensorFlow can trace the model
+    and that the data fit it.
+
+    Raises:
+        UserError: it cannot be traced, or the data do not fit.
+    """
+    if is_keras(document):
+        check_traceable(document.model, "train this model")
+    io = model_io(document)
+    check_fits(document, data, io)
+    return io
+
+
 def preview_losses(document, data: TrainingData, loss: str | None = None) -> list:
     """The loss per output a run would use (`LossChoice`, with `describe()`), after
     checking that the data fit; reads the document without changing anything.
@@ -386,8 +399,7 @@ def preview_losses(document, data: TrainingData, loss: str | None = None) -> lis
     Raises:
         UserError: the data do not fit the model, or `loss` is unknown or does not fit.
     """
-    io = model_io(document)
-    check_fits(document, data, io)
+    io = checked_io(document, data)
     kinds = [label_kind(spec, y) for spec, y in zip(io.outputs, data.train.y, strict=True)]
     train = prepare_split(io, data.train, kinds)
     return choose_losses(io.outputs, kinds, train.y, document.compile_config, loss)

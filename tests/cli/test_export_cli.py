@@ -5,6 +5,7 @@ import subprocess
 import sys
 import warnings
 
+import keras
 import model_builders as mb
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ def cli(tmp_path_factory):
     plan.write_text(json.dumps({"freezestudio_plan": 1, "trainable": [
         {"match": "embedding", "value": False}], "stop_gradient_after": ["embedding"]}))
     (folder / "taken").write_text("a file")
+    spaced = folder / "spaced.keras"
+    inputs = keras.Input((4,), name="features")
+    keras.Model(inputs, keras.layers.Dense(2, name="my dense")(inputs)).save(spaced)
     jobs = {
         "tflite": ["export", text, "--plan", plan, "--format", "tflite",
                    "-o", folder / "text.tflite"],
@@ -36,6 +40,10 @@ def cli(tmp_path_factory):
                           "-o", folder / "q.onnx"],
         "wrong_suffix": ["export", two, "--format", "keras", "-o", folder / "two_copy.h5"],
         "bad_format": ["export", two, "--format", "pickle", "-o", folder / "x.pkl"],
+        "untraceable_names": ["export", spaced, "--format", "savedmodel",
+                              "-o", folder / "spaced_sm"],
+        "untraceable_names_keras": ["export", spaced, "--format", "keras",
+                                    "-o", folder / "spaced_copy.keras"],
     }
     runs = dict(zip(jobs, run_many(list(jobs.values())), strict=True))
     return folder, runs
@@ -98,13 +106,24 @@ def test_keras_copy_keeps_the_plan(cli):
     ("quantize_onnx", ["tflite format only"]),
     ("wrong_suffix", ["ending in .keras"]),
     ("bad_format", ["invalid choice: 'pickle'"]),
+    ("untraceable_names", ["cannot export this model for deployment: TensorFlow refuses the "
+                           "layer name(s) 'my dense'"]),
 ])
 def test_user_errors(cli, job, fragments):
     folder, runs = cli
     assert_user_error(runs[job], *fragments)
     assert not (folder / "taken").is_dir() and not (folder / "q.onnx").exists()
     assert not (folder / "two_copy.h5").exists() and not (folder / "never.tflite").exists()
+    assert not (folder / "spaced_sm").exists()
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_layer_names_tensorflow_cannot_trace_still_export_as_keras(cli):
+    """The editable copy needs no tracing: it is written and verified (eagerly)."""
+    folder, runs = cli
+    lines = ok(runs["untraceable_names_keras"])
+    assert (folder / "spaced_copy.keras").is_file()
+    assert any("my_dense" in line and line.endswith("ok") for line in lines)
 
 
 def _run_python(code, *args):

@@ -162,6 +162,20 @@ def test_data_that_do_not_fit_exit_2_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "o.keras").exists() and not (tmp_path / "m.csv").exists()
 
 
+def test_layer_names_tensorflow_cannot_trace_exit_2_before_training(tmp_path, capsys):
+    inputs = keras.Input((4,), name="features")
+    model = keras.Model(inputs, keras.layers.Dense(1, name="my value")(inputs))
+    model.save(tmp_path / "spaced.keras")
+    np.savez(tmp_path / "d.npz", x=np.ones((8, 4), "float32"), y=np.ones((8, 1), "float32"))
+    code, out, err = run_cli(["train", tmp_path / "spaced.keras", "--data", tmp_path / "d.npz",
+                              "-o", tmp_path / "o.keras"], capsys)
+    assert code == 2 and out == ""
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("freezestudio: error: cannot train this model: TensorFlow refuses "
+                           "the layer name(s) 'my value'")
+    assert not (tmp_path / "o.keras").exists()
+
+
 def test_divergence_exit_2_and_nothing_saved(tmp_path, small_cnn_data, capsys):
     code, out, err = run_cli(["train", DEMO / "text_classifier.keras", "--data", "demo",
                               "-o", tmp_path / "o.keras", "--optimizer", "sgd",

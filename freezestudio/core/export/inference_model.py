@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from freezestudio.core import formats
 from freezestudio.core.errors import UserError
+from freezestudio.core.model_io import check_traceable
 
 DEFAULT_INT_BOUND = 2
 """Random integer inputs are drawn from [0, bound); without a known vocabulary, [0, 2)."""
@@ -115,6 +116,7 @@ def deployment_model(document) -> InferenceModel:
     model = document.base_layers.get("", document.model) if document.stop_points \
         else document.model
     model, _ = strip_stop_gradients(model)  # a no-op unless a StopGradient layer slipped in
+    check_traceable(model, "export this model for deployment")
     return from_keras_model(model)
 
 
