@@ -62,6 +62,8 @@ def adapt_h5_config(h5_path: Path) -> list[str]:
     with h5py.File(h5_path, "r+") as handle:
         config = json.loads(handle.attrs["model_config"])
         _shift_nested_refs(config)
+        _unwrap_single_refs(config)
+        _single_batchnorm_axis(config)
         dropped = _drop_unknown_options(config)
         handle.attrs["model_config"] = json.dumps(config)
     return [f"ignored tf.keras-only option(s) {', '.join(sorted(options))} of {layer}"
@@ -95,6 +97,48 @@ def _shift_nested_refs(model_config: dict) -> None:
     shift(config.get("output_layers", []), sequential)
 
 
+def _dicts(node):
+    """Every dict in a JSON structure, outer ones first (safe to change in place)."""
+    if isinstance(node, dict):
+        yield node
+        children = node.values()
+    elif isinstance(node, list):
+        children = node
+    else:
+        return
+    for child in list(children):
+        yield from _dicts(child)
+
+
+def _unwrap_single_refs(model_config: dict) -> None:
+    """tf.keras writes a functional model's single input or output as a list of one
+    reference and reads either form as the tensor itself. Keras 3 writes a single tensor as
+    the bare reference and reads a list of one as a list: the nested model's symbolic
+    output is then a list, and the layer after it in a Sequential fails to build
+    ("Cannot convert '((None, 6), 2)' to a shape"). Unwrap, at every depth."""
+    for node in _dicts(model_config):
+        for key in ("input_layers", "output_layers"):
+            refs = node.get(key)
+            if isinstance(refs, list) and len(refs) == 1 and _is_ref(refs[0]):
+                node[key] = refs[0]
+
+
+def _single_batchnorm_axis(model_config: dict) -> None:
+    """tf.keras writes BatchNormalization's axis as a list (`[3]`); Keras 3 takes an int.
+    Its legacy loader converts it, but a functional model nested in a Sequential is read
+    by the current deserializer, which fails on the list."""
+    for node in _dicts(model_config):
+        config = node.get("config")
+        if node.get("class_name") == "BatchNormalization" and isinstance(config, dict):
+            axis = config.get("axis")
+            if isinstance(axis, list) and len(axis) == 1:
+                config["axis"] = axis[0]
+
+
+def _is_ref(value) -> bool:
+    return isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+
+
 def _has_input(sequential_config: dict) -> bool:
     layers = sequential_config.get("config", {}).get("layers", [])
     return bool(layers) and (layers[0].get("class_name") == "InputLayer"
@@ -116,13 +160,14 @@ def _accepted_options(cls) -> set[str]:
     return names
 
 
-def _drop_unknown_options(node, dropped=None) -> dict[str, set[str]]:
+def _drop_unknown_options(model_config: dict) -> dict[str, set[str]]:
     """Removes options of built-in layers that Keras 3 no longer has (e.g. `groups` of
-    DepthwiseConv2D, `rng_type` of RandomFlip), which would make deserialization fail."""
+    DepthwiseConv2D, `rng_type` of RandomFlip), which would make deserialization fail.
+    Returns what was dropped, per layer."""
     import keras
 
-    dropped = {} if dropped is None else dropped
-    if isinstance(node, dict):
+    dropped = {}
+    for node in _dicts(model_config):
         cls = getattr(keras.layers, str(node.get("class_name")), None)
         config = node.get("config")
         if (isinstance(config, dict) and inspect.isclass(cls)
@@ -133,9 +178,4 @@ def _drop_unknown_options(node, dropped=None) -> dict[str, set[str]]:
             if unknown:
                 dropped.setdefault(f"{node['class_name']} '{config.get('name')}'", set()).update(
                     unknown)
-        for value in node.values():
-            _drop_unknown_options(value, dropped)
-    elif isinstance(node, list):
-        for value in node:
-            _drop_unknown_options(value, dropped)
     return dropped

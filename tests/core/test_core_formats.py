@@ -134,6 +134,15 @@ def tf_keras_mobilenet_transfer():
     return tf_keras.Model(inputs, tf_keras.layers.Dense(3, name="head")(x), name="transfer")
 
 
+def tf_keras_sequential_transfer():
+    """The other canonical tf.keras transfer model: Sequential([frozen base, pooling, head])."""
+    base = tf_keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
+                                             include_top=False, weights=None)
+    base.trainable = False
+    return tf_keras.Sequential([base, tf_keras.layers.GlobalAveragePooling2D(name="gap"),
+                                tf_keras.layers.Dense(3, name="head")], name="transfer")
+
+
 def tf_keras_augmentation():
     augment = tf_keras.Sequential([tf_keras.layers.RandomFlip("horizontal", name="flip"),
                                    tf_keras.layers.Rescaling(1 / 255.0, name="scale")],
@@ -150,8 +159,10 @@ def tf_keras_sequential_of_functional():
     return tf_keras.Sequential([backbone, tf_keras.layers.Dense(2, name="head")], name="seq")
 
 
-def test_tf_keras_mobilenet_transfer_h5(tmp_path):
-    legacy = tf_keras_mobilenet_transfer()
+@pytest.mark.parametrize("build", ["functional", "sequential"])
+def test_tf_keras_mobilenet_transfer_h5(tmp_path, build):
+    legacy = (tf_keras_mobilenet_transfer if build == "functional"
+              else tf_keras_sequential_transfer)()
     legacy.save(tmp_path / "transfer.h5")
     document = open_document(tmp_path / "transfer.h5")
     check_against_tf_keras(document, legacy)
@@ -179,9 +190,6 @@ def test_tf_keras_augmentation_sequential(tmp_path, kind):
     check_against_tf_keras(document, legacy)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a tf.keras 2.x Sequential whose first layer is a functional model cannot be opened: "
-    "ModelFileError \"Cannot convert '((None, 6), 2)' to a shape\""))
 @pytest.mark.parametrize("kind", ["h5", "savedmodel"])
 def test_tf_keras_sequential_starting_with_functional(tmp_path, kind):
     legacy = tf_keras_sequential_of_functional()
@@ -190,6 +198,17 @@ def test_tf_keras_sequential_starting_with_functional(tmp_path, kind):
     legacy.save(path)
     document = open_document(path)
     check_against_tf_keras(document, legacy)
+
+
+def test_tf_keras_explicit_list_of_one_output_opens(tmp_path):
+    """`Model(inputs=[x], outputs=[y])`: tf.keras treats the lists of one as the tensors."""
+    inputs = tf_keras.Input((4,), name="x")
+    inner = tf_keras.Model([inputs], [tf_keras.layers.Dense(3, name="d")(inputs)],
+                           name="inner")
+    outer_in = tf_keras.Input((4,), name="outer_x")
+    legacy = tf_keras.Model(outer_in, tf_keras.layers.Dense(2, name="head")(inner(outer_in)))
+    legacy.save(tmp_path / "lists.h5")
+    check_against_tf_keras(open_document(tmp_path / "lists.h5"), legacy)
 
 
 def test_keras3_h5_nested_model(tmp_path):
