@@ -69,6 +69,8 @@ class Document:
         self._flow = None
         self.stop_points: list[str] = []
         self.base_layers: dict = {}  # container path -> model without stop-gradient layers
+        # point set -> (model, {container path: layer}), see stop_gradient.REBUILT_GRAPHS_KEPT
+        self.rebuilt_graphs: dict = {}
         self.point_table_cache = None  # stop_gradient.point_table's, per document
         self.notes: list[str] = []  # things the user should know about how it was opened
         self._layers = {node.path: node for node in root.walk()}

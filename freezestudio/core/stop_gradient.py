@@ -27,6 +27,10 @@ from freezestudio.core.graph_info import base_layer, execution_order
 from freezestudio.core.tree import LayerNode
 
 _INDEXED = re.compile(r"^(.*)\[(\d+)\]$")
+REBUILT_GRAPHS_KEPT = 8
+"""Rebuilt graphs kept per document, by point set: undo, redo and toggling a point back
+reuse them instead of re-running the graph (0.1-0.4 s on 500-800-layer models, and every
+re-run leaves one more call node on each layer)."""
 
 
 def point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
@@ -121,8 +125,19 @@ def set_stop_gradient_points(document: Document, addresses) -> None:
     if points == document.stop_points:
         return
     _capture_base(document)
-    selected = {table[a.partition("[")[0]][_index(a)] for a in points}
-    document.model = _rebuild_tree(document, document.root, selected) or document.base_layers[""]
+    kept = document.rebuilt_graphs.pop(tuple(points), None)
+    if kept is None:
+        selected = {table[a.partition("[")[0]][_index(a)] for a in points}
+        model = _rebuild_tree(document, document.root, selected) or document.base_layers[""]
+        kept = (model, {n.path: n.layer for n in document.root.walk() if n.is_container})
+    else:
+        for node in document.root.walk():
+            if node.is_container:
+                node.layer = kept[1][node.path]
+    document.rebuilt_graphs[tuple(points)] = kept  # the most recent last
+    while len(document.rebuilt_graphs) > REBUILT_GRAPHS_KEPT:
+        del document.rebuilt_graphs[next(iter(document.rebuilt_graphs))]
+    document.model = kept[0]
     document.stop_points = points
     document.invalidate_graph()
     document._changed()

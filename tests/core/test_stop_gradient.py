@@ -1,5 +1,6 @@
 """Stop-gradient points: insertion, removal, save/reload, portable saves, plans, CLI."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -143,6 +144,43 @@ def test_plan_round_trip_and_undo_snapshot(tmp_path):
     assert document.stop_points == [] and stop_layer_names(document.model) == []
     document.restore(edited)
     assert document.stop_points == inner
+
+
+def test_undo_redo_and_toggling_back_reuse_the_rebuilt_graph(tmp_path):
+    path = tmp_path / "nested.keras"
+    mb.nested_sequential().save(path)
+    document = open_document(path)
+    x = mb.sample_input(document.model)
+    inner = [p for p in all_points(document) if "/" in p][:1]
+    empty = document.snapshot()
+    stop_gradient.add_stop_gradient_points(document, inner)
+    edited, model = document.snapshot(), document.model
+    containers = {n.path: n.layer for n in document.root.walk() if n.is_container}
+    calls = {id(layer): len(layer._inbound_nodes) for layer in model._flatten_layers()}
+    expected = outputs(model, x)
+    document.restore(empty)
+    assert document.model is document.base_layers[""]
+    document.restore(edited)  # redo: the same objects, no layer called again
+    assert document.model is model and document.stop_points == inner
+    assert {n.path: n.layer for n in document.root.walk() if n.is_container} == containers
+    assert {id(layer): len(layer._inbound_nodes) for layer in model._flatten_layers()} == calls
+    assert document.receives_gradient(document.layer(inner[0].partition("[")[0])) is False
+    stop_gradient.remove_stop_gradient_points(document, inner)
+    stop_gradient.add_stop_gradient_points(document, inner)
+    assert document.model is model
+    for got, want in zip(outputs(document.model, x), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # at most REBUILT_GRAPHS_KEPT point sets are kept: the oldest is rebuilt afresh
+    others = [list(c) for n in (1, 2) for c in itertools.combinations(all_points(document), n)
+              if list(c) != inner]
+    assert len(others) >= stop_gradient.REBUILT_GRAPHS_KEPT
+    for points in others[:stop_gradient.REBUILT_GRAPHS_KEPT]:
+        stop_gradient.set_stop_gradient_points(document, points)
+    assert len(document.rebuilt_graphs) == stop_gradient.REBUILT_GRAPHS_KEPT
+    stop_gradient.set_stop_gradient_points(document, inner)
+    assert document.model is not model and stop_layer_names(document.model)
+    for got, want in zip(outputs(document.model, x), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_portable_save_drops_points_and_says_so(tmp_path):
