@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from freezestudio.core.document import Document
+from freezestudio.core.gradient_flow import graph_of
 from freezestudio.core.tree import LayerNode
 
 
@@ -46,6 +47,13 @@ def document_dict(document: Document) -> dict:
     }
 
 
+def _holds_layers_without_graph(node: LayerNode) -> bool:
+    """A Keras model or layer holding layers but no layer graph (subclassed, or a built-in
+    composite such as MultiHeadAttention)."""
+    return node.is_container and node.layer is not None and bool(node.children) and \
+        graph_of(node.layer) is None
+
+
 def _mark(state) -> str:
     return {True: "trainable", False: "frozen"}.get(state, "partial")
 
@@ -64,6 +72,8 @@ def document_text(document: Document, show_weights: bool = False) -> str:
             extras.append("inference mode")
         if document.stop_gradient_after(node):
             extras.append("stop-gradient after")
+        if _holds_layers_without_graph(node):
+            extras.append("no layer graph: no stop-gradient points inside")
         label = node.name if depth else f"{node.name} (model)"
         state = _mark(document.trainable_state(node))
         lines.append(f"{'  ' * depth}{label}  {node.class_name}  {state}"

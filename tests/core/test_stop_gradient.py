@@ -15,6 +15,7 @@ from freezestudio.core.errors import PlanError
 from freezestudio.core.gradient_flow import cuts_gradient
 from freezestudio.core.loading import open_document
 from freezestudio.core.plans import Plan, apply_plan, derive_plan
+from freezestudio.core.report import document_text
 from freezestudio.core.saving import save_document
 
 
@@ -245,6 +246,10 @@ def test_subclassed_model_boundary_is_a_point_its_inside_is_not(tmp_path):
     assert document.receives_gradient(document.layer("block/first")) is False
     with pytest.raises(PlanError, match="subclassed"):
         stop_gradient.add_stop_gradient_points(document, ["block/first"])
+    # inspect's text says so, on the subclassed block only
+    marked = [line.split()[0] for line in document_text(document).splitlines()
+              if "no stop-gradient points inside" in line]
+    assert marked == ["block"]
 
 
 def test_freeze_upstream_freezes_only_what_the_point_cuts(tmp_path):
