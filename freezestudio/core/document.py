@@ -158,14 +158,19 @@ class Document:
             return LIVE  # generic SavedModels: no layer graph to analyse
         if self._flow is None:
             self._flow = analyze(self.model)
+        flow = self._flow
         for candidate in (node, *node.ancestors()):
             if candidate.layer is None:
                 continue
-            state = self._flow.state(candidate.layer)
-            if state is not None or id(candidate.layer) in self._flow.graph_layers:
+            state = flow.state(candidate.layer)
+            if state is not None or id(candidate.layer) in flow.graph_layers:
                 return state if state is not None else frozenset()
-            if candidate.parent is None or id(candidate.parent.layer) not in self._flow.opaque:
-                return frozenset()
+            parent = candidate.parent
+            if parent is None or (id(parent.layer) in flow.graph_layers
+                                  and id(parent.layer) not in flow.opaque):
+                return frozenset()  # in an analysed graph that no call of it reaches
+            # Inside a subclassed model, possibly in a graph model it calls: the analysis
+            # never saw this layer, which gets the state of the model around it.
         return frozenset()
 
     def receives_gradient(self, node: LayerNode | WeightNode) -> bool | str:

@@ -71,9 +71,11 @@ def keras_io(model) -> ModelIO:
     )
 
 
-# TensorFlow's rules for name scopes in a graph: the outermost one, and those inside it.
-_TF_OUTER_SCOPE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
-_TF_INNER_SCOPE = re.compile(r"[A-Za-z0-9_.\\/>-]*")
+# TensorFlow's rules for name scopes in a graph: the outermost one, and those inside it
+# (an empty name opens no scope). The scope check itself also lets a backslash through,
+# but the function's node names are then refused when it runs.
+_TF_OUTER_SCOPE = re.compile(r"([A-Za-z0-9.][A-Za-z0-9_./>-]*)?")
+_TF_INNER_SCOPE = re.compile(r"[A-Za-z0-9_./>-]*")
 
 
 def check_traceable(model, what: str) -> None:
@@ -96,8 +98,8 @@ def check_traceable(model, what: str) -> None:
                                                        if len(bad) > 5 else "")
         raise UserError(f"cannot {what}: TensorFlow refuses the layer name(s) "
                         f"{names} inside a compiled function (allowed: letters, digits and "
-                        "_ . - / >; the model's own name must not start with _ - / >), and "
-                        "Keras's fit fails the same way. Rename them in Keras and save "
+                        "_ . - / >; the model's own name must not start with _ - / >), "
+                        "and Keras's fit fails the same way. Rename them in Keras and save "
                         "the model again")
 
 

@@ -48,8 +48,7 @@ def document_dict(document: Document) -> dict:
 
 
 def _holds_layers_without_graph(node: LayerNode) -> bool:
-    """A Keras model or layer holding layers but no layer graph (subclassed, or a built-in
-    composite such as MultiHeadAttention)."""
+    """A subclassed model: it holds layers but has no layer graph."""
     return node.is_container and node.layer is not None and bool(node.children) and \
         graph_of(node.layer) is None
 

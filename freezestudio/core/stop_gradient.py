@@ -44,14 +44,23 @@ def point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
     return document.point_table_cache
 
 
+def _graph_containers(document: Document, container: LayerNode):
+    """(container, layer graph) for the top model and every model nested in such graphs.
+    A subclassed model ends the descent: the models it calls are its attributes, which a
+    rebuild cannot replace, so they hold no points."""
+    if not container.is_container or container.layer is None:
+        return
+    graph = graph_of(base_layer(document, container))
+    if graph is None:
+        return
+    yield container, graph
+    for child in container.children:
+        yield from _graph_containers(document, child)
+
+
 def _build_point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
     table: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for container in document.root.walk():
-        if not container.is_container or container.layer is None:
-            continue
-        graph = graph_of(base_layer(document, container))
-        if graph is None:
-            continue
+    for container, graph in _graph_containers(document, document.root):
         children = {id(base_layer(document, c)): c for c in container.children}
         for node in execution_order(graph):
             child = children.get(id(node.operation))

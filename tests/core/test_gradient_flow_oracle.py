@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from freezestudio.core import gradient_flow, stop_gradient  # noqa: E402
+from freezestudio.core.errors import PlanError  # noqa: E402
 from freezestudio.core.loading import open_document  # noqa: E402
 
 
@@ -57,6 +58,30 @@ def nested_sequential():
     return keras.Model(inp, keras.layers.Dense(2, name="head")(backbone(inp)), name="wrapper")
 
 
+@keras.saving.register_keras_serializable(package="oracle")
+class Encoder(keras.Model):
+    """A subclassed model calling a functional model it owns, then a layer of its own."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        inputs = keras.Input((6,), name="encoder_in")
+        hidden = keras.layers.Dense(5, activation="tanh", name="inner_dense")(inputs)
+        self.inner = keras.Model(inputs, keras.layers.Dense(4, name="inner_out")(hidden),
+                                 name="inner")
+        self.project = keras.layers.Dense(3, name="project")
+
+    def call(self, x):
+        return self.project(self.inner(x))
+
+
+def subclassed_around_functional():
+    inp = keras.Input((6,), name="features")
+    encoded = Encoder(name="encoder")(inp)
+    side = keras.layers.Dense(3, name="side")(inp)
+    merged = keras.layers.Concatenate(name="merge")([encoded, side])
+    return keras.Model(inp, keras.layers.Dense(2, name="head")(merged), name="outer")
+
+
 def app(name):
     def build():
         return getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3),
@@ -68,6 +93,7 @@ CASES = [
     pytest.param(text_model, 6, id="embedding-lstm"),
     pytest.param(shared_two_outputs, 8, id="shared-two-outputs"),
     pytest.param(nested_sequential, 8, id="nested-sequential"),
+    pytest.param(subclassed_around_functional, 8, id="subclassed-around-functional"),
     pytest.param(app("MobileNetV2"), 3, id="mobilenetv2"),
     pytest.param(app("ResNet50"), 2, id="resnet50", marks=pytest.mark.slow),
     pytest.param(app("DenseNet121"), 2, id="densenet121", marks=pytest.mark.slow),
@@ -222,3 +248,18 @@ def test_shared_layer_points_are_per_call(tmp_path):
     for layer in document.model.layers:
         counts[layer.name] += 1
     assert max(counts.values()) == 1, "layer names stay unique"
+
+
+def test_models_called_by_a_subclassed_model_hold_no_points(tmp_path):
+    """Its models are attributes a rebuild cannot replace: only its boundary is a point."""
+    path = tmp_path / "model.keras"
+    subclassed_around_functional().save(path)
+    document = open_document(path)
+    table = stop_gradient.addresses_by_layer(document)
+    assert "encoder" in table and not [p for p in table if p.startswith("encoder/")]
+    with pytest.raises(PlanError, match="subclassed"):
+        stop_gradient.add_stop_gradient_points(document, ["encoder/inner/inner_dense"])
+    assert document.receives_gradient(document.layer("encoder/inner/inner_dense")) is True
+    stop_gradient.add_stop_gradient_points(document, ["encoder"])
+    assert document.receives_gradient(document.layer("encoder/inner/inner_dense")) is False
+    assert document.receives_gradient(document.layer("side")) is True

@@ -23,6 +23,9 @@ NAMES = [  # (model name, inner layer name, input name)
     ("model", "a>b.c-d", "x"),
     ("model", "dénse", "x"),
     ("model", "dense", "in put"),  # input layers are never called: no scope
+    ("", "dense", "x"),  # an empty name opens no scope
+    ("model", "back\\slash", "x"),  # passes the scope check, fails when run
+    ("\\model", "dense", "x"),
 ]
 
 
@@ -36,7 +39,7 @@ def _build(model_name, layer_name, input_name):
 def _tensorflow_traces(model) -> bool:
     try:
         tf.function(lambda x: model(x, training=True))(tf.ones((2, 4)))
-    except ValueError:
+    except (ValueError, tf.errors.InvalidArgumentError):  # at tracing, or when it runs
         return False
     return True
 

@@ -32,7 +32,9 @@ DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo"
 CNN = DEMO / "cnn_transfer.keras"
 RUN_TIMEOUT_MS = 120_000
 STALL_LIMIT_MS = 250  # target < 50 ms; generous for a loaded 2-core machine
-LARGE_MODEL_STALL_LIMIT_MS = 100  # measured 30-46 ms; 100-200 ms before the fix
+# MobileNetV2: 46-57 ms measured (the end-of-run repaint; 20-35 ms while the step is
+# traced), 100-200 ms during tracing before `gui_friendly_interpreter` fixed it
+LARGE_MODEL_STALL_LIMIT_MS = 150
 
 
 class StallMeter(QObject):
