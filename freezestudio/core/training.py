@@ -50,6 +50,7 @@ from freezestudio.core.training_step import (
     metric_names,
     metric_results,
     reset_metrics,
+    seed_run,
 )
 from freezestudio.core.training_types import (
     CANCELLED,
@@ -144,10 +145,6 @@ class Trainer:
     def _setup(self, replicate: bool = True) -> _Setup:
         cfg, document = self.config, self.document
         cfg.validate()
-        if cfg.seed is not None:
-            import keras
-
-            keras.utils.set_random_seed(cfg.seed)
         document.write_flags()
         io = checked_io(document, self.data)
         kinds = [label_kind(spec, y) for spec, y in zip(io.outputs, self.data.train.y,
@@ -167,6 +164,8 @@ class Trainer:
                                 "trains on one device")
             if replicate:
                 model, mapping = replicate_model(model, placement.strategy)
+        if cfg.seed is not None:
+            seed_run(cfg.seed, model)
         cache = CachePlan(False, False, "feature caching off")
         if model is not None and not placement.distributed:
             cache = plan_cache(document, model, cfg.cache_features)

@@ -215,6 +215,27 @@ def make_eval_step(spec: StepSpec):
     return distributed_eval
 
 
+def seed_run(seed: int, model=None) -> None:
+    """Makes a run repeatable: Python, NumPy and TensorFlow seeds, and the state of every
+    Keras random-seed generator in `model` (Dropout, noise and augmentation layers).
+
+    The generators got a random state when the model was loaded, before any seed was set,
+    so without this two runs with the same seed drew different dropout masks.
+    """
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(seed)
+    if model is None:
+        return
+    generators = [g for layer in model._flatten_layers(include_self=True, recursive=True)
+                  for g in getattr(layer, "_seed_generators", [])]
+    for index, generator in enumerate(generators):
+        state = generator.state
+        derived = (seed * 1_000_003 + index) % (2**31 - 1)
+        state.assign(np.array([derived, 0], dtype=state.dtype))
+
+
 def make_optimizer(config, total_steps: int):
     """A fresh Keras optimizer for a run (with the learning-rate schedule)."""
     import keras

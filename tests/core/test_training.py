@@ -102,6 +102,22 @@ def test_cnn_head_learns_and_frozen_backbone_is_bit_identical():
     assert document.modified
 
 
+def test_the_same_seed_gives_the_same_run():
+    """The demo CNN's head has Dropout, whose random state was drawn when the model was
+    loaded: the seed must reach it, or two runs draw different masks."""
+    def run(seed):
+        document = demo("cnn_transfer")
+        config = TrainingConfig(epochs=1, batch_size=32, seed=seed, cache_features="off")
+        result = Trainer(document, demo_data(document, 256), config).run()
+        return result.final_loss, values(document)
+
+    loss_a, weights_a = run(5)
+    loss_b, weights_b = run(5)
+    loss_c, _ = run(6)
+    assert loss_a == loss_b and loss_c != loss_a
+    assert all(weights_a[k].tobytes() == weights_b[k].tobytes() for k in weights_a)
+
+
 def test_text_stop_gradient_keeps_embedding_and_reports_norms_where_analysis_says():
     document = demo("text_classifier", "text_plan.json")
     before = values(document)
