@@ -32,6 +32,10 @@ class Rule:
         return {"match": self.match, "value": self.value}
 
 
+LATER_KEYS = ("lr_multipliers", "schedule")
+"""Plan keys DESIGN.md reserves for later: validated and kept, not applied yet."""
+
+
 @dataclass
 class Plan:
     """A parsed plan. Unknown later keys (`lr_multipliers`, `schedule`) are kept as given."""
@@ -55,6 +59,14 @@ class Plan:
         extra = {k: v for k, v in data.items()
                  if k not in ("freezestudio_plan", "trainable", "stop_gradient_after")}
         return cls(rules, list(stops), extra)
+
+    def unapplied_note(self) -> str:
+        """What of the plan this version does not apply (its later keys), or ""."""
+        keys = [key for key in LATER_KEYS if self.extra.get(key)]
+        if not keys:
+            return ""
+        return (f"the plan's {' and '.join(keys)} {'is' if len(keys) == 1 else 'are'} kept in "
+                "the plan but not applied by this version of FreezeStudio")
 
     def to_dict(self) -> dict:
         return {

@@ -223,3 +223,24 @@ def test_later_plan_keys_are_kept(tmp_path):
     path.write_text(json.dumps(data))
     save_plan(load_plan(path), tmp_path / "again.json")
     assert json.loads((tmp_path / "again.json").read_text()) == data
+    # kept, not applied: said, not silently ignored
+    assert load_plan(path).unapplied_note() == ("the plan's lr_multipliers and schedule are "
+                                               "kept in the plan but not applied by this "
+                                               "version of FreezeStudio")
+    del data["schedule"]
+    assert "lr_multipliers is kept" in Plan.from_dict(data).unapplied_note()
+    data["lr_multipliers"] = []
+    assert Plan.from_dict(data).unapplied_note() == ""
+
+
+def test_cli_says_when_a_plan_holds_keys_it_does_not_apply(tmp_path, capsys):
+    from freezestudio.cli import main
+
+    source = tmp_path / "m.keras"
+    mb.nested_sequential().save(source)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"freezestudio_plan": 1, "lr_multipliers": [
+        {"match": "*", "value": 0.1}]}))
+    assert main(["apply", str(source), "--plan", str(plan), "-o", str(tmp_path / "o.keras")]) == 0
+    assert "note: the plan's lr_multipliers is kept in the plan but not applied" in \
+        capsys.readouterr().err

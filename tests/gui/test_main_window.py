@@ -241,6 +241,12 @@ def test_details_context_menu_and_plans(qtbot, opened, answers, tmp_path):
     assert window.document.trainable_state(bn) is False
     window.actions.undo.trigger()
     assert window.document.trainable_state(bn) is True
+    # a key this version keeps but does not apply is said in the status bar
+    plan["lr_multipliers"] = [{"match": "*", "value": 0.1}]
+    (tmp_path / "later.json").write_text(json.dumps(plan))
+    assert window.apply_plan_file(str(tmp_path / "later.json"))
+    assert "lr_multipliers is kept in the plan but not applied" in \
+        window.statusBar().currentMessage()
 
 
 def test_geometry_is_remembered(qtbot, window, settings):
