@@ -60,6 +60,7 @@ class TrainingPlots(QWidget):
         self._fresh: set = set()  # plots still showing the previous run
         self._turn = 0
         self._last = 0.0
+        self._finishing = False  # the run ended; the timer stops once all is drawn
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(TICK_MS)
@@ -89,6 +90,7 @@ class TrainingPlots(QWidget):
         self._fresh = set(self._plots())
         self._dirty = False
         self._stale = set()
+        self._finishing = False
         self._timer.start()
         return self.metrics
 
@@ -118,10 +120,24 @@ class TrainingPlots(QWidget):
         self._dirty = True
 
     def finish_run(self) -> None:
-        """The run ended: one last redraw with everything, then the timer stops."""
-        self._timer.stop()
-        if self._dirty or self._fresh:
-            self.redraw()
+        """The run ended: what is not drawn yet is drawn over the next ticks, one plot
+        each as during the run (all three at once blocked the window for ~50 ms after a
+        MobileNetV2 run), then the timer stops."""
+        self._stale |= self._fresh
+        self._dirty = bool(self._stale)
+        self._finishing = True
+        if not self._dirty:
+            self._timer.stop()
+
+    def pending(self) -> bool:
+        """Whether some plot does not show the latest data yet."""
+        return self._dirty
+
+    def flush(self) -> None:
+        """Draws whatever is pending now (before saving the plots as an image)."""
+        for plot in self._plots():
+            if plot in self._stale:
+                self.redraw(plot)
 
     def highlight(self, paths: list) -> None:
         """Emphasises these layers (the tree's selection) in both gradient plots."""
@@ -136,28 +152,33 @@ class TrainingPlots(QWidget):
     def _tick(self) -> None:
         # at least REDRAW_INTERVAL_MS between two redraws, whatever the timer does
         if self._dirty and time.perf_counter() - self._last >= REDRAW_INTERVAL_MS / 1000:
-            self.redraw(self._plots()[self._turn % 3])
-            self._turn += 1
+            plots = self._plots()
+            order = [plots[(self._turn + k) % 3] for k in range(3)]
+            plot = next(p for p in order if p in self._stale)
+            self._turn = plots.index(plot) + 1
+            self.redraw(plot)
+        if self._finishing and not self._dirty:
+            self._timer.stop()
 
     def _plots(self) -> tuple:
         return (self.loss, self.lines, self.heatmap)
 
-    def redraw(self, plot=None) -> None:
-        """Redraws one plot (None: all three, as at the end of a run)."""
+    def redraw(self, plot) -> None:
+        """Redraws one of the three plots from the run's buffers."""
         metrics = self.metrics
         if metrics is None:
             return
         self._last = time.perf_counter()
         self.redraw_times.append(self._last)
-        for each in self._plots() if plot is None else (plot,):
-            if each in self._fresh:
-                self._fresh.discard(each)
-                self._reset(each)
-            each.update(metrics)
-            self._stale.discard(each)
+        if plot in self._fresh:
+            self._fresh.discard(plot)
+            self._reset(plot)
+        plot.update(metrics)
+        self._stale.discard(plot)
         self._dirty = bool(self._stale)
         self.redrawn.emit()
 
     def save_png(self, path: str) -> bool:
         """Saves the three plots as one PNG image. Returns False if it cannot be written."""
+        self.flush()
         return self.splitter.grab().save(path, "PNG")

@@ -245,10 +245,11 @@ def gui_friendly_interpreter():
       and at once re-takes the GIL around very many short calls, and a waiting thread
       only asks the holder to hand over once a whole switch interval passes without any
       hand-over, which these releases keep resetting; the waiter rarely wins the race
-      to the lock. The GUI thread waited 100-200 ms at a time while MobileNetV2's step
-      was traced with the default 5 ms interval (35-60 ms on the demo CNN), 50-140 ms
-      with 0.5 ms, and 20-35 ms with `RUN_SWITCH_INTERVAL_S` (5 µs), with no
-      measurable cost in tracing time or steps/s (a thread alone never switches).
+      to the lock. A probe thread waited up to 100-230 ms at a time while MobileNetV2's
+      step was traced with a 0.5 ms interval, and at most 20-35 ms with
+      `RUN_SWITCH_INTERVAL_S` (5 µs), with no measurable cost in tracing time or
+      steps/s (a thread alone never switches). What remains are single C calls, e.g.
+      TensorFlow removing a large step function from its context (~40 ms).
     """
     interval = sys.getswitchinterval()
     gc.freeze()
