@@ -46,11 +46,11 @@ class Actions:
         self.quit = self._action("&Quit", w.close, QKeySequence.StandardKey.Quit)
         self.undo = stack.createUndoAction(w, "&Undo")
         self.undo.setShortcut(QKeySequence.StandardKey.Undo)
-        self.undo.setIcon(_std_icon(w, "SP_ArrowBack", "edit-undo"))
+        self.undo.setIcon(QIcon.fromTheme("edit-undo", style.icon("undo")))
         self.undo.setIconText("Undo")  # the toolbar keeps a short label; menus say what
         self.redo = stack.createRedoAction(w, "&Redo")
         self.redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-        self.redo.setIcon(_std_icon(w, "SP_ArrowForward", "edit-redo"))
+        self.redo.setIcon(QIcon.fromTheme("edit-redo", style.icon("redo")))
         self.redo.setIconText("Redo")
         self.freeze = self._action("&Freeze Selected", partial(w.set_selected_trainable, False),
                                    QKeySequence("F"), style.icon(style.FROZEN), tree=True,

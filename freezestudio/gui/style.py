@@ -156,6 +156,28 @@ def _app(p: QPainter, s: float) -> None:
     p.restore()
 
 
+def _undo(p: QPainter, s: float) -> None:
+    """A curved arrow pointing back, in a blue readable on light and dark toolbars (the
+    style's standard arrows are black: invisible in a dark palette)."""
+    color = QColor(47, 128, 237)
+    p.setPen(QPen(color, s * 0.13, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    path = QPainterPath(QPointF(s * 0.82, s * 0.8))
+    path.cubicTo(QPointF(s * 0.86, s * 0.42), QPointF(s * 0.62, s * 0.32),
+                 QPointF(s * 0.34, s * 0.36))
+    p.drawPath(path)
+    p.setPen(Qt.PenStyle.NoPen)
+    p.setBrush(color)
+    p.drawPolygon(QPolygonF([QPointF(s * 0.08, s * 0.37), QPointF(s * 0.4, s * 0.12),
+                             QPointF(s * 0.4, s * 0.62)]))
+
+
+def _redo(p: QPainter, s: float) -> None:
+    p.translate(s, 0)
+    p.scale(-1, 1)
+    _undo(p, s)
+
+
 _PAINTERS = {
     FROZEN: _snowflake,
     TRAINABLE: lambda p, s: _dot(p, s, HUES[TRAINABLE]),
@@ -166,6 +188,8 @@ _PAINTERS = {
     WARNING: _warning,
     BN_INFERENCE: _bn,
     "app": _app,
+    "undo": _undo,
+    "redo": _redo,
     "blank": lambda p, s: None,
 }
 
