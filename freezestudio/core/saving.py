@@ -114,10 +114,24 @@ def _layer_level_variable_flags(document: Document) -> None:
 
 
 def _write(model, path: Path, fmt: str, plan) -> None:
+    if fmt == formats.H5:
+        _check_h5_can_hold(model)
     model.save(path)
     if fmt == formats.H5:
         _check_h5_reloads(model, path)
     write_state(path, fmt, plan.to_dict())
+
+
+def _check_h5_can_hold(model) -> None:
+    """Layers that keep state as file assets (TextVectorization's and StringLookup's
+    vocabulary) lose it in the legacy .h5 format: the file loads, but the first call fails
+    on an empty lookup table."""
+    holders = [f"'{layer.name}' ({type(layer).__name__})"
+               for layer in model._flatten_layers(include_self=False)
+               if hasattr(layer, "save_assets")]
+    if holders:
+        raise UserError(f"the legacy .h5 format cannot hold the vocabulary/assets of "
+                        f"{', '.join(holders[:3])}: save it as .keras instead")
 
 
 def _check_h5_reloads(model, path: Path) -> None:

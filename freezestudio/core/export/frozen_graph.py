@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from freezestudio.core.errors import UserError
 from freezestudio.core.export.inference_model import InferenceModel
 
 HEADER = ("# FreezeStudio frozen graph: tensors of the GraphDef in the .pb beside this file.\n"
@@ -44,6 +45,11 @@ def write_frozen_graph(inference: InferenceModel, path: Path, options=None) -> l
 
     concrete = inference.function().get_concrete_function()
     frozen = convert_variables_to_constants_v2(concrete)
+    unfolded = frozen.inputs[len(inference.inputs):]
+    if unfolded:  # resources it cannot fold into constants stay inputs, e.g. lookup tables
+        raise UserError(f"a frozen graph cannot hold {len(unfolded)} resource(s) of this model "
+                        f"that are not variables (e.g. the lookup table of a TextVectorization "
+                        f"or StringLookup layer): export as savedmodel instead")
     graph_def = frozen.graph.as_graph_def()
     order = tf.nest.flatten({name: name for name in inference.output_names})
     out_tensor = dict(zip(order, frozen.outputs, strict=True))

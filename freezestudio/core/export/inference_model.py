@@ -50,16 +50,20 @@ class InferenceModel:
         trackable: what owns the variables (saved alongside the function).
         keras_model: the Keras model, if there is one.
         int_bounds: `{input name: n}`: valid integer inputs lie in [0, n).
+        vocabularies: `{input name: [token, ...]}` for string inputs read by a
+            TextVectorization or StringLookup layer (tokens it knows).
     """
 
     def __init__(self, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo],
-                 call: Callable, trackable, keras_model=None, int_bounds: dict | None = None):
+                 call: Callable, trackable, keras_model=None, int_bounds: dict | None = None,
+                 vocabularies: dict | None = None):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self._call = call
         self.trackable = trackable
         self.keras_model = keras_model
         self.int_bounds = dict(int_bounds or {})
+        self.vocabularies = dict(vocabularies or {})
         self._function = None
 
     @property
@@ -155,15 +159,17 @@ def from_keras_model(model) -> InferenceModel:
         packed = keras.tree.pack_sequence_as(structure, list(args))
         return keras.tree.flatten(model(packed, training=False))
 
+    bounds, vocabularies = _input_hints(model, tensors, inputs)
     return InferenceModel(inputs, outputs, call, model, keras_model=model,
-                          int_bounds=_int_bounds(model, tensors, inputs))
+                          int_bounds=bounds, vocabularies=vocabularies)
 
 
 def with_keras_model(inference: InferenceModel, model) -> InferenceModel:
     """The same interface (names, bounds) over an equivalent Keras model."""
     other = from_keras_model(model)
     return InferenceModel(inference.inputs, inference.outputs, other._call, model,
-                          keras_model=model, int_bounds=inference.int_bounds)
+                          keras_model=model, int_bounds=inference.int_bounds,
+                          vocabularies=inference.vocabularies)
 
 
 def from_saved_model_signature(generic) -> InferenceModel:
@@ -244,24 +250,32 @@ def _output_names(model, structure, count: int) -> list[str]:
     return [f"output_{i}" for i in range(count)]
 
 
-def _int_bounds(model, tensors, inputs: list[TensorInfo]) -> dict:
-    """For integer inputs that feed a vocabulary layer directly: its size."""
+def _input_hints(model, tensors, inputs: list[TensorInfo]) -> tuple[dict, dict]:
+    """What valid inputs look like, from the layers an input feeds directly: integer
+    inputs into an Embedding or CategoryEncoding lie below its size; string inputs into a
+    TextVectorization or StringLookup are best made of tokens it knows.
+
+    Returns:
+        ({input name: integer bound}, {input name: list of tokens}).
+    """
     import keras
 
-    by_id = {id(t): info.name for t, info in zip(tensors, inputs, strict=True)
-             if "int" in info.dtype}
+    by_id = {id(t): info for t, info in zip(tensors, inputs, strict=True)}
     bounds: dict[str, int] = {}
+    vocabularies: dict[str, list] = {}
     for layer in getattr(model, "layers", []):
-        size = None
+        size = tokens = None
         if isinstance(layer, keras.layers.Embedding):
             size = layer.input_dim
         elif isinstance(layer, keras.layers.CategoryEncoding):
             size = layer.num_tokens
-        if size is None:
-            continue
-        for node in layer._inbound_nodes:
-            for tensor in node.input_tensors:
-                if id(tensor) in by_id:
-                    name = by_id[id(tensor)]
-                    bounds[name] = min(bounds.get(name, size), int(size))
-    return bounds
+        elif isinstance(layer, keras.layers.TextVectorization | keras.layers.StringLookup):
+            tokens = [t for t in layer.get_vocabulary() if t]
+        fed = [by_id[id(t)] for node in layer._inbound_nodes for t in node.input_tensors
+               if id(t) in by_id]
+        for info in fed:
+            if size is not None and "int" in info.dtype:
+                bounds[info.name] = min(bounds.get(info.name, size), int(size))
+            elif tokens and info.dtype == "string":
+                vocabularies[info.name] = tokens
+    return bounds, vocabularies

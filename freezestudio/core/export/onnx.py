@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from pathlib import Path
 
 from freezestudio.core.errors import UserError
@@ -85,7 +86,14 @@ def run_onnx(path: Path, inference: InferenceModel, feeds: dict) -> list:
     import numpy as np
 
     onnxruntime = require_onnx()["onnxruntime"]
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
+        missing = re.search(r"No Op registered for (\S+)", str(exc))
+        reason = f"it has no kernel for {missing.group(1)}" if missing else \
+            next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
+        raise UserError(f"cannot export to ONNX: onnxruntime cannot run the converted graph "
+                        f"({reason}); nothing was written") from None
     return session.run(inference.output_names,
                        {t.name: np.asarray(feeds[t.name], dtype=t.dtype)
                         for t in inference.inputs})

@@ -56,10 +56,27 @@ def verification_inputs(inference: InferenceModel, options) -> dict:
             feeds[info.name] = rng.integers(0, bound, size=shape).astype(info.dtype)
         elif info.dtype == "bool":
             feeds[info.name] = rng.integers(0, 2, size=shape).astype(bool)
+        elif info.dtype == "string":
+            feeds[info.name] = _random_texts(rng, shape, inference.vocabularies.get(info.name))
         else:
             raise UserError(f"cannot make random {info.dtype} data for the input '{info.name}' "
                             "to verify the export: export without verification")
     return feeds
+
+
+FALLBACK_WORDS = ("the", "model", "frozen", "layer", "gradient", "stops", "here", "x7")
+"""Words for random text when no vocabulary layer reads the input."""
+
+
+def _random_texts(rng, shape: list, vocabulary: list | None):
+    """Random texts of 1-6 words, drawn from the tokens the model knows when it has them
+    (plus an unknown one, so the out-of-vocabulary path runs too)."""
+    import numpy as np
+
+    words = list(vocabulary or FALLBACK_WORDS)[:1000] + ["zzunknownzz"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 7)))
+             for _ in range(int(np.prod(shape)))]
+    return np.array(texts, dtype=object).reshape(shape)
 
 
 def compare(names, expected, actual, tolerance: float | None) -> list[OutputCheck]:
