@@ -23,6 +23,7 @@ import numpy as np
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.gradient_flow import graph_of
+from freezestudio.core.graph_info import execution_order
 
 AUTO_LIMIT_BYTES = 2 * 1024**3
 _RNN = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
@@ -144,7 +145,7 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
     static, inexact, reasons = set(), [], []
     for tensor in graph.inputs:
         static.add(id(tensor))
-    consumers_nonstatic, prefix_calls = set(), 0
+    consumers_nonstatic, prefix_nodes = set(), set()
     for node in _nodes(graph):
         if node.is_input:
             continue
@@ -154,7 +155,7 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
             block = soft
         if inputs_static and not block:
             static.update(id(t) for t in node.outputs)
-            prefix_calls += 1
+            prefix_nodes.add(id(node))
             if soft:
                 inexact.append(soft)
         else:
@@ -169,6 +170,7 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
                 seen.add(id(tensor))
                 frontier.append(tensor)
     static_outputs = [t for t in graph.outputs if id(t) in static]
+    prefix_calls = len(prefix_nodes)
     if prefix_calls == 0 or static_outputs or all(id(t) in {id(i) for i in graph.inputs}
                                                   for t in frontier):
         why = reasons[0] if reasons else "nothing upstream is frozen"
@@ -177,12 +179,35 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
         return CachePlan(False, False, f"no cacheable prefix ({why})")
     names = [t._keras_history.operation.name for t in frontier]
     prefix = keras.Model(graph.inputs, frontier, name="freezestudio_prefix")
-    head = keras.Model(frontier, graph.outputs, name="freezestudio_head")
+    head = _head_model(graph, frontier, prefix_nodes)
     exact = not inexact
     reason = f"caching the outputs of {', '.join(names)} ({prefix_calls} layer call(s) upstream)"
     if not exact:
         reason += f"; evaluated in inference mode although {inexact[0]}"
     return CachePlan(True, exact, reason, prefix, head, names, prefix_calls)
+
+
+def _head_model(graph, frontier: list, prefix_nodes: set):
+    """The graph from the frontier to the outputs, re-run on fresh Inputs with the same
+    layer objects. Keras's own `Model(frontier, outputs)` clones the graph's nodes instead,
+    and when a frontier tensor is one of the model's Inputs (an input that feeds a layer
+    being trained) that broke the model itself: saving it after the run failed with
+    "could not find node key"."""
+    import keras
+
+    inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
+                          name=f"{t._keras_history.operation.name}_features")
+              for t in frontier]
+    tensors = {id(old): new for old, new in zip(frontier, inputs, strict=True)}
+    for node in execution_order(graph):
+        if id(node) in prefix_nodes:
+            continue
+        args, kwargs = node.arguments.fill_in(tensors)
+        outputs = keras.tree.flatten(node.operation(*args, **kwargs))
+        for old, new in zip(node.outputs, outputs, strict=True):
+            tensors[id(old)] = new
+    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph._outputs_struct)
+    return keras.Model(inputs, outputs, name="freezestudio_head")
 
 
 def feature_bytes(plan: CachePlan, samples: int) -> int:

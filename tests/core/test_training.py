@@ -20,6 +20,7 @@ from freezestudio.core.model_io import model_io  # noqa: E402
 from freezestudio.core.plans import apply_plan as apply_plan_  # noqa: E402, E501
 from freezestudio.core.plans import load_plan, matching_nodes
 from freezestudio.core.run_logs import GRAD_NORM_PREFIX, MetricsCsvWriter  # noqa: E402
+from freezestudio.core.saving import save_document  # noqa: E402
 from freezestudio.core.training import Trainer  # noqa: E402
 from freezestudio.core.training_types import (  # noqa: E402
     CANCELLED,
@@ -350,6 +351,34 @@ def test_cached_features_give_the_same_steps_as_the_full_model():
         losses[mode] = [r.loss for r in recorder.steps]
         assert ("caching the outputs of pool" in recorder.info.feature_cache) == (mode == "on")
     np.testing.assert_allclose(losses["on"], losses["off"], rtol=2e-5)
+
+
+def test_an_input_feeding_a_trained_layer_is_cached_and_the_model_still_saves(tmp_path):
+    """Wide and deep: the input feeds the frozen 'deep' layer and the trained 'wide' one,
+    so the input itself is part of the cached frontier."""
+    features = keras.Input((6,), name="features")
+    deep = keras.layers.Dense(8, activation="relu", name="deep")(features)
+    wide = keras.layers.Dense(4, name="wide")(features)
+    merged = keras.layers.Concatenate(name="merge")([deep, wide])
+    out = keras.layers.Dense(1, name="out")(merged)
+    path = tmp_path / "wide.keras"
+    keras.Model(features, out, name="wide_deep").save(path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 6)).astype("float32")
+    data = TrainingData("arrays", Split([x], [x[:, :1] * 2.0]))
+    trained = {}
+    for mode in ("on", "off"):
+        document = open_document(path)
+        document.set_trainable(matching_nodes(document, "deep"), False)
+        result = Trainer(document, data, TrainingConfig(
+            epochs=2, batch_size=32, shuffle=False, cache_features=mode, loss="mse")).run()
+        assert result.status == COMPLETED
+        assert ("caching the outputs of features, deep" in result.info.feature_cache) == \
+            (mode == "on")
+        save_document(document, tmp_path / f"trained_{mode}.keras")
+        trained[mode] = values(open_document(tmp_path / f"trained_{mode}.keras"))
+    for key, value in trained["off"].items():
+        np.testing.assert_allclose(trained["on"][key], value, rtol=1e-5, atol=1e-6)
 
 
 # --- metrics CSV ---------------------------------------------------------------------------
