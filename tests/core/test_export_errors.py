@@ -64,6 +64,18 @@ def test_destination_folder_missing(document, tmp_path):
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize("fmt, name", [("tflite", "model.keras"), ("onnx", "model.h5"),
+                                       ("frozen-graph", "model.tflite"),
+                                       ("savedmodel", "model.onnx")])
+def test_a_name_of_another_format_is_refused_and_the_file_kept(document, tmp_path, fmt, name):
+    """`export m.keras --format tflite -o m.keras` must not turn the model into a
+    flatbuffer."""
+    (tmp_path / name).write_bytes(b"the user's model")
+    with pytest.raises(UserError, match=f"the name says .*, but this is a {fmt} export"):
+        export_document(document, fmt, tmp_path / name)
+    assert snapshot(tmp_path) == {name: b"the user's model"}
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
                     reason="root writes into read-only folders: the permission case cannot occur")
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "frozen-graph"])

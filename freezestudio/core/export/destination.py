@@ -25,7 +25,8 @@ SUFFIXES = {
     fmts.ONNX: (".onnx",),
     fmts.FROZEN_GRAPH: (".pb",),
 }
-"""The usual file name endings (first: the default); only `.keras`/`.h5` are enforced."""
+"""The usual file name endings (first: the default): `.keras`/`.h5` are required, and no
+export may take a name that ends like another format's (model.keras for a TFLite file)."""
 
 
 def check_destination(out: Path, fmt: str) -> None:
@@ -40,6 +41,12 @@ def check_destination(out: Path, fmt: str) -> None:
         raise UserError(f"{out}: cannot be written: no permission to write in {parent}")
     if fmt in (fmts.KERAS, fmts.H5) and out.suffix.lower() not in SUFFIXES[fmt]:
         raise UserError(f"{out}: a {fmt} export needs a name ending in {SUFFIXES[fmt][0]}")
+    other = next((f for f, endings in SUFFIXES.items()
+                  if f != fmt and out.suffix.lower() in endings), None)
+    if other is not None:  # e.g. a TFLite flatbuffer written over model.keras
+        wanted = f"a name ending in {SUFFIXES[fmt][0]}" if SUFFIXES[fmt] else "a folder name"
+        raise UserError(f"{out}: the name says {other}, but this is a {fmt} export: give it "
+                        f"{wanted}")
     if fmt == fmts.SAVEDMODEL:
         if out.exists() and not out.is_dir():
             raise UserError(f"{out}: is a file; a SavedModel is a folder: choose another name")
