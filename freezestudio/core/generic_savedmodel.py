@@ -31,12 +31,26 @@ class GenericSavedModel:
         import tensorflow as tf
 
         self.loaded = loaded
+        # The variables the signatures compute with. An object graph can hold more copies
+        # (Keras's `model.export` tracks each weight twice): walking it counted every
+        # variable twice and trained copies no signature reads.
+        found = [v for signature in loaded.signatures.values() for v in signature.variables]
+        if not found:
+            found = [obj for obj in tf.train.TrackableView(loaded).descendants()
+                     if isinstance(obj, tf.Variable)]
         seen: set[int] = set()
         self.variables = []
-        for obj in tf.train.TrackableView(loaded).descendants():
-            if isinstance(obj, tf.Variable) and id(obj) not in seen:
-                seen.add(id(obj))
-                self.variables.append(obj)
+        for variable in found:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                self.variables.append(variable)
+        declared = getattr(loaded, "trainable_variables", None)
+        if isinstance(declared, list | tuple):
+            # a Keras export lists its trainable variables; the variables' own flags say
+            # True for the weights of frozen layers (Keras freezes layers, not variables)
+            trainable = {id(v) for v in declared}
+            for variable in self.variables:
+                variable._trainable = id(variable) in trainable
         self.name = "saved_model"
 
     @property
@@ -50,6 +64,11 @@ class GenericSavedModel:
     def save(self, path) -> None:
         import tensorflow as tf
 
+        if isinstance(getattr(self.loaded, "trainable_variables", None), list | tuple):
+            # keep the declared lists true to the edit, for whoever reads them
+            self.loaded.trainable_variables = [v for v in self.variables if v.trainable]
+            self.loaded.non_trainable_variables = [v for v in self.variables
+                                                   if not v.trainable]
         tf.saved_model.save(self.loaded, str(path), signatures=dict(self.signatures))
 
 

@@ -4,13 +4,18 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from freezestudio.core.data import Split, TrainingData  # noqa: E402
 from freezestudio.core.errors import UserError  # noqa: E402
 from freezestudio.core.export import available_formats, export_document  # noqa: E402
 from freezestudio.core.loading import open_document  # noqa: E402
+from freezestudio.core.saving import save_document  # noqa: E402
+from freezestudio.core.training import Trainer  # noqa: E402
+from freezestudio.core.training_types import TrainingConfig  # noqa: E402
 
 SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx", "frozen-graph": ".pb"}
 
@@ -58,3 +63,29 @@ def test_generic_savedmodel_exports_and_verifies(document, tmp_path, fmt):
         expected = document.model.signatures["serving_default"](features=features)
         np.testing.assert_allclose(signature(features=features)["total"].numpy(),
                                    expected["total"].numpy(), atol=1e-6)
+
+
+def test_a_keras_export_reopens_with_each_variable_once_and_its_freezes(tmp_path):
+    """`model.export` tracks each weight twice in the object graph and leaves frozen
+    layers' variables flagged trainable; its `trainable_variables` list is what holds."""
+    inputs = keras.Input((6,), name="x")
+    hidden = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(5, name="base")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="head")(hidden))
+    model.get_layer("base").trainable = False
+    model.get_layer("bn").trainable = False
+    model.export(str(tmp_path / "exported"), verbose=False)
+    document = open_document(tmp_path / "exported")
+    assert document.counts().params == model.count_params()
+    assert document.counts().trainable == sum(int(np.prod(w.shape))
+                                              for w in model.trainable_weights)
+    rng = np.random.default_rng(0)
+    data = TrainingData("arrays", Split([rng.normal(size=(64, 6)).astype("float32")],
+                                        [rng.integers(0, 3, 64)]))
+    result = Trainer(document, data, TrainingConfig(epochs=1, batch_size=16)).run()
+    assert sorted(result.integrity.changed) == ["head:bias", "head:kernel"]
+    # an edit is saved into the SavedModel's own lists too
+    document.set_trainable([document.layer("base")], True)
+    save_document(document, tmp_path / "edited")
+    reloaded = tf.saved_model.load(str(tmp_path / "edited"))
+    assert sorted(v.name for v in reloaded.trainable_variables) == [
+        "base/bias:0", "base/kernel:0", "head/bias:0", "head/kernel:0"]
