@@ -31,16 +31,17 @@ class GenericSavedModel:
         import tensorflow as tf
 
         self.loaded = loaded
-        # The variables the signatures compute with. An object graph can hold more copies
-        # (Keras's `model.export` tracks each weight twice): walking it counted every
-        # variable twice and trained copies no signature reads.
-        found = [v for signature in loaded.signatures.values() for v in signature.variables]
-        if not found:
-            found = [obj for obj in tf.train.TrackableView(loaded).descendants()
-                     if isinstance(obj, tf.Variable)]
+        # The variables the signatures compute with first, then the object graph's others,
+        # except second copies of those: Keras's `model.export` tracks each weight twice,
+        # and walking the object graph alone counted every variable twice and trained
+        # copies no signature reads.
+        read = [v for signature in loaded.signatures.values() for v in signature.variables]
+        names = {v.name for v in read}
+        others = [obj for obj in tf.train.TrackableView(loaded).descendants()
+                  if isinstance(obj, tf.Variable) and obj.name not in names]
         seen: set[int] = set()
         self.variables = []
-        for variable in found:
+        for variable in read + others:
             if id(variable) not in seen:
                 seen.add(id(variable))
                 self.variables.append(variable)
