@@ -28,6 +28,9 @@ def import_custom_objects(module_paths) -> dict[str, type]:
             raise UserError(f"custom-objects module {path}: no such file")
         module_name = f"freezestudio_custom_{path.stem}"
         spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise UserError(f"custom-objects module {path}: not a Python module (give the .py "
+                            "file that defines and registers the classes)")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         try:

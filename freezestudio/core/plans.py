@@ -65,8 +65,8 @@ class Plan:
         keys = [key for key in LATER_KEYS if self.extra.get(key)]
         if not keys:
             return ""
-        return (f"the plan's {' and '.join(keys)} {'is' if len(keys) == 1 else 'are'} kept in "
-                "the plan but not applied by this version of FreezeStudio")
+        return (f"the plan's {' and '.join(keys)} {'is' if len(keys) == 1 else 'are'} not "
+                "applied by this version of FreezeStudio (nor stored with the model)")
 
     def to_dict(self) -> dict:
         return {

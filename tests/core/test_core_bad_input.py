@@ -78,6 +78,10 @@ def test_custom_objects_module_missing_or_broken(gizmo, tmp_path):
     with pytest.raises(UserError) as info:
         open_document(gizmo[0], custom_object_modules=[broken])
     assert "broken_module.py" in str(info.value) and "boom" in str(info.value)
+    notes = tmp_path / "layers.txt"  # not a .py file: Python finds no loader for it
+    notes.write_text("class Gizmo: pass\n")
+    with pytest.raises(UserError, match="layers.txt: not a Python module"):
+        open_document(gizmo[0], custom_object_modules=[notes])
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")

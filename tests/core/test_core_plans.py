@@ -224,11 +224,11 @@ def test_later_plan_keys_are_kept(tmp_path):
     save_plan(load_plan(path), tmp_path / "again.json")
     assert json.loads((tmp_path / "again.json").read_text()) == data
     # kept, not applied: said, not silently ignored
-    assert load_plan(path).unapplied_note() == ("the plan's lr_multipliers and schedule are "
-                                               "kept in the plan but not applied by this "
-                                               "version of FreezeStudio")
+    assert load_plan(path).unapplied_note() == (
+        "the plan's lr_multipliers and schedule are not applied by this version of "
+        "FreezeStudio (nor stored with the model)")
     del data["schedule"]
-    assert "lr_multipliers is kept" in Plan.from_dict(data).unapplied_note()
+    assert "lr_multipliers is not applied" in Plan.from_dict(data).unapplied_note()
     data["lr_multipliers"] = []
     assert Plan.from_dict(data).unapplied_note() == ""
 
@@ -242,5 +242,5 @@ def test_cli_says_when_a_plan_holds_keys_it_does_not_apply(tmp_path, capsys):
     plan.write_text(json.dumps({"freezestudio_plan": 1, "lr_multipliers": [
         {"match": "*", "value": 0.1}]}))
     assert main(["apply", str(source), "--plan", str(plan), "-o", str(tmp_path / "o.keras")]) == 0
-    assert "note: the plan's lr_multipliers is kept in the plan but not applied" in \
+    assert "note: the plan's lr_multipliers is not applied by this version" in \
         capsys.readouterr().err

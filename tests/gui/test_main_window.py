@@ -245,7 +245,7 @@ def test_details_context_menu_and_plans(qtbot, opened, answers, tmp_path):
     plan["lr_multipliers"] = [{"match": "*", "value": 0.1}]
     (tmp_path / "later.json").write_text(json.dumps(plan))
     assert window.apply_plan_file(str(tmp_path / "later.json"))
-    assert "lr_multipliers is kept in the plan but not applied" in \
+    assert "lr_multipliers is not applied by this version" in \
         window.statusBar().currentMessage()
 
 
