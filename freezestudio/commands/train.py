@@ -57,7 +57,8 @@ def configure(parser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--optimizer", choices=_OPTIMIZERS, default="adam")
-    parser.add_argument("--weight-decay", type=float, default=0.004, help="for adamw")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="decoupled weight decay of adamw (default 0.004)")
     parser.add_argument("--schedule", choices=("constant", "cosine", "step"),
                         default="constant", help="learning-rate schedule")
     parser.add_argument("--loss", metavar="NAME",
@@ -101,6 +102,9 @@ def run(args) -> int:
         TrainingConfig,
     )
 
+    if args.weight_decay is not None and args.optimizer != "adamw":
+        raise UserError(f"--weight-decay applies to --optimizer adamw only ({args.optimizer} "
+                        "has no weight decay here)")
     if args.log_dir:
         require_tensorboard()
     document = open_edited_document(args)
@@ -110,7 +114,8 @@ def run(args) -> int:
                      model_path=args.file)
     config = TrainingConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
+        optimizer=args.optimizer, schedule=args.schedule,
+        **({} if args.weight_decay is None else {"weight_decay": args.weight_decay}),
         loss=args.loss, seed=args.seed, cache_features=args.cache_features,
         device=args.device, mixed_precision=args.mixed_precision)
     trainer = Trainer(document, data, config)

@@ -194,6 +194,8 @@ def test_bad_options_exit_2(tmp_path, capsys):
         (["--optimizer", "adagrad"], "invalid choice: 'adagrad'"),
         (["--device", "gpu:9"], "no device 'gpu:9'"),
         (["--loss", "nonsense"], "unknown loss 'nonsense'"),
+        (["--weight-decay", "0.01"], "--weight-decay applies to --optimizer adamw only"),
+        (["--optimizer", "sgd", "--weight-decay", "0.01"], "(sgd has no weight decay here)"),
     ]:
         code, _, err = run_cli(base + extra, capsys)
         assert code == 2 and message in err and err.count("\n") == 1, err
