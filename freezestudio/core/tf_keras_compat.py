@@ -66,8 +66,30 @@ def adapt_h5_config(h5_path: Path) -> list[str]:
         _single_batchnorm_axis(config)
         dropped = _drop_unknown_options(config)
         handle.attrs["model_config"] = json.dumps(config)
-    return [f"ignored tf.keras-only option(s) {', '.join(sorted(options))} of {layer}"
-            for layer, options in dropped.items()]
+    notes = [f"ignored tf.keras-only option(s) {', '.join(sorted(options))} of {layer}"
+             for layer, options in dropped.items()]
+    notes += [f"tf.keras called '{name}' with training=False, which kept its "
+              "BatchNormalization layers in inference mode even when unfrozen; Keras 3 "
+              "does not: keep those BatchNormalization layers frozen to get the same "
+              "fine-tuning" for name in _called_in_inference_mode(config)]
+    return notes
+
+
+def _called_in_inference_mode(model_config: dict) -> list[str]:
+    """Names of the layers a tf.keras functional graph calls with `training=False` (the
+    fine-tuning recipe `base(x, training=False)`): the call's keyword arguments are the
+    fourth item of each inbound reference."""
+    names = []
+    for node in _dicts(model_config):
+        config = node.get("config")
+        for call in node.get("inbound_nodes") or []:
+            refs = call if isinstance(call, list) else []
+            if isinstance(config, dict) and any(
+                    isinstance(ref, list) and len(ref) == 4 and isinstance(ref[3], dict)
+                    and ref[3].get("training") is False for ref in refs):
+                names.append(config.get("name"))
+                break
+    return list(dict.fromkeys(names))
 
 
 def _shift_nested_refs(model_config: dict) -> None:

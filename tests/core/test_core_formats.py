@@ -171,6 +171,12 @@ def test_tf_keras_mobilenet_transfer_h5(tmp_path, build):
     assert document.trainable_state(document.layer("head")) is True
     # The tf.keras-only option Keras 3 lacks is dropped, and the user is told.
     assert any("groups" in note for note in document.notes), document.notes
+    # base(x, training=False) kept BatchNorm in inference mode in tf.keras, not in Keras 3
+    told = [note for note in document.notes if "with training=False" in note]
+    assert told == ([f"tf.keras called '{base}' with training=False, which kept its "
+                     "BatchNormalization layers in inference mode even when unfrozen; Keras 3 "
+                     "does not: keep those BatchNormalization layers frozen to get the same "
+                     "fine-tuning"] if build == "functional" else [])
 
 
 @pytest.mark.slow
