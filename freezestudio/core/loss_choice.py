@@ -8,7 +8,8 @@ cross-entropy, `from_logits` follows the activation (no softmax/sigmoid: logits)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -100,8 +101,13 @@ def choose_losses(specs, kinds, labels, compile_config: dict | None,
         override: the user's loss name, if any.
     """
     saved = _saved_losses(compile_config, specs)
-    return [_choose(spec, kind, y, override, saved[i])
-            for i, (spec, kind, y) in enumerate(zip(specs, kinds, labels, strict=True))]
+    choices = [_choose(spec, kind, y, override, saved[i])
+               for i, (spec, kind, y) in enumerate(zip(specs, kinds, labels, strict=True))]
+    weights = (compile_config or {}).get("loss_weights")
+    if weights and not override:
+        note = f"; the saved loss_weights {json.dumps(weights)} are not applied"
+        choices = [replace(choice, reason=choice.reason + note) for choice in choices]
+    return choices
 
 
 def _choose(spec: IOSpec, kind: str, y: np.ndarray, override, saved) -> LossChoice:
@@ -112,19 +118,25 @@ def _choose(spec: IOSpec, kind: str, y: np.ndarray, override, saved) -> LossChoi
         _check_kind(name, kind, spec)
         return LossChoice(name, logits and name in _CROSS_ENTROPIES, "chosen by the user",
                           spec.name)
-    if saved:
-        name, saved_logits = saved
+    unused = ""
+    if saved and saved[0] is None:
+        unused = f"; the saved loss {saved[2]} is not one FreezeStudio can use (see --loss)"
+    elif saved:
+        name, saved_logits, dropped = saved
         adjusted = _adjust_to_labels(name, kind)
         reason = "the model's saved compile config"
         if adjusted != name:
             reason += f" ({name}, adjusted to the {kind} labels)"
+        if dropped:
+            reason += f"; its {dropped} not applied (Keras's default is used)"
         try:
             _check_kind(adjusted, kind, spec)
             return LossChoice(adjusted, saved_logits and adjusted in _CROSS_ENTROPIES, reason,
                               spec.name)
         except UserError:
             pass  # the saved loss cannot take these labels: guess instead
-    return _guess(spec, kind, y, logits, activation)
+    guess = _guess(spec, kind, y, logits, activation)
+    return replace(guess, reason=guess.reason + unused)
 
 
 def _guess(spec: IOSpec, kind: str, y: np.ndarray, logits: bool, activation: str):
@@ -168,7 +180,8 @@ def _check_kind(name: str, kind: str, spec: IOSpec) -> None:
 
 
 def _saved_losses(compile_config: dict | None, specs) -> list:
-    """[(name, from_logits) or None] per output, from a saved compile config."""
+    """Per output, from a saved compile config: None (no saved loss), or (name or None if
+    unusable, from_logits, what is dropped or unusable: a description for the user)."""
     loss = (compile_config or {}).get("loss")
     if isinstance(loss, dict) and "class_name" not in loss:
         return [_parse_loss(loss.get(spec.name)) for spec in specs]
@@ -177,17 +190,42 @@ def _saved_losses(compile_config: dict | None, specs) -> list:
     return [_parse_loss(loss)] * len(specs)
 
 
+_PLAIN_LOSS_OPTIONS = {"name", "reduction", "dtype", "from_logits"}
+
+
+def _non_default_options(class_name, config: dict) -> dict:
+    """The options of a saved Keras loss object that differ from its class's defaults
+    (what a loss chosen by name would not apply)."""
+    import keras
+
+    cls = getattr(keras.losses, str(class_name), None)
+    try:
+        defaults = cls().get_config() if isinstance(cls, type) else {}
+    except Exception:  # noqa: BLE001 - a loss class that needs arguments: no defaults known
+        defaults = {}
+    return {k: v for k, v in config.items()
+            if k not in _PLAIN_LOSS_OPTIONS and k in defaults and v != defaults[k]}
+
+
 def _parse_loss(loss):
     if isinstance(loss, str):
         try:
-            return canonical_name(loss), False
+            return canonical_name(loss), False, ""
         except UserError:
-            return None
-    if isinstance(loss, dict) and isinstance(loss.get("config"), dict):
+            return None, False, f"'{loss}'"
+    if isinstance(loss, dict) and not isinstance(loss.get("config"), dict):  # a function
+        return None, False, f"'{loss.get('config') or loss.get('class_name')}'"
+    if isinstance(loss, dict):
         config = loss["config"]
         name = config.get("name") or loss.get("class_name", "")
-        try:
-            return canonical_name(str(name)), bool(config.get("from_logits", False))
-        except UserError:
-            return None
+        options = _non_default_options(loss.get("class_name"), config)
+        label = f"{loss.get('class_name', name)}"
+        dropped = ", ".join(f"{k}={v}" for k, v in options.items())
+        for candidate in (str(name), str(loss.get("class_name", ""))):  # huber_loss, Huber
+            try:
+                return (canonical_name(candidate), bool(config.get("from_logits", False)),
+                        f"{dropped} {'is' if len(options) == 1 else 'are'}" if dropped else "")
+            except UserError:
+                continue
+        return None, False, f"{label}({dropped})"
     return None
