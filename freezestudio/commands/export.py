@@ -27,8 +27,9 @@ def configure(parser) -> None:
     parser.add_argument("--portable", action="store_true",
                         help="keras/h5: drop stop-gradient layers so plain Keras loads the file")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="X",
-                        help="largest accepted difference from the model, relative to the "
-                             f"output scale (default {DEFAULT_TOLERANCE:g})")
+                        help="largest accepted difference from the model, times "
+                             "max(1, largest |output|) (default "
+                             f"{DEFAULT_TOLERANCE:g})")
     parser.add_argument("--no-verify", action="store_true",
                         help="do not load the export back and compare it with the model")
 

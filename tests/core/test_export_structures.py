@@ -9,7 +9,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from freezestudio.core.export import export_document  # noqa: E402
+from freezestudio.core.export import ExportOptions, export_document, verify  # noqa: E402
 from freezestudio.core.export.inference_model import deployment_model  # noqa: E402
 from freezestudio.core.loading import open_document  # noqa: E402
 from freezestudio.core.stop_gradient import add_stop_gradient_points  # noqa: E402
@@ -77,3 +77,21 @@ def test_stop_gradient_on_an_output_keeps_the_output_name(documents):
     reference = document.model(inputs, training=False)
     exported = deployment_model(document).predict(inputs)
     np.testing.assert_array_equal(exported[0], np.asarray(reference["class"]))
+
+
+def test_masked_token_inputs_are_verified_with_padded_rows(tmp_path):
+    """Random ids alone almost never hold the padding 0, so a wrong export of a masked
+    model (a TFLite masked bidirectional LSTM) passed its verification."""
+    tokens = keras.Input((12,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(30, 4, mask_zero=True, name="embedding")(tokens)
+    out = keras.layers.Dense(2, name="out")(keras.layers.LSTM(3, name="lstm")(x))
+    keras.Model(tokens, out).save(tmp_path / "masked.keras")
+    document = open_document(tmp_path / "masked.keras")
+    feeds = verify.verification_inputs(deployment_model(document),
+                                       ExportOptions(batch_size=8))["tokens"]
+    present = feeds != 0
+    assert present[0].all() and not present.all()  # a full row, and padded ones
+    assert (np.diff(present.astype(int), axis=1) <= 0).all()  # zeros only as a tail
+    assert feeds.max() < 30
+    report = export_document(document, "savedmodel", tmp_path / "served")
+    assert all(check.ok for check in report.checks)

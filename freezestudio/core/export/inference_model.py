@@ -52,11 +52,12 @@ class InferenceModel:
         int_bounds: `{input name: n}`: valid integer inputs lie in [0, n).
         vocabularies: `{input name: [token, ...]}` for string inputs read by a
             TextVectorization or StringLookup layer (tokens it knows).
+        padded: names of integer inputs read by an Embedding with `mask_zero` (0 pads).
     """
 
     def __init__(self, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo],
                  call: Callable, trackable, keras_model=None, int_bounds: dict | None = None,
-                 vocabularies: dict | None = None):
+                 vocabularies: dict | None = None, padded: set | None = None):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self._call = call
@@ -64,6 +65,7 @@ class InferenceModel:
         self.keras_model = keras_model
         self.int_bounds = dict(int_bounds or {})
         self.vocabularies = dict(vocabularies or {})
+        self.padded = set(padded or ())
         self._function = None
 
     @property
@@ -159,9 +161,9 @@ def from_keras_model(model) -> InferenceModel:
         packed = keras.tree.pack_sequence_as(structure, list(args))
         return keras.tree.flatten(model(packed, training=False))
 
-    bounds, vocabularies = _input_hints(model, tensors, inputs)
+    bounds, vocabularies, padded = _input_hints(model, tensors, inputs)
     return InferenceModel(inputs, outputs, call, model, keras_model=model,
-                          int_bounds=bounds, vocabularies=vocabularies)
+                          int_bounds=bounds, vocabularies=vocabularies, padded=padded)
 
 
 def with_keras_model(inference: InferenceModel, model) -> InferenceModel:
@@ -169,7 +171,7 @@ def with_keras_model(inference: InferenceModel, model) -> InferenceModel:
     other = from_keras_model(model)
     return InferenceModel(inference.inputs, inference.outputs, other._call, model,
                           keras_model=model, int_bounds=inference.int_bounds,
-                          vocabularies=inference.vocabularies)
+                          vocabularies=inference.vocabularies, padded=inference.padded)
 
 
 def from_saved_model_signature(generic) -> InferenceModel:
@@ -250,19 +252,21 @@ def _output_names(model, structure, count: int) -> list[str]:
     return [f"output_{i}" for i in range(count)]
 
 
-def _input_hints(model, tensors, inputs: list[TensorInfo]) -> tuple[dict, dict]:
+def _input_hints(model, tensors, inputs: list[TensorInfo]) -> tuple[dict, dict, set]:
     """What valid inputs look like, from the layers an input feeds directly: integer
-    inputs into an Embedding or CategoryEncoding lie below its size; string inputs into a
-    TextVectorization or StringLookup are best made of tokens it knows.
+    inputs into an Embedding or CategoryEncoding lie below its size (and 0 pads them when
+    the Embedding masks zeros); string inputs into a TextVectorization or StringLookup are
+    best made of tokens it knows.
 
     Returns:
-        ({input name: integer bound}, {input name: list of tokens}).
+        ({input name: integer bound}, {input name: list of tokens}, {padded input names}).
     """
     import keras
 
     by_id = {id(t): info for t, info in zip(tensors, inputs, strict=True)}
     bounds: dict[str, int] = {}
     vocabularies: dict[str, list] = {}
+    padded: set[str] = set()
     for layer in getattr(model, "layers", []):
         size = tokens = None
         if isinstance(layer, keras.layers.Embedding):
@@ -276,6 +280,8 @@ def _input_hints(model, tensors, inputs: list[TensorInfo]) -> tuple[dict, dict]:
         for info in fed:
             if size is not None and "int" in info.dtype:
                 bounds[info.name] = min(bounds.get(info.name, size), int(size))
+                if getattr(layer, "mask_zero", False):
+                    padded.add(info.name)
             elif tokens and info.dtype == "string":
                 vocabularies[info.name] = tokens
-    return bounds, vocabularies
+    return bounds, vocabularies, padded

@@ -53,7 +53,10 @@ def verification_inputs(inference: InferenceModel, options) -> dict:
             feeds[info.name] = rng.standard_normal(shape).astype(info.dtype)
         elif "int" in info.dtype:
             bound = inference.int_bounds.get(info.name, DEFAULT_INT_BOUND)
-            feeds[info.name] = rng.integers(0, bound, size=shape).astype(info.dtype)
+            if info.name in inference.padded and len(shape) > 1 and bound > 1:
+                feeds[info.name] = _padded_sequences(rng, shape, bound).astype(info.dtype)
+            else:
+                feeds[info.name] = rng.integers(0, bound, size=shape).astype(info.dtype)
         elif info.dtype == "bool":
             feeds[info.name] = rng.integers(0, 2, size=shape).astype(bool)
         elif info.dtype == "string":
@@ -66,6 +69,19 @@ def verification_inputs(inference: InferenceModel, options) -> dict:
 
 FALLBACK_WORDS = ("the", "model", "frozen", "layer", "gradient", "stops", "here", "x7")
 """Words for random text when no vocabulary layer reads the input."""
+
+
+def _padded_sequences(rng, shape: list, bound: int):
+    """Token ids 1..bound-1, right-padded with 0 (the masked value) from a random length
+    on: masks must be exercised, and random ids alone almost never contain a 0 (a TFLite
+    export of a masked bidirectional LSTM was wrong only on padded rows)."""
+    import numpy as np
+
+    ids = rng.integers(1, bound, size=shape)
+    lengths = rng.integers(1, shape[1] + 1, size=shape[0])
+    lengths[0] = shape[1]  # one full row
+    positions = np.arange(shape[1]).reshape([1, shape[1]] + [1] * (len(shape) - 2))
+    return np.where(positions < lengths.reshape([-1] + [1] * (len(shape) - 1)), ids, 0)
 
 
 def _random_texts(rng, shape: list, vocabulary: list | None):
