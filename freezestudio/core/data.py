@@ -71,6 +71,25 @@ class TrainingData:
     image: ImageSpec | None = None
     notes: list = field(default_factory=list)
 
+    def explain_failure(self, exc: Exception) -> str:
+        """For an image folder whose pipeline failed to decode: the files it cannot
+        decode (TensorFlow's error names no file), as text to append; else ""."""
+        import tensorflow as tf
+
+        if self.image is None or not isinstance(exc, tf.errors.InvalidArgumentError):
+            return ""
+        bad = []
+        paths = [p for split in (self.train, self.validation) if split is not None
+                 for p in split.x[0]]
+        for path in paths:
+            try:
+                tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+            except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+                bad.append(str(path.decode() if isinstance(path, bytes) else path))
+                if len(bad) == 3:
+                    break
+        return f" (cannot decode {', '.join(bad)})" if bad else ""
+
     def dataset(self, split: Split, batch_size: int, shuffle: bool = False,
                 seed: int | None = None, repeat: bool = False):
         """A batched, prefetching `tf.data.Dataset` of `((x...), (y...))`.

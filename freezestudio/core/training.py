@@ -223,7 +223,7 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - e.g. an unreadable image while caching
             result.details = traceback.format_exc()
             return self._stopped(result, FAILED, clock, f"preparing the run failed: "
-                                 f"{_first_line(exc)}")
+                                 f"{_first_line(exc)}{self.data.explain_failure(exc)}")
         epoch = batch = 0
         try:
             for epoch in range(1, cfg.epochs + 1):
@@ -265,7 +265,8 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - data or step failure ends the run cleanly
             result.details = traceback.format_exc()
             return self._stopped(result, FAILED, clock, f"step {result.steps + 1} (epoch "
-                                 f"{epoch}, batch {batch}) failed: {_first_line(exc)}")
+                                 f"{epoch}, batch {batch}) failed: {_first_line(exc)}"
+                                 f"{self.data.explain_failure(exc)}")
         finally:
             setup.missing = list(spec.missing)
         result.seconds = clock.elapsed()

@@ -469,10 +469,12 @@ def test_a_corrupt_image_ends_the_run_cleanly_naming_the_step(tmp_path):
                                                     cache_features="off")).run()
     assert result.status == "failed" and result.steps == 1
     assert result.message.startswith("step 2 (epoch 1, batch 2) failed: InvalidArgumentError")
+    assert result.message.endswith(f"(cannot decode {tmp_path / 'b' / '1.png'})")
     assert result.integrity.ok  # the first step's changes are reported, nothing else moved
     cached = Trainer(document, data, TrainingConfig(batch_size=2)).run()  # fails while caching
     assert cached.status == "failed" and cached.steps == 0
     assert cached.message.startswith("preparing the run failed: InvalidArgumentError")
+    assert "(cannot decode " in cached.message and "1.png)" in cached.message
     assert cached.integrity.changed == []
 
 
