@@ -68,6 +68,10 @@ def load_csv(path: Path, io: ModelIO, target: str | None) -> TrainingData:
     if len(rows) < 2:
         raise UserError(f"{path}: needs a header row and at least one row of data")
     header = [name.strip() for name in rows[0]]
+    if all(_is_number(name) for name in header):
+        raise UserError(f"{path}: the first row ({', '.join(header[:4])}"
+                        f"{', ...' if len(header) > 4 else ''}) is numbers, but it is read as "
+                        "the column names: add a header row")
     column = len(header) - 1 if target is None else _column(path, header, target)
     values = np.empty((len(rows) - 1, len(header)), dtype=np.float64)
     for r, row in enumerate(rows[1:], start=2):
@@ -90,6 +94,14 @@ def load_csv(path: Path, io: ModelIO, target: str | None) -> TrainingData:
         else labels.astype(np.float32)
     return TrainingData(f"{path.name} (csv, target '{header[column]}')",
                         Split([features], [labels]))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _column(path: Path, header: list, target: str) -> int:

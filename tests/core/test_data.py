@@ -99,6 +99,10 @@ def test_csv_with_target_column(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b,c,d\n1,2,x,4\n")
     with pytest.raises(UserError, match="line 2, column 'c': 'x' is not a number"):
         load_data(tmp_path / "bad.csv", model_io(document))
+    (tmp_path / "headless.csv").write_text("1,10.5,2,3\n4,20.25,5,6\n")  # first sample lost
+    with pytest.raises(UserError, match=r"the first row \(1, 10.5, 2, 3\) is numbers, but it "
+                                        "is read as the column names: add a header row"):
+        load_data(tmp_path / "headless.csv", model_io(document))
 
 
 def test_image_folder_is_resized_to_the_model_input(tmp_path, cnn):
