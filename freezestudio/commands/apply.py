@@ -22,8 +22,12 @@ def run(args) -> int:
     document = open_edited_document(args)
     report = save_document(document, args.output, portable=args.portable)
     counts = document.counts()
+    receiving = f"{document.receiving_params():,} receive gradient"
+    if args.portable and document.stop_points:  # the copy has no points: the count is not its
+        receiving += (f" with the {len(document.stop_points)} stop-gradient point(s) this "
+                      "portable copy drops")
     print(f"saved {report.path} ({report.format}): {counts.trainable:,} of {counts.params:,} "
-          f"params trainable, {document.receiving_params():,} receive gradient")
+          f"params trainable, {receiving}")
     for note in report.notes:
         print(f"note: {note}")
     return 0

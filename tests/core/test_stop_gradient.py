@@ -292,3 +292,17 @@ def test_cli_stop_gradient_after(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("freezestudio: error: ")
     assert "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_portable_copy_says_its_gradient_count_is_the_editors(tmp_path, capsys):
+    from freezestudio.cli import main
+
+    path = tmp_path / "text.keras"
+    mb.text_lstm().save(path)
+    assert main(["apply", str(path), "--stop-gradient-after", "embedding", "--portable",
+                 "-o", str(tmp_path / "p.keras")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("receive gradient with the 1 stop-gradient point(s) this portable "
+                          "copy drops")
+    copy = open_document(tmp_path / "p.keras")  # the copy itself: every trainable weight
+    assert copy.stop_points == [] and copy.receiving_params() == copy.counts().trainable
