@@ -83,7 +83,7 @@ class TrainingData:
                  for p in split.x[0]]
         for path in paths:
             try:
-                tf.io.decode_image(tf.io.read_file(path), expand_animations=False)
+                _decode_file(path, self.image.channels)
             except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
                 bad.append(str(path.decode() if isinstance(path, bytes) else path))
                 if len(bad) == 3:
@@ -153,13 +153,17 @@ class TrainingData:
                 f"({self.validation_origin})")
 
 
+def _decode_file(path, channels: int):
+    import tensorflow as tf
+
+    return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+
 def _image_decoder(spec: ImageSpec):
     import tensorflow as tf
 
     def decode(x, y):
-        raw = tf.io.read_file(x[0])
-        image = tf.io.decode_image(raw, channels=spec.channels, expand_animations=False)
-        image = tf.image.resize(image, (spec.height, spec.width))
+        image = tf.image.resize(_decode_file(x[0], spec.channels), (spec.height, spec.width))
         return (tf.cast(image, tf.float32) * spec.scale,), y
     return decode
 

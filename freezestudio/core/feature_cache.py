@@ -23,7 +23,7 @@ import numpy as np
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.gradient_flow import graph_of
-from freezestudio.core.graph_info import execution_order
+from freezestudio.core.graph_info import replay
 
 AUTO_LIMIT_BYTES = 2 * 1024**3
 _RNN = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
@@ -199,15 +199,8 @@ def _head_model(graph, frontier: list, prefix_nodes: set):
                           name=f"{t._keras_history.operation.name}_features")
               for t in frontier]
     tensors = {id(old): new for old, new in zip(frontier, inputs, strict=True)}
-    for node in execution_order(graph):
-        if id(node) in prefix_nodes:
-            continue
-        args, kwargs = node.arguments.fill_in(tensors)
-        outputs = keras.tree.flatten(node.operation(*args, **kwargs))
-        for old, new in zip(node.outputs, outputs, strict=True):
-            tensors[id(old)] = new
-    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph._outputs_struct)
-    return keras.Model(inputs, outputs, name="freezestudio_head")
+    return keras.Model(inputs, replay(graph, tensors, skip=prefix_nodes),
+                       name="freezestudio_head")
 
 
 def feature_bytes(plan: CachePlan, samples: int) -> int:

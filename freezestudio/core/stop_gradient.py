@@ -23,7 +23,7 @@ from collections import defaultdict
 from freezestudio.core.document import Document
 from freezestudio.core.errors import PlanError
 from freezestudio.core.gradient_flow import LIVE, carries_gradient, cuts_gradient, graph_of
-from freezestudio.core.graph_info import base_layer, execution_order
+from freezestudio.core.graph_info import base_layer, execution_order, replay
 from freezestudio.core.tree import LayerNode
 
 _INDEXED = re.compile(r"^(.*)\[(\d+)\]$")
@@ -191,20 +191,18 @@ def _rerun_graph(graph, name: str, selected: set, replaced: dict):
 
     from freezestudio.core.stop_gradient_layer import StopGradient
 
-    tensors = {id(t): t for t in graph.inputs}
     taken = {op.name for op in graph.operations}
-    for node in execution_order(graph):
-        args, kwargs = node.arguments.fill_in(tensors)
-        layer = replaced.get(id(node.operation), node.operation)
-        outputs = keras.tree.flatten(layer(*args, **kwargs))
-        cut = [i for i in range(len(outputs)) if (id(node), i) in selected]
-        for index, (old, new) in enumerate(zip(node.outputs, outputs, strict=True)):
-            if index in cut:
-                suffix = "" if len(node.outputs) == 1 else f"_{index}"
-                new = StopGradient(name=_unique(f"{node.operation.name}_stop_gradient{suffix}",
-                                                taken))(new)
-            tensors[id(old)] = new
-    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph._outputs_struct)
+
+    def cut(node, index, tensor):
+        if (id(node), index) not in selected:
+            return tensor
+        suffix = "" if len(node.outputs) == 1 else f"_{index}"
+        return StopGradient(name=_unique(f"{node.operation.name}_stop_gradient{suffix}",
+                                         taken))(tensor)
+
+    outputs = replay(graph, {id(t): t for t in graph.inputs},
+                     layer_of=lambda node: replaced.get(id(node.operation), node.operation),
+                     after=cut)
     return keras.Model(graph._inputs_struct, outputs, name=name)
 
 

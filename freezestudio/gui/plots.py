@@ -55,8 +55,7 @@ class TrainingPlots(QWidget):
         self.metrics: RunMetrics | None = None
         self.selected: list[str] = []
         self.redraw_times: list[float] = []
-        self._dirty = False
-        self._stale: set = set()
+        self._stale: set = set()  # plots whose data changed since they were drawn
         self._fresh: set = set()  # plots still showing the previous run
         self._turn = 0
         self._last = 0.0
@@ -88,7 +87,6 @@ class TrainingPlots(QWidget):
         self.metrics = RunMetrics(info)
         self.redraw_times = []
         self._fresh = set(self._plots())
-        self._dirty = False
         self._stale = set()
         self._finishing = False
         self._timer.start()
@@ -117,21 +115,19 @@ class TrainingPlots(QWidget):
 
     def _mark(self) -> None:
         self._stale = set(self._plots())
-        self._dirty = True
 
     def finish_run(self) -> None:
         """The run ended: what is not drawn yet is drawn over the next ticks, one plot
         each as during the run (all three at once blocked the window for ~50 ms after a
         MobileNetV2 run), then the timer stops."""
         self._stale |= self._fresh
-        self._dirty = bool(self._stale)
         self._finishing = True
-        if not self._dirty:
+        if not self._stale:
             self._timer.stop()
 
     def pending(self) -> bool:
         """Whether some plot does not show the latest data yet."""
-        return self._dirty
+        return bool(self._stale)
 
     def flush(self) -> None:
         """Draws whatever is pending now (before saving the plots as an image)."""
@@ -151,13 +147,13 @@ class TrainingPlots(QWidget):
     @Slot()
     def _tick(self) -> None:
         # at least REDRAW_INTERVAL_MS between two redraws, whatever the timer does
-        if self._dirty and time.perf_counter() - self._last >= REDRAW_INTERVAL_MS / 1000:
+        if self._stale and time.perf_counter() - self._last >= REDRAW_INTERVAL_MS / 1000:
             plots = self._plots()
             order = [plots[(self._turn + k) % 3] for k in range(3)]
             plot = next(p for p in order if p in self._stale)
             self._turn = plots.index(plot) + 1
             self.redraw(plot)
-        if self._finishing and not self._dirty:
+        if self._finishing and not self._stale:
             self._timer.stop()
 
     def _plots(self) -> tuple:
@@ -175,7 +171,6 @@ class TrainingPlots(QWidget):
             self._reset(plot)
         plot.update(metrics)
         self._stale.discard(plot)
-        self._dirty = bool(self._stale)
         self.redrawn.emit()
 
     def save_png(self, path: str) -> bool:

@@ -55,7 +55,7 @@ def test_names_of_the_deployment_model(documents):
     dicts = deployment_model(documents["dicts"])
     assert dicts.input_names == ["count", "image"]  # flattened dict order
     assert dicts.output_names == ["class", "score"]
-    assert dicts.int_bounds == {"count": 5}
+    assert dicts.hints.int_bounds == {"count": 5}
     odd = deployment_model(documents["odd"])
     assert odd.input_names == ["x_in_put"] and odd.output_names == ["dense.out"]
     assert deployment_model(documents["seq"]).output_names == ["d2"]

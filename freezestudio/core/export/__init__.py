@@ -139,9 +139,7 @@ def check_request(fmt: str, out, options: ExportOptions | None = None, document=
     if fmt == ONNX:
         from freezestudio.core.export.dependencies import require_onnx
         from freezestudio.core.export.onnx import check_opset
-        from freezestudio.core.tf_import import import_tensorflow_quietly
 
-        import_tensorflow_quietly()  # tf2onnx imports TensorFlow: without its chatter
         require_onnx(runtime=options.verify)
         check_opset(options.opset)
 

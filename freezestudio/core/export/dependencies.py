@@ -52,5 +52,8 @@ def require(feature: str, names, install: str) -> dict:
 
 def require_onnx(runtime: bool = True) -> dict:
     """tf2onnx and onnx for the conversion, onnxruntime to verify the result."""
+    from freezestudio.core.tf_import import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # tf2onnx imports TensorFlow: without its native chatter
     names = ONNX_PACKAGES if runtime else ONNX_PACKAGES[:2]
     return require("ONNX export", names, ONNX_INSTALL)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from freezestudio.core import formats
 from freezestudio.core.errors import UserError
@@ -23,6 +23,23 @@ from freezestudio.core.model_io import check_traceable
 
 DEFAULT_INT_BOUND = 2
 """Random integer inputs are drawn from [0, bound); without a known vocabulary, [0, 2)."""
+
+
+@dataclass(frozen=True)
+class InputHints:
+    """What valid inputs look like, for random verification data (per input name).
+
+    Attributes:
+        int_bounds: valid integer inputs lie in [0, n) (an Embedding's or
+            CategoryEncoding's size).
+        vocabularies: tokens a TextVectorization or StringLookup reading a string
+            input knows.
+        padded: integer inputs read by an Embedding with `mask_zero` (0 pads them).
+    """
+
+    int_bounds: dict = field(default_factory=dict)
+    vocabularies: dict = field(default_factory=dict)
+    padded: frozenset = frozenset()
 
 
 @dataclass(frozen=True)
@@ -49,23 +66,17 @@ class InferenceModel:
         call: `call(list of tensors) -> list of tensors`, in inference mode.
         trackable: what owns the variables (saved alongside the function).
         keras_model: the Keras model, if there is one.
-        int_bounds: `{input name: n}`: valid integer inputs lie in [0, n).
-        vocabularies: `{input name: [token, ...]}` for string inputs read by a
-            TextVectorization or StringLookup layer (tokens it knows).
-        padded: names of integer inputs read by an Embedding with `mask_zero` (0 pads).
+        hints: what valid inputs look like (`InputHints`).
     """
 
     def __init__(self, inputs: Sequence[TensorInfo], outputs: Sequence[TensorInfo],
-                 call: Callable, trackable, keras_model=None, int_bounds: dict | None = None,
-                 vocabularies: dict | None = None, padded: set | None = None):
+                 call: Callable, trackable, keras_model=None, hints: InputHints | None = None):
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self._call = call
         self.trackable = trackable
         self.keras_model = keras_model
-        self.int_bounds = dict(int_bounds or {})
-        self.vocabularies = dict(vocabularies or {})
-        self.padded = set(padded or ())
+        self.hints = hints or InputHints()
         self._function = None
 
     @property
@@ -161,17 +172,15 @@ def from_keras_model(model) -> InferenceModel:
         packed = keras.tree.pack_sequence_as(structure, list(args))
         return keras.tree.flatten(model(packed, training=False))
 
-    bounds, vocabularies, padded = _input_hints(model, tensors, inputs)
     return InferenceModel(inputs, outputs, call, model, keras_model=model,
-                          int_bounds=bounds, vocabularies=vocabularies, padded=padded)
+                          hints=_input_hints(model, tensors, inputs))
 
 
 def with_keras_model(inference: InferenceModel, model) -> InferenceModel:
-    """The same interface (names, bounds) over an equivalent Keras model."""
+    """The same interface (names, input hints) over an equivalent Keras model."""
     other = from_keras_model(model)
     return InferenceModel(inference.inputs, inference.outputs, other._call, model,
-                          keras_model=model, int_bounds=inference.int_bounds,
-                          vocabularies=inference.vocabularies, padded=inference.padded)
+                          keras_model=model, hints=inference.hints)
 
 
 def from_saved_model_signature(generic) -> InferenceModel:
@@ -252,15 +261,8 @@ def _output_names(model, structure, count: int) -> list[str]:
     return [f"output_{i}" for i in range(count)]
 
 
-def _input_hints(model, tensors, inputs: list[TensorInfo]) -> tuple[dict, dict, set]:
-    """What valid inputs look like, from the layers an input feeds directly: integer
-    inputs into an Embedding or CategoryEncoding lie below its size (and 0 pads them when
-    the Embedding masks zeros); string inputs into a TextVectorization or StringLookup are
-    best made of tokens it knows.
-
-    Returns:
-        ({input name: integer bound}, {input name: list of tokens}, {padded input names}).
-    """
+def _input_hints(model, tensors, inputs: list[TensorInfo]) -> InputHints:
+    """`InputHints` from the layers each input feeds directly."""
     import keras
 
     by_id = {id(t): info for t, info in zip(tensors, inputs, strict=True)}
@@ -284,4 +286,4 @@ def _input_hints(model, tensors, inputs: list[TensorInfo]) -> tuple[dict, dict, 
                     padded.add(info.name)
             elif tokens and info.dtype == "string":
                 vocabularies[info.name] = tokens
-    return bounds, vocabularies, padded
+    return InputHints(bounds, vocabularies, frozenset(padded))

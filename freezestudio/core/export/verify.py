@@ -45,6 +45,7 @@ def verification_inputs(inference: InferenceModel, options) -> dict:
         return {t.name: np.asarray(options.sample_inputs[t.name], dtype=t.dtype)
                 for t in inference.inputs}
     rng = np.random.default_rng(options.seed)
+    hints = inference.hints
     feeds = {}
     for info in inference.inputs:
         shape = [options.batch_size if i == 0 and d is None else (d or VARIABLE_DIM)
@@ -52,15 +53,15 @@ def verification_inputs(inference: InferenceModel, options) -> dict:
         if "float" in info.dtype:
             feeds[info.name] = rng.standard_normal(shape).astype(info.dtype)
         elif "int" in info.dtype:
-            bound = inference.int_bounds.get(info.name, DEFAULT_INT_BOUND)
-            if info.name in inference.padded and len(shape) > 1 and bound > 1:
+            bound = hints.int_bounds.get(info.name, DEFAULT_INT_BOUND)
+            if info.name in hints.padded and len(shape) > 1 and bound > 1:
                 feeds[info.name] = _padded_sequences(rng, shape, bound).astype(info.dtype)
             else:
                 feeds[info.name] = rng.integers(0, bound, size=shape).astype(info.dtype)
         elif info.dtype == "bool":
             feeds[info.name] = rng.integers(0, 2, size=shape).astype(bool)
         elif info.dtype == "string":
-            feeds[info.name] = _random_texts(rng, shape, inference.vocabularies.get(info.name))
+            feeds[info.name] = _random_texts(rng, shape, hints.vocabularies.get(info.name))
         else:
             raise UserError(f"cannot make random {info.dtype} data for the input '{info.name}' "
                             "to verify the export: export without verification")
