@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
-DEMO := resources/demo/cnn_transfer.keras
+DEMO := freezestudio/resources/demo/cnn_transfer.keras
 
 .PHONY: run test lint clean
 

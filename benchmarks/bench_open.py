@@ -37,8 +37,8 @@ def main() -> None:
     import_tensorflow_quietly()
     import keras
 
-    from freezestudio.core.gradient_flow import analyze
-    from freezestudio.core.loading import open_document
+    from freezestudio.core.files.loading import open_document
+    from freezestudio.core.graph.gradient_flow import analyze
 
     model = getattr(keras.applications, args.model)(weights=None)
     with tempfile.TemporaryDirectory() as tmp:

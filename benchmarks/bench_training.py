@@ -36,10 +36,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from freezestudio.core.data import Split, TrainingData  # noqa: E402
-from freezestudio.core.loading import open_document  # noqa: E402
-from freezestudio.core.plans import Plan, apply_plan  # noqa: E402
-from freezestudio.core.training import Trainer  # noqa: E402
-from freezestudio.core.training_types import Reporter, TrainingConfig  # noqa: E402
+from freezestudio.core.edits.plans import Plan, apply_plan  # noqa: E402
+from freezestudio.core.files.loading import open_document  # noqa: E402
+from freezestudio.core.training.config import Reporter, TrainingConfig  # noqa: E402
+from freezestudio.core.training.trainer import Trainer  # noqa: E402
 
 
 class EpochTimes(Reporter):

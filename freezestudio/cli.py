@@ -1,4 +1,4 @@
-"""Command line: no sub-command starts the GUI; sub-commands run headless (DESIGN.md).
+"""Command line: no sub-command starts the GUI; sub-commands run headless (docs/architecture.md).
 
 Exit codes: 0 success, 2 user error (one line `freezestudio: error: ...` on stderr),
 1 unexpected failure (short message; the traceback goes to a log file).

@@ -1,4 +1,4 @@
-"""Generate FreezeStudio's demo models and data into `resources/demo/`.
+"""Generate FreezeStudio's demo models and data into `freezestudio/resources/demo/`.
 
 Everything is synthesised procedurally (no downloaded weights or datasets) and
 deterministic: fixed seeds, single-threaded TensorFlow, deterministic ops.
@@ -15,7 +15,7 @@ model saved *before* fine-tuning on its second task, plus the data for that task
   fresh head for task B (how many shapes are drawn).
 
 Usage:
-    python scripts/make_demo_resources.py [--out resources/demo] [--no-check]
+    python scripts/make_demo_resources.py [--out freezestudio/resources/demo] [--no-check]
 
 With `SOURCE_DATE_EPOCH` set (the date stored as `date_saved` in the `.keras`
 files), two runs on the same platform give byte-identical files.
@@ -456,7 +456,8 @@ def report_sizes(out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "resources" / "demo")
+    parser.add_argument("--out", type=Path,
+                        default=REPO_ROOT / "freezestudio" / "resources" / "demo")
     parser.add_argument(
         "--no-check", action="store_true", help="skip the head-only fine-tuning sanity check"
     )

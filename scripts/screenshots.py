@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "resources" / "demo"
 SIZE = (1400, 860)
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -35,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 
 from freezestudio.gui.app import create_application  # noqa: E402
+from freezestudio.resources import DEMO_DIR  # noqa: E402
 
 
 def wait_for(signal, timeout_ms: int = 120_000) -> list:
@@ -80,8 +80,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     app = create_application()
-    from freezestudio.core.plans import load_plan
-    from freezestudio.gui.main_window import MainWindow
+    from freezestudio.core.edits.plans import load_plan
+    from freezestudio.gui.window.main_window import MainWindow
 
     window = MainWindow()
     window.resize(*SIZE)
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     wait_for(window.tf_ready)
 
     # 1. Transfer learning: the frozen base, its top block unfrozen for fine-tuning.
-    open_model(window, DEMO / "cnn_transfer.keras")
+    open_model(window, DEMO_DIR / "cnn_transfer.keras")
     document, editor, tree = window.document, window.editor, window.tree
     editor.set_trainable([document.layer("conv_base/block3_conv")], True)
     editor.set_trainable([document.weight("head_out:bias")], False)
@@ -101,14 +101,14 @@ def main(argv=None) -> int:
 
     # 2. A stop-gradient after the embedding (the demo's plan), then the same view filtered.
     window.editor.stack.setClean()
-    open_model(window, DEMO / "text_classifier.keras")
-    window.editor.apply_plan(load_plan(DEMO / "text_plan.json"), "text_plan.json")
+    open_model(window, DEMO_DIR / "text_classifier.keras")
+    window.editor.apply_plan(load_plan(DEMO_DIR / "text_plan.json"), "text_plan.json")
     window.tree.expandAll()
     window.tree.select_nodes([window.document.layer("embedding")])
     shoot(app, window, args.out / "stop_gradient.png")
 
     window.editor.stack.setClean()
-    open_model(window, DEMO / "cnn_transfer.keras")
+    open_model(window, DEMO_DIR / "cnn_transfer.keras")
     window.tree.expandRecursively(window.model.index_of(window.document.layer("conv_base")), 1)
     window.filter_bar.set_text("*_bn")
     window.filter_bar.unfreeze.click()
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     # 3. Fine-tuning the top block of the frozen base, watching loss and gradients.
     window.editor.stack.setClean()
     window.filter_bar.set_text("")
-    open_model(window, DEMO / "cnn_transfer.keras")
+    open_model(window, DEMO_DIR / "cnn_transfer.keras")
     document = window.document
     window.editor.set_trainable([document.layer("conv_base/block3_conv"),
                                  document.layer("conv_base/block3_bn")], True)
@@ -140,8 +140,8 @@ def main(argv=None) -> int:
     window.filter_bar.set_text("")
     app.setStyle("Fusion")
     app.setPalette(dark_palette())
-    open_model(window, DEMO / "text_classifier.keras")
-    window.editor.apply_plan(load_plan(DEMO / "text_plan.json"), "text_plan.json")
+    open_model(window, DEMO_DIR / "text_classifier.keras")
+    window.editor.apply_plan(load_plan(DEMO_DIR / "text_plan.json"), "text_plan.json")
     window.editor.set_trainable([window.document.layer("hidden")], False)
     window.tree.expandAll()
     window.tree.select_nodes([window.document.layer("classifier")])

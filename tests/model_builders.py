@@ -179,7 +179,7 @@ def layer_params(layer):
 
 
 def keras_layer_paths(model, prefix=""):
-    """{path: layer} for every layer below `model`, nested models recursed (DESIGN.md paths)."""
+    """{path: layer} for every layer below `model`, nested models recursed (layer paths)."""
     found = {}
     for layer in model.layers:
         path = f"{prefix}/{layer.name}" if prefix else layer.name

@@ -17,7 +17,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from freezestudio.core.saving import save_document
+    from freezestudio.core.files.saving import save_document
 
     document = open_edited_document(args)
     report = save_document(document, args.output, portable=args.portable)

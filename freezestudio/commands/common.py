@@ -41,8 +41,8 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
 
 def open_edited_document(args):
     """Opens args.file and applies --plan, then --freeze/--unfreeze/--stop-gradient-after."""
-    from freezestudio.core.loading import open_document
-    from freezestudio.core.plans import Plan, Rule, apply_plan, load_plan
+    from freezestudio.core.edits.plans import Plan, Rule, apply_plan, load_plan
+    from freezestudio.core.files.loading import open_document
 
     document = open_document(args.file, trust=args.trust,
                              custom_object_modules=args.custom_objects)

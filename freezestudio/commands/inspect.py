@@ -18,7 +18,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from freezestudio.core.report import document_dict, document_text
+    from freezestudio.core.model.summary import document_dict, document_text
 
     document = open_edited_document(args)
     for note in document.notes:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
 from freezestudio.core.errors import UserError
-from freezestudio.core.training_types import Reporter
+from freezestudio.core.training.config import Reporter
 
 HELP = "fine-tune the model on data (per-layer gradient norms, integrity check) and save it"
 _OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -84,23 +84,23 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     from freezestudio.core.data import load_data
-    from freezestudio.core.model_io import model_io
-    from freezestudio.core.run_logs import (
-        HistoryCsvWriter,
-        MetricsCsvWriter,
-        TensorBoardWriter,
-        history_path_for,
-        require_tensorboard,
-    )
-    from freezestudio.core.saving import format_for_target, save_document
-    from freezestudio.core.training import Trainer
-    from freezestudio.core.training_types import (
+    from freezestudio.core.files.saving import format_for_target, save_document
+    from freezestudio.core.model.signature import model_io
+    from freezestudio.core.training.config import (
         CANCELLED,
         COMPLETED,
         FAILED,
         MultiReporter,
         TrainingConfig,
     )
+    from freezestudio.core.training.run_logs import (
+        HistoryCsvWriter,
+        MetricsCsvWriter,
+        TensorBoardWriter,
+        history_path_for,
+        require_tensorboard,
+    )
+    from freezestudio.core.training.trainer import Trainer
 
     if args.weight_decay is not None and args.optimizer != "adamw":
         raise UserError(f"--weight-decay applies to --optimizer adamw only ({args.optimizer} "

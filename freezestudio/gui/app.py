@@ -32,7 +32,8 @@ def no_display_message() -> str:
 def create_application():
     from PySide6.QtWidgets import QApplication
 
-    from freezestudio.gui import settings, style
+    from freezestudio.gui.common import style
+    from freezestudio.gui.window import settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(settings.ORGANIZATION)
@@ -58,8 +59,8 @@ def run_gui(file: str | None = None, screenshot: str | None = None) -> int:
         return EXIT_NO_DISPLAY
     started = time.perf_counter()
     app = create_application()
-    from freezestudio.gui.gc_guard import MainThreadGarbageCollector
-    from freezestudio.gui.main_window import MainWindow
+    from freezestudio.gui.background.gc_guard import MainThreadGarbageCollector
+    from freezestudio.gui.window.main_window import MainWindow
 
     collector = MainThreadGarbageCollector(parent=app)
     window = MainWindow()
@@ -83,7 +84,7 @@ def _make_excepthook(window):
     import tempfile
     import traceback
 
-    from freezestudio.gui import dialogs
+    from freezestudio.gui.common import dialogs
 
     def hook(kind, value, tb):
         details = "".join(traceback.format_exception(kind, value, tb))
@@ -101,7 +102,7 @@ def _make_excepthook(window):
 
 def _batch_dialogs() -> None:
     """In screenshot mode nobody can answer: errors go to stderr, questions say no."""
-    from freezestudio.gui import dialogs
+    from freezestudio.gui.common import dialogs
 
     def show_error(parent, title, message, details=""):
         print(f"freezestudio: error: {message}", file=sys.stderr)

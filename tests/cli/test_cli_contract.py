@@ -1,14 +1,15 @@
-"""The public command line contract of DESIGN.md: inspect --json, apply, errors."""
+"""The public command line contract of docs/architecture.md: inspect --json, apply, errors."""
 
 import json
 from fnmatch import fnmatchcase
-from pathlib import Path
 
 import keras
 import model_builders as mb
 import pytest
 import tensorflow as tf
 from cli_runner import assert_user_error, run_many
+
+from freezestudio.resources import DEMO_DIR
 
 NODE_KEYS = {"path", "name", "class", "trainable", "receives_gradient", "stop_gradient_after",
              "params", "trainable_params", "weights", "children"}
@@ -214,7 +215,7 @@ def test_freeze_and_unfreeze_apply_in_command_line_order(tmp_path):
     from freezestudio.cli import _command_modules, build_parser
     from freezestudio.commands.common import open_edited_document
 
-    demo = Path(__file__).resolve().parents[2] / "resources" / "demo" / "cnn_transfer.keras"
+    demo = DEMO_DIR / "cnn_transfer.keras"
     parser = build_parser(_command_modules())
     frozen_last = open_edited_document(parser.parse_args(
         ["inspect", str(demo), "--unfreeze", "*", "--freeze", "conv_base"]))

@@ -93,7 +93,7 @@ def test_savedmodel_after_edits(cli):
 
 
 def test_keras_copy_keeps_the_plan(cli):
-    from freezestudio.core.loading import open_document
+    from freezestudio.core.files.loading import open_document
 
     folder, runs = cli
     ok(runs["keras"])

@@ -1,4 +1,4 @@
-"""`freezestudio train`: the public contract of DESIGN.md, end to end."""
+"""`freezestudio train`: the public contract of docs/architecture.md, end to end."""
 
 import os
 
@@ -15,9 +15,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from freezestudio.cli import main  # noqa: E402
+from freezestudio.resources import DEMO_DIR  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "resources" / "demo"
+DEMO = DEMO_DIR
 
 
 def run_cli(args, capsys):

@@ -12,9 +12,9 @@ os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="freezestudio-test-confi
 import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from freezestudio.gui import dialogs  # noqa: E402
-from freezestudio.gui.main_window import MainWindow  # noqa: E402
-from freezestudio.gui.settings import Settings  # noqa: E402
+from freezestudio.gui.common import dialogs  # noqa: E402
+from freezestudio.gui.window.main_window import MainWindow  # noqa: E402
+from freezestudio.gui.window.settings import Settings  # noqa: E402
 
 LOAD_TIMEOUT_MS = 60_000
 
@@ -23,7 +23,7 @@ LOAD_TIMEOUT_MS = 60_000
 def gui_thread_garbage_collection(qapp):
     """As in the app: garbage (Qt objects of earlier tests included) is collected in the GUI
     thread only, never in a loader or training worker (which crashes Qt)."""
-    from freezestudio.gui.gc_guard import MainThreadGarbageCollector
+    from freezestudio.gui.background.gc_guard import MainThreadGarbageCollector
 
     collector = MainThreadGarbageCollector()
     yield

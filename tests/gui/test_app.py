@@ -59,7 +59,7 @@ import sys, time
 start, cpu = time.perf_counter(), time.thread_time()
 from freezestudio.gui.app import create_application
 app = create_application()
-from freezestudio.gui.main_window import MainWindow
+from freezestudio.gui.window.main_window import MainWindow
 window = MainWindow()
 window.show()
 app.processEvents()

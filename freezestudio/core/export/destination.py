@@ -15,7 +15,7 @@ from pathlib import Path
 from freezestudio.core.errors import UserError
 from freezestudio.core.export import options as fmts
 from freezestudio.core.export.frozen_graph import companion_path
-from freezestudio.core.saving import replace_directory, replace_file
+from freezestudio.core.files.saving import replace_directory, replace_file
 
 SUFFIXES = {
     fmts.KERAS: (".keras",),

@@ -17,9 +17,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from freezestudio.core import formats
 from freezestudio.core.errors import UserError
-from freezestudio.core.model_io import check_traceable
+from freezestudio.core.files import formats
+from freezestudio.core.model.signature import check_traceable
 
 DEFAULT_INT_BOUND = 2
 """Random integer inputs are drawn from [0, bound); without a known vocabulary, [0, 2)."""
@@ -128,7 +128,7 @@ def deployment_model(document) -> InferenceModel:
     """
     if document.source_format == formats.SAVEDMODEL:
         return from_saved_model_signature(document.model)
-    from freezestudio.core.stop_gradient import strip_stop_gradients
+    from freezestudio.core.edits.stop_gradient import strip_stop_gradients
 
     model = document.base_layers.get("", document.model) if document.stop_points \
         else document.model

@@ -14,7 +14,7 @@ from freezestudio.core.export.inference_model import from_keras_model
 
 def write_keras_file(document, path: Path, options) -> list[str]:
     """Saves a copy of the document at `path` (suffix `.keras` or `.h5`)."""
-    from freezestudio.core.saving import save_document
+    from freezestudio.core.files.saving import save_document
 
     state = (document.source_path, document.source_format, document.modified)
     try:
@@ -26,7 +26,7 @@ def write_keras_file(document, path: Path, options) -> list[str]:
 
 def reopen(path: Path):
     """The copy opened as a document (its code was trusted when the original was opened)."""
-    from freezestudio.core.loading import open_document
+    from freezestudio.core.files.loading import open_document
 
     return open_document(path, trust=True)
 

@@ -9,7 +9,7 @@ Embedding+LSTM model (as an ONNX Loop) and a two-output model (max |diff| <= 1e-
 measured with tf2onnx 1.17, onnx 1.23, onnxruntime 1.32, numpy 2.4). They differ in what
 the user gets: Keras's export names the outputs `Identity:0`, `Identity_1:0`, and
 `from_keras` relies on tf.keras-era model attributes and needs the explicit
-`input_signature` on Keras 3 anyway (DESIGN.md). `from_function` on the SAME serving
+`input_signature` on Keras 3 anyway (docs/architecture.md). `from_function` on the SAME serving
 function the SavedModel and frozen graph use gives ONNX inputs named after the model's
 inputs and outputs named after its outputs, with a dynamic batch, and also works for
 generic SavedModels (which have no Keras model). So FreezeStudio uses that.

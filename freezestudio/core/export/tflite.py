@@ -2,7 +2,7 @@
 
 The converter reads a SavedModel written from the deployment model (`from_saved_model`):
 on this stack `from_concrete_functions` gave wrong outputs while `from_saved_model` and
-`from_keras_model` were right (DESIGN.md). Only TFLite's built-in ops are allowed, so
+`from_keras_model` were right (docs/architecture.md). Only TFLite's built-in ops are allowed, so
 the result never needs the Flex delegate; looping recurrent layers are unrolled first
 (`unroll.py`).
 """

@@ -11,7 +11,7 @@ graph cannot be rebuilt, cannot be exported: the error says why.
 from __future__ import annotations
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.gradient_flow import graph_of
+from freezestudio.core.graph.gradient_flow import graph_of
 
 WHY = ("Keras 3 runs recurrent layers as a TensorFlow while loop that TFLite's built-in ops "
        "cannot express (it needs the Flex delegate, which the stock tf.lite.Interpreter lacks)")

@@ -1,0 +1,132 @@
+"""Opens any supported model file as a Document.
+
+Every path is scanned for code-carrying objects before a loader sees it (see
+`code_scan`), custom classes are reported by name, and every failure becomes a one-line
+`UserError` instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from freezestudio.core.errors import (
+    MissingCustomObjectError,
+    ModelFileError,
+    UntrustedCodeError,
+    UserError,
+)
+from freezestudio.core.files import formats, tf_keras_compat
+from freezestudio.core.files.code_scan import find_code_objects, stored_configs
+from freezestudio.core.files.custom_objects import import_custom_objects
+from freezestudio.core.files.state_store import read_state
+from freezestudio.core.model.document import Document
+from freezestudio.core.model.tree import build_keras_tree
+from freezestudio.core.tf_import import import_tensorflow_quietly
+
+_MISSING_CLASS_PATTERNS = (
+    re.compile(r"Could not locate (?:class|function) '([^']+)'"),
+    re.compile(r"Unknown (?:layer|object|class|loss|metric|activation)[\w ]*: '?([\w.>]+)'?"),
+)
+
+
+def open_document(path, *, trust: bool = False, custom_object_modules=(),
+                  custom_objects: dict | None = None) -> Document:
+    """Opens a `.keras`, `.h5` or SavedModel path for editing.
+
+    Args:
+        path: the file or SavedModel directory.
+        trust: allow Lambda layers and other objects that carry Python code.
+        custom_object_modules: paths of Python files defining custom classes.
+        custom_objects: extra `{name: class}` for Keras deserialization.
+
+    Returns:
+        The document, with any FreezeStudio state stored in the file re-applied.
+
+    Raises:
+        UserError: (and subclasses) for anything wrong with the file or the options.
+    """
+    path = Path(path)
+    fmt = formats.detect_format(path)
+    import_tensorflow_quietly()
+    if path.name in ("saved_model.pb", "saved_model.pbtxt"):
+        path = path.parent
+    custom = {**import_custom_objects(custom_object_modules), **(custom_objects or {})}
+    configs = stored_configs(path, fmt)
+    code = list(dict.fromkeys(item for config in configs for item in find_code_objects(config)))
+    if code and not trust:
+        raise UntrustedCodeError(path, code)
+    if fmt == formats.SAVEDMODEL:
+        from freezestudio.core.files.generic_savedmodel import open_generic_savedmodel
+
+        document = open_generic_savedmodel(path)
+    else:
+        notes: list[str] = []
+        document = _keras_document(_load_keras_model(path, fmt, trust, custom, notes), path, fmt)
+        document.notes += notes
+        document.compile_config = _compile_config(configs, fmt)
+    _restore_state(document, path, fmt)
+    return document
+
+
+def _keras_document(model, path: Path, fmt: str) -> Document:
+    """A document over the model without its stop-gradient layers, the points re-applied."""
+    from freezestudio.core.edits import stop_gradient
+
+    base, cut = stop_gradient.strip_stop_gradients(model)
+    document = Document(build_keras_tree(base), base, path, fmt)
+    if cut:
+        stop_gradient.set_stop_gradient_points(document, stop_gradient.addresses_of(document, cut))
+    document.modified = False
+    return document
+
+
+def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict, notes: list):
+    import keras
+
+    import freezestudio.core.graph.stop_gradient_layer  # noqa: F401 - registers StopGradient
+
+    try:
+        if fmt == formats.TF_KERAS_SAVEDMODEL:
+            return tf_keras_compat.load_savedmodel(path, trust, custom, notes)
+        if fmt == formats.H5 and tf_keras_compat.written_by_tf_keras(path):
+            return tf_keras_compat.load_h5(path, trust, custom, notes)
+        return keras.saving.load_model(path, custom_objects=custom, compile=False,
+                                       safe_mode=not trust)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every loader failure is reported to the user
+        raise _as_user_error(exc, path, fmt) from None
+
+
+def _as_user_error(exc: Exception, path: Path, fmt: str) -> UserError:
+    message = str(exc)
+    for pattern in _MISSING_CLASS_PATTERNS:
+        match = pattern.search(message)
+        if match:
+            return MissingCustomObjectError(match.group(1).split(">")[-1], path)
+    if isinstance(exc, PermissionError):
+        return ModelFileError(f"{path}: permission denied")
+    first_line = next((line for line in message.splitlines() if line.strip()), type(exc).__name__)
+    return ModelFileError(f"{path}: cannot be loaded as a {fmt} model: {first_line[:300]}")
+
+
+def _compile_config(configs: list, fmt: str) -> dict | None:
+    """The training configuration stored with the model (loss, metrics), if any."""
+    if fmt == formats.KERAS and configs:
+        return configs[0].get("compile_config")
+    return None
+
+
+def _restore_state(document: Document, path: Path, fmt: str) -> None:
+    state = read_state(path, fmt)
+    if not state or "plan" not in state:
+        return
+    from freezestudio.core.edits.plans import Plan, apply_plan
+    from freezestudio.core.errors import PlanError
+
+    try:
+        apply_plan(document, Plan.from_dict(state["plan"]))
+    except PlanError as exc:  # the file was changed by another tool since we saved it
+        document.notes.append(f"FreezeStudio's stored edit state was not applied: {exc}")
+    document.modified = False

@@ -1,0 +1,194 @@
+"""What each cell of the layer tree shows: a mixin of `LayerTreeModel`.
+
+Everything here reads the document through the model's `state` (a per-edit
+`node_info.StateCache`), so a paint asks the core each question once per edit.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, Qt
+
+from freezestudio.core.model.document import PARTIAL
+from freezestudio.core.model.tree import LayerNode, WeightNode
+from freezestudio.gui.common import style
+from freezestudio.gui.editor import node_info
+
+COLUMNS = ("Name", "Class", "Output shape", "Params", "Trainable", "Freeze", "Stop gradient",
+           "Gradient")
+NAME, CLASS, SHAPE, PARAMS, TRAINABLE, FREEZE, STOP, GRADIENT = range(len(COLUMNS))
+NODE_ROLE = Qt.ItemDataRole.UserRole + 1
+POINTS_ROLE = Qt.ItemDataRole.UserRole + 2  # [(address, active)] of the Stop gradient column
+KIND_ROLE = Qt.ItemDataRole.UserRole + 3  # style key of the row state
+
+HEADER_TIPS = {
+    NAME: "Layer, nested model or weight",
+    SHAPE: "Output shape of the layer (first call); shape of a weight",
+    PARAMS: "Number of parameters",
+    TRAINABLE: "Parameters that are trainable (Keras's own count)",
+    FREEZE: "Ticked = frozen (trainable=False). Containers show a partial tick when mixed.",
+    STOP: "Stop-gradient points: one toggle per output/call of the layer. Forward pass "
+          "unchanged; no gradient flows back through it.",
+    GRADIENT: "Whether gradient from the outputs reaches the weights (hover for the reason)",
+}
+_CHECK = {True: Qt.CheckState.Unchecked, False: Qt.CheckState.Checked,
+          PARTIAL: Qt.CheckState.PartiallyChecked}
+_NUMERIC = (PARAMS, TRAINABLE)
+_ALL_ROLES = ()
+_ROOT = QModelIndex()
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_CHECK_ROLE = int(Qt.ItemDataRole.CheckStateRole)
+_DECORATION = int(Qt.ItemDataRole.DecorationRole)
+_BACKGROUND = int(Qt.ItemDataRole.BackgroundRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_FONT = int(Qt.ItemDataRole.FontRole)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+
+
+class CellsMixin:
+    """Cell contents, tooltips and flags; expects `document`, `state`, `_cache`,
+    `_matches`, `_points`, `_bold` and `_italic` from the model."""
+
+    def _cached(self, node, key, compute):
+        cache_key = (id(node), key)
+        try:
+            return self._cache[cache_key]
+        except KeyError:
+            value = self._cache[cache_key] = compute()
+            return value
+
+    def stop_points(self, node) -> list[str]:
+        """Insertion point addresses of a layer ([] for weights and pointless layers)."""
+        if isinstance(node, WeightNode) or self.document is None:
+            return []
+        if self._points is None:
+            self._points = node_info.stop_point_table(self.document)
+        return self._points.get(node.path, [])
+
+    def row_kind(self, node) -> str:
+        """The style key for a row: frozen, partial, no_gradient, trainable or ''."""
+        return self._cached(node, "kind", lambda: self._row_kind(node))
+
+    def _row_kind(self, node) -> str:
+        document = self.state  # the document's answers, cached per edit
+        if isinstance(node, WeightNode) and not node.freezable:
+            return ""
+        state = document.trainable_state(node)
+        if state is False:
+            return style.FROZEN
+        if state == PARTIAL:
+            return style.PARTIAL
+        if isinstance(node, LayerNode) and not node_info.has_freezable(node):
+            return "" if node_info.gradient_text(document, node)[1] == "" else style.NO_GRADIENT
+        return style.TRAINABLE if document.receives_gradient(node) is not False \
+            else style.NO_GRADIENT
+
+    def _cell(self, node, column: int) -> dict:
+        cell = {
+            _DISPLAY: self._display(node, column),
+            _CHECK_ROLE: self._check_state(node, column),
+            _DECORATION: self._decoration(node, column),
+            _BACKGROUND: self._background(node),
+        }
+        if column in _NUMERIC:
+            cell[_ALIGN] = _RIGHT
+        if column == NAME:
+            if isinstance(node, WeightNode):
+                cell[_FONT] = self._italic
+            elif node.is_container:
+                cell[_FONT] = self._bold
+        return cell
+
+    def _display(self, node, column: int) -> str:
+        weight = isinstance(node, WeightNode)
+        if column == NAME:
+            return node.key if weight else node.name
+        if column == CLASS:
+            return f"{node.dtype} weight" if weight else node.class_name
+        if column == SHAPE:
+            if weight:
+                return node_info.format_shape(node.shape)
+            return self.state.output_shape(node)
+        if column in _NUMERIC:
+            params, trainable = self.state.counts(node)
+            if params == 0:
+                return ""
+            return f"{params if column == PARAMS else trainable:,}"
+        if column == FREEZE:
+            kind = self.row_kind(node)
+            if weight and not node.freezable:
+                return "fixed"
+            return {style.FROZEN: "frozen", style.PARTIAL: "partly"}.get(kind, "")
+        if column == GRADIENT:
+            return node_info.gradient_text(self.state, node)[0]
+        return ""
+
+    def _check_state(self, node, column: int):
+        if column == FREEZE:
+            if isinstance(node, WeightNode) and not node.freezable:
+                return Qt.CheckState.Checked
+            return _CHECK[self.state.trainable_state(node)]
+        if column == STOP:
+            points = self.stop_points(node)
+            if not points:
+                return None
+            active = sum(p in self.document.stop_points for p in points)
+            if active == 0:
+                return Qt.CheckState.Unchecked
+            return Qt.CheckState.Checked if active == len(points) \
+                else Qt.CheckState.PartiallyChecked
+        return None
+
+    def _decoration(self, node, column: int):
+        if column == NAME:
+            kind = self.row_kind(node)
+            return style.icon(kind) if kind else style.icon("blank")
+        if column == GRADIENT:
+            kind = self._cached(node, "gradkind",
+                                lambda: node_info.gradient_text(self.state, node)[1])
+            return style.icon(kind) if kind else None
+        return None
+
+    def _background(self, node):
+        if id(node) in self._matches:
+            return style.tint("match")
+        kind = self.row_kind(node)
+        if kind in (style.FROZEN, style.NO_GRADIENT):
+            return style.tint(kind)
+        return None
+
+    def _tooltip(self, node, column: int):
+        document = self.document
+        if column == NAME:
+            address = node.id if isinstance(node, WeightNode) else (node.path or "(top model)")
+            return address
+        if column == FREEZE:
+            if isinstance(node, WeightNode) and not node.freezable:
+                return "Never trained by gradient (moving statistic or counter)"
+            state = document.trainable_state(node)
+            text = {True: "Trainable: tick to freeze", False: "Frozen: untick to unfreeze",
+                    PARTIAL: "Partly frozen: tick to freeze all of it"}[state]
+            if node_info.owner(node).class_name == "BatchNormalization" and \
+                    isinstance(node, LayerNode) and not document.layer_flag(node):
+                text += " (frozen BatchNormalization runs in inference mode)"
+            return text
+        if column == STOP:
+            points = self.stop_points(node)
+            if not points:
+                return None
+            stops = set(document.stop_points)
+            lines = [f"{'■' if p in stops else '□'} {p}" for p in points]
+            return "Stop gradient after this output (click to toggle):\n" + "\n".join(lines)
+        if column == GRADIENT:
+            return node_info.gradient_reason(self.state, node)
+        return None
+
+    def _compute_flags(self, node, index):
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        if index.column() == FREEZE and not (isinstance(node, WeightNode) and not node.freezable):
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        if index.column() == STOP and self.stop_points(node):
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        return flags
+

@@ -1,0 +1,323 @@
+"""The layer tree as a QAbstractItemModel over the core document (no copy of the state).
+
+Rows are the document's own `LayerNode`/`WeightNode` objects (the index's internal
+pointer); every cell is read from the document when asked, through a cache that is
+cleared on every edit. Ticking a checkbox does not touch the document directly: it asks
+the `Editor`, which runs the core operation as an undoable command. The document's
+listener then tells the model to refresh, which emits `dataChanged` per parent instead of
+resetting the model.
+
+The top model is the single top-level row; a layer's children are its nested layers
+followed by its weights.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QFont
+
+from freezestudio.core.model.tree import WeightNode
+from freezestudio.gui.editor import node_info
+from freezestudio.gui.editor.tree_cells import (  # noqa: F401 - the model's public names
+    _ALL_ROLES,
+    _NUMERIC,
+    _ROOT,
+    _TOOLTIP,
+    CLASS,
+    COLUMNS,
+    FREEZE,
+    GRADIENT,
+    HEADER_TIPS,
+    KIND_ROLE,
+    NAME,
+    NODE_ROLE,
+    PARAMS,
+    POINTS_ROLE,
+    SHAPE,
+    STOP,
+    TRAINABLE,
+    CellsMixin,
+)
+
+
+def _check_value(value) -> Qt.CheckState:
+    if isinstance(value, Qt.CheckState):
+        return value
+    return Qt.CheckState(int(value))
+
+
+class LayerTreeModel(CellsMixin, QAbstractItemModel):
+    """Tree model of a `Document`; edits go through `editor` (a `commands.Editor`).
+
+    Signals:
+        refreshed(): after the model re-read the document (an edit, undo, redo).
+    """
+
+    refreshed = Signal()
+
+    def __init__(self, editor, parent=None):
+        super().__init__(parent)
+        self._editor = weakref.ref(editor)  # no model->editor->stack->model cycle
+        self.document = None
+        self._rows: dict[int, int] = {}
+        self._parents: list = []
+        self._cache: dict = {}
+        self._cells: dict = {}
+        self._flags: dict = {}
+        self._points: dict[str, list[str]] | None = None
+        self._matches: set[int] = set()
+        self.state = None
+        self._dirty = False
+        self._bold = QFont()
+        self._bold.setBold(True)
+        self._italic = QFont()
+        self._italic.setItalic(True)
+
+    @property
+    def editor(self):
+        return self._editor()
+
+    # --- document ---------------------------------------------------------------------
+    def set_document(self, document, state: node_info.StateCache | None = None) -> None:
+        """Shows another document (a model reset: the only one a document gets).
+
+        Args:
+            document: the document, or None.
+            state: a `StateCache` of it already warmed up (e.g. by the loading worker).
+        """
+        self.beginResetModel()
+        self.document = document
+        self._cache.clear()
+        self._cells.clear()
+        self._flags.clear()
+        self._points = None
+        self._matches = set()
+        if document is None:
+            self.state = None
+        else:
+            self.state = state if state is not None and state.document is document \
+                else node_info.StateCache(document)
+        self._rows = {}
+        self._parents = []
+        if document is not None:
+            self._rows[id(document.root)] = 0
+            for node in document.root.walk():
+                for row, child in enumerate(self.children(node)):
+                    self._rows[id(child)] = row
+                if node.children or node.weights:
+                    self._parents.append(node)
+            document.add_listener(self._make_listener(document))
+        self.endResetModel()
+        self.refreshed.emit()
+
+    def _make_listener(self, document):
+        """A document listener that does not keep the model alive (no model<->document
+        cycle: the model is freed as soon as its owner lets go of it)."""
+        model_ref = weakref.ref(self)
+
+        def listener():
+            model = model_ref()
+            if model is not None and model.document is document:
+                model.invalidate()
+        return listener
+
+    def invalidate(self) -> None:
+        """The document changed: forget cached cells now; repaint at the next `flush()`
+        (the undo stack flushes after each command; other edits at the next event loop)."""
+        self._cache.clear()
+        self._cells.clear()
+        if self.state is not None:
+            self.state.invalidate()
+        if not self._dirty:
+            self._dirty = True
+            QTimer.singleShot(0, self, self.flush)
+
+    def set_ranges_provider(self, provider) -> None:
+        """`provider()` yields (parent index, first row, last row) runs a view shows.
+
+        `flush` then notifies only those rows: on a 771-layer model one dataChanged per
+        parent costs ~0.6 ms each in QTreeView, and a view reads rows it did not show
+        afresh when they scroll or expand into view. Without a provider every parent's
+        rows are notified.
+        """
+        self._ranges_provider = provider
+
+    def _all_ranges(self):
+        for node in self._parents:
+            yield self._index_of(node), 0, len(node.children) + len(node.weights) - 1
+
+    def flush(self) -> None:
+        """Emits dataChanged for the (shown) rows if the document changed since."""
+        if not self._dirty or self.document is None:
+            return
+        self._dirty = False
+        last = len(COLUMNS) - 1
+        provider = getattr(self, "_ranges_provider", None) or self._all_ranges
+        for parent, first, final in provider():
+            self.dataChanged.emit(self.index(first, 0, parent), self.index(final, last, parent),
+                                  _ALL_ROLES)
+        root = self.index(0, 0)
+        self.dataChanged.emit(root, root.siblingAtColumn(last), _ALL_ROLES)
+        self.refreshed.emit()
+
+    def restyle(self) -> None:
+        """The palette changed: recompute the colours of every cell."""
+        self._cells.clear()
+        if self.document is not None:
+            self._dirty = True
+            self.flush()
+
+    # --- structure --------------------------------------------------------------------
+    @staticmethod
+    def children(node) -> list:
+        if isinstance(node, WeightNode):
+            return []
+        return [*node.children, *node.weights]
+
+    def node(self, index: QModelIndex | QPersistentModelIndex):
+        return index.internalPointer() if index.isValid() else None
+
+    def _index_of(self, node, column: int = 0) -> QModelIndex:
+        return self.createIndex(self._rows[id(node)], column, node)
+
+    def index_of(self, node, column: int = 0) -> QModelIndex:
+        if self.document is None or id(node) not in self._rows:
+            return QModelIndex()
+        return self._index_of(node, column)
+
+    def index(self, row: int, column: int, parent=_ROOT) -> QModelIndex:
+        if self.document is None or not 0 <= column < len(COLUMNS) or row < 0:
+            return QModelIndex()
+        if not parent.isValid():
+            return self.createIndex(row, column, self.document.root) if row == 0 \
+                else QModelIndex()
+        children = self.children(parent.internalPointer())
+        if row >= len(children):
+            return QModelIndex()
+        return self.createIndex(row, column, children[row])
+
+    def parent(self, index=_ROOT) -> QModelIndex:
+        if not index.isValid():
+            return QModelIndex()
+        node = index.internalPointer()
+        up = node.layer if isinstance(node, WeightNode) else node.parent
+        if up is None:
+            return QModelIndex()
+        return self._index_of(up)
+
+    def rowCount(self, parent=_ROOT) -> int:
+        if self.document is None:
+            return 0
+        if not parent.isValid():
+            return 1
+        if parent.column() > 0:
+            return 0
+        node = parent.internalPointer()
+        return 0 if isinstance(node, WeightNode) else len(node.children) + len(node.weights)
+
+    def hasChildren(self, parent=_ROOT) -> bool:
+        return self.rowCount(parent) > 0
+
+    def columnCount(self, parent=_ROOT) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return HEADER_TIPS.get(section)
+        if role == Qt.ItemDataRole.TextAlignmentRole and section in _NUMERIC:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    # --- cell data ----------------------------------------------------------------------
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        node = index.internalPointer()
+        column = index.column()
+        role = int(role)
+        key = (id(node), column)
+        cell = self._cells.get(key)
+        if cell is None:  # every role a view paints, computed once per edit
+            cell = self._cells[key] = self._cell(node, column)
+        if role in cell:
+            return cell[role]
+        if role == _TOOLTIP:
+            return self._tooltip(node, column)
+        if role == NODE_ROLE:
+            return node
+        if role == POINTS_ROLE and column == STOP:
+            stops = set(self.document.stop_points)
+            return [(a, a in stops) for a in self.stop_points(node)]
+        if role == KIND_ROLE:
+            return self.row_kind(node)
+        return None
+
+    # --- editing ---------------------------------------------------------------------------
+    def flags(self, index):
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        node = index.internalPointer()
+        key = (id(node), index.column())
+        flags = self._flags.get(key)
+        if flags is None:  # flags never change for a document
+            flags = self._flags[key] = self._compute_flags(node, index)
+        return flags
+
+    def setData(self, index, value, role=Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid() or role != Qt.ItemDataRole.CheckStateRole:
+            return False
+        node = index.internalPointer()
+        checked = _check_value(value) != Qt.CheckState.Unchecked
+        if index.column() == FREEZE:
+            if isinstance(node, WeightNode) and not node.freezable:
+                return False
+            self.editor.set_trainable([node], not checked)
+            return True
+        if index.column() == STOP:
+            points = self.stop_points(node)
+            if not points:
+                return False
+            active = set(self.document.stop_points)
+            if checked:
+                self.editor.set_stop_points(add=[p for p in points if p not in active])
+            else:
+                self.editor.set_stop_points(remove=[p for p in points if p in active])
+            return True
+        return False
+
+    # --- filter highlight -------------------------------------------------------------
+    def set_matches(self, nodes) -> None:
+        """Highlights these nodes (the filter box's matches)."""
+        matches = {id(n) for n in nodes}
+        if matches == self._matches:
+            return
+        changed = matches ^ self._matches
+        self._matches = matches
+        roles = [Qt.ItemDataRole.BackgroundRole]
+        for node in self.iter_nodes():
+            if id(node) in changed:
+                for column in range(len(COLUMNS)):
+                    self._cells.pop((id(node), column), None)
+                index = self._index_of(node)
+                self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1), roles)
+
+    def iter_nodes(self):
+        """Every layer and weight node, parents first."""
+        if self.document is None:
+            return
+        for node in self.document.root.walk():
+            yield node
+            yield from node.weights

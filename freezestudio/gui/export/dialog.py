@@ -1,0 +1,375 @@
+"""File > Export…: format, options, destination; a verified export off the GUI thread.
+
+The dialog lists `available_formats(document)`, shows only the options that apply to
+the chosen format, suggests a destination with the format's usual suffix, and checks the
+request with the core's `check_request` before starting (a bad destination or a missing
+optional package is reported at once, with the install command). The export runs on the
+`export_worker.ExportRunner`'s thread with a progress bar and Cancel; at the end the verification
+report (`ExportReport.lines()`) is shown in the dialog. Errors are dialogs with the core's
+one-line message (`dialogs.show_error`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QIcon, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from freezestudio.core.errors import UserError
+from freezestudio.gui.background.tasks import BackgroundTask
+from freezestudio.gui.common import dialogs
+from freezestudio.gui.export.worker import ExportRequest, ExportRunner
+
+DESCRIPTIONS = {
+    "keras": "Keras (.keras): the editable model, flags kept",
+    "h5": "HDF5 (.h5): the editable model, legacy format",
+    "savedmodel": "SavedModel (folder): TensorFlow Serving",
+    "tflite": "TFLite (.tflite): mobile and embedded",
+    "onnx": "ONNX (.onnx): other runtimes",
+    "frozen-graph": "Frozen graph (.pb): variables folded into constants",
+}
+ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
+
+
+def get_export_path(parent, fmt: str, suggested: str) -> str | None:
+    """Asks where to write the export (a folder name for a SavedModel)."""
+    from freezestudio.core.export import default_suffix
+
+    suffix = default_suffix(fmt)
+    pattern = f"{fmt} (*{suffix})" if suffix else "SavedModel folder (*)"
+    path, _ = QFileDialog.getSaveFileName(parent, f"Export as {fmt}", suggested, pattern)
+    if path and suffix and not Path(path).suffix:
+        path += suffix
+    return path or None
+
+
+class ExportDialog(QDialog):
+    """The Export dialog for one document (see the module docstring).
+
+    Signals:
+        done(object): an export ended and its outcome was shown (the `ExportOutcome`).
+    """
+
+    done = Signal(object)
+
+    def __init__(self, document, runner: ExportRunner, parent: QWidget | None = None,
+                 directory: str = ""):
+        from freezestudio.core.export import available_formats
+        from freezestudio.core.export.options import DEFAULT_OPSET, DEFAULT_TOLERANCE
+
+        super().__init__(parent)
+        self.setWindowTitle("Export Model")
+        self.document, self.runner = document, runner
+        self.outcome = None
+        self._close_when_done = False
+        self.format = QComboBox()
+        for fmt in available_formats(document):
+            self.format.addItem(DESCRIPTIONS.get(fmt, fmt), fmt)
+        self.quantize = QCheckBox("Dynamic-range quantisation (int8 weights)")
+        self.opset = QSpinBox()
+        self.opset.setRange(7, 30)
+        self.opset.setValue(DEFAULT_OPSET)
+        self.portable = QCheckBox("Portable: drop stop-gradient layers (plain Keras loads it)")
+        self.verify = QCheckBox("Load the export back and compare it with the model")
+        self.verify.setChecked(True)
+        self.tolerance = QLineEdit(f"{DEFAULT_TOLERANCE:g}")
+        self.tolerance.setToolTip("Largest accepted |export - model| per output, relative to "
+                                  "the output's scale")
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.destination = QLineEdit()
+        self.browse = QPushButton("Browse…")
+        row = QHBoxLayout()
+        row.addWidget(self.destination, 1)
+        row.addWidget(self.browse)
+        form = QFormLayout()
+        form.addRow("Format", self.format)
+        form.addRow("Quantise", self.quantize)
+        form.addRow("ONNX opset", self.opset)
+        form.addRow("Stop-gradients", self.portable)
+        form.addRow("Verify", self.verify)
+        form.addRow("Tolerance", self.tolerance)
+        form.addRow("Destination", row)
+        self._rows = {self.quantize: "tflite", self.opset: "onnx", self.portable: ("keras", "h5")}
+        self.form = form
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setFormat("")
+        self.status = QLabel("")
+        self.report = QPlainTextEdit()
+        self.report.setReadOnly(True)
+        self.report.setPlaceholderText("The verification report appears here.")
+        self.report.setMinimumHeight(140)
+        self.buttons = QDialogButtonBox()
+        self.export_button = self.buttons.addButton("Export",
+                                                    QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = self.buttons.addButton("Cancel Export",
+                                                    QDialogButtonBox.ButtonRole.ActionRole)
+        self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.note)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.report, 1)
+        layout.addWidget(self.buttons)
+        self.resize(620, 480)
+        self._directory = str(Path(directory or Path(document.source_path).parent).resolve())
+        self._suffix = None
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self.browse.clicked.connect(self._browse)
+        self.export_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.close_button.clicked.connect(self.reject)
+        self.verify.toggled.connect(self.tolerance.setEnabled)
+        self.runner.progress.connect(self._on_progress)
+        self.runner.finished.connect(self._on_finished)
+        self.finished.connect(self._detach)
+        self._format_changed()
+        self._set_running(False)
+
+    # --- form -------------------------------------------------------------------------
+    def fmt(self) -> str:
+        return self.format.currentData()
+
+    def set_format(self, fmt: str) -> None:
+        self.format.setCurrentIndex(self.format.findData(fmt))
+
+    def _format_changed(self, *_args) -> None:
+        from freezestudio.core.export import default_suffix
+
+        fmt = self.fmt()
+        for widget, applies in self._rows.items():
+            visible = fmt in (applies if isinstance(applies, tuple) else (applies,))
+            widget.setVisible(visible)
+            self.form.labelForField(widget).setVisible(visible)
+        suffix = default_suffix(fmt)
+        stem = Path(self.document.source_path).name.split(".")[0] or "model"
+        current = self.destination.text().strip()
+        if not current:
+            self.destination.setText(str(Path(self._directory) / f"{stem}_export{suffix}"))
+        elif self._suffix is not None and (current.endswith(self._suffix) or not self._suffix):
+            base = current[:len(current) - len(self._suffix)] if self._suffix else current
+            self.destination.setText(base + suffix)
+        self._suffix = suffix
+        note = self._dependency_note(fmt)
+        self.note.setText(note)
+        self.note.setVisible(bool(note))
+
+    @staticmethod
+    def _dependency_note(fmt: str) -> str:
+        if fmt != "onnx":
+            return ""
+        missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
+        if not missing:
+            return ""
+        from freezestudio.core.export.dependencies import ONNX_INSTALL
+
+        return f"ONNX export needs {', '.join(missing)}: {ONNX_INSTALL}"
+
+    def _browse(self) -> None:
+        path = get_export_path(self, self.fmt(), self.destination.text())
+        if path:
+            self.destination.setText(path)
+
+    def options(self):
+        """The `ExportOptions` of the form. Raises UserError for a bad tolerance."""
+        from freezestudio.core.export import ExportOptions
+
+        fmt = self.fmt()
+        text = self.tolerance.text().strip()
+        try:
+            tolerance = float(text)
+        except ValueError:
+            raise UserError(f"tolerance: '{text}' is not a number") from None
+        return ExportOptions(quantize=fmt == "tflite" and self.quantize.isChecked(),
+                             opset=self.opset.value() if fmt == "onnx" else None,
+                             portable=fmt in ("keras", "h5") and self.portable.isChecked(),
+                             verify=self.verify.isChecked(), tolerance=tolerance)
+
+    # --- running -------------------------------------------------------------------------
+    @Slot()
+    def start(self) -> bool:
+        """Checks the request (`check_request`) and starts the export. False if refused."""
+        from freezestudio.core.export import MissingDependencyError, check_request
+
+        if self.runner.busy():
+            return False
+        out = self.destination.text().strip()
+        try:
+            if not out:
+                raise UserError("choose where to write the export")
+            options = self.options()
+            check_request(self.fmt(), out, options, self.document)
+        except MissingDependencyError as exc:
+            dialogs.show_error(self, "Missing optional package", str(exc))
+            return False
+        except UserError as exc:
+            dialogs.show_error(self, "Cannot export", str(exc))
+            return False
+        self.outcome = None
+        self.report.clear()
+        self.progress.setValue(0)
+        self.status.setText("starting…")
+        self._set_running(True)
+        self.runner.start(ExportRequest(self.document, self.fmt(), out, options))
+        return True
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.runner.busy():
+            self.runner.cancel()
+            self.status.setText("cancelling after the current step…")
+            self.cancel_button.setEnabled(False)
+
+    def _set_running(self, running: bool) -> None:
+        for widget in (self.format, self.quantize, self.opset, self.portable, self.verify,
+                       self.tolerance, self.destination, self.browse, self.export_button):
+            widget.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.cancel_button.setVisible(running)
+
+    @Slot(float, str)
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        self.progress.setFormat(f"{fraction:.0%}")
+        self.status.setText(message)
+
+    @Slot(object)
+    def _on_finished(self, outcome) -> None:
+        if outcome.request.document is not self.document:
+            return
+        self.outcome = outcome
+        self._set_running(False)
+        report = outcome.report
+        if outcome.ok:
+            self.progress.setValue(1000)
+            self.status.setText("done: verified" if report.verified else "done (not verified)")
+            self.report.setPlainText("\n".join(report.lines()))
+        elif outcome.cancelled:
+            self.progress.setValue(0)
+            self.progress.setFormat("")
+            self.status.setText("cancelled: nothing was written")
+        else:
+            self.status.setText("failed: nothing was written")
+            lines = [outcome.error]
+            if report is not None and report.checks:
+                lines += ["", "verification:"] + [f"  {c.line()}" for c in report.checks]
+            self.report.setPlainText("\n".join(lines))
+            title = "Missing optional package" if outcome.install else "Export failed"
+            dialogs.show_error(self, title, outcome.error, outcome.details)
+        self.done.emit(outcome)
+        if self._close_when_done:
+            super().reject()
+
+    @Slot()
+    def _detach(self, *_args) -> None:
+        """A closed dialog stops listening to the runner (the next dialog does)."""
+        self.runner.progress.disconnect(self._on_progress)
+        self.runner.finished.disconnect(self._on_finished)
+
+    def reject(self) -> None:
+        """Closing while exporting cancels, then closes when the worker has stopped."""
+        if self.runner.busy():
+            self._close_when_done = True
+            self.cancel()
+            return
+        super().reject()
+
+
+# --- the main window's entry point ---------------------------------------------------------
+def export_icon() -> QIcon:
+    """An arrow leaving a tray, drawn in the palette's text colour."""
+    pixmap = QPixmap(32, 32)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    color = QApplication.palette().color(QPalette.ColorRole.Text)
+    painter.setPen(QPen(color, 3, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+                        Qt.PenJoinStyle.RoundJoin))
+    painter.drawPolyline([QPointF(5, 17), QPointF(5, 27), QPointF(27, 27), QPointF(27, 17)])
+    painter.drawLine(QPointF(16, 21), QPointF(16, 4))
+    painter.drawPolyline([QPointF(9, 11), QPointF(16, 4), QPointF(23, 11)])
+    painter.end()
+    return QIcon(pixmap)
+
+
+
+class ExportFeature(QObject, BackgroundTask):
+    """File > Export… for a `MainWindow` (installed by `install_export`)."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.runner = ExportRunner(self)
+        self.dialog: ExportDialog | None = None
+        self.action = QAction(export_icon(), "&Export…", window)
+        self.action.setShortcut("Ctrl+E")
+        self.action.setIconText("Export")
+        self.action.setToolTip("Export for deployment (SavedModel, TFLite, ONNX, frozen "
+                               "graph) or as .keras/.h5, verified against the model (Ctrl+E)")
+        self.action.setStatusTip(self.action.toolTip())
+        self.action.triggered.connect(self.open_dialog)
+        self.action.setEnabled(window.document is not None)
+        window.model.modelReset.connect(self._on_document_changed)
+
+    @Slot()
+    def _on_document_changed(self) -> None:
+        self.action.setEnabled(self.window.document is not None)
+
+    @Slot()
+    def open_dialog(self, modal: bool = True) -> ExportDialog | None:
+        """Shows the Export dialog (modal; `modal=False` returns it shown, for tests)."""
+        window = self.window
+        if window.document is None:
+            return None
+        training = getattr(window, "training", None)
+        if training is not None and training.is_running():
+            dialogs.show_error(window, "Cannot export now",
+                               "a training run is in progress: export when it has ended")
+            return None
+        self.dialog = ExportDialog(window.document, self.runner, window,
+                                   window.settings.last_directory())
+        if modal:
+            self.dialog.exec()
+        else:
+            self.dialog.show()
+        return self.dialog
+
+    def shutdown(self) -> None:
+        self.runner.shutdown()
+
+
+def install_export(window) -> ExportFeature:
+    """Adds File > Export… (before Close Model) and a toolbar button to a `MainWindow`.
+
+    Returns:
+        The feature object (keep it on the window, e.g. `window.export`).
+    """
+    feature = ExportFeature(window)
+    file_menu = window.menuBar().actions()[0].menu()
+    file_menu.insertAction(window.actions.close_model, feature.action)
+    file_menu.insertSeparator(window.actions.close_model)
+    window.actions.toolbar.addAction(feature.action)
+    window.background_tasks.append(feature)
+    return feature

@@ -1,0 +1,251 @@
+"""Opening, saving and plans: the main window's file workflows (a mixin of `MainWindow`).
+
+Loading and saving run as jobs on the background thread (`workers.JobRunner`); their
+callbacks run on the GUI thread. Questions (trust, custom classes, unsaved changes) and
+errors go through `dialogs`, so tests can answer them.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from freezestudio.core.errors import MissingCustomObjectError, UntrustedCodeError, UserError
+from freezestudio.gui.common import dialogs
+
+_FILE_FORMATS = ("keras", "h5")
+
+
+def _load(path: str, trust: bool, modules: tuple, job):
+    """Opens the document and precomputes its static facts (read-only, in the worker)."""
+    from freezestudio.core.files.loading import open_document
+    from freezestudio.gui.editor.node_info import StateCache
+
+    document = open_document(path, trust=trust, custom_object_modules=modules)
+    return document, StateCache(document).warm()
+
+
+def _save(document, target: str, portable: bool, job):
+    from freezestudio.core.files.saving import save_document
+
+    return save_document(document, target, portable=portable)
+
+
+def display_name(path) -> str:
+    path = Path(path)
+    return path.name or str(path)
+
+
+class FileFlowsMixin:
+    """Open/save/plan workflows; expects the attributes `MainWindow` sets up."""
+
+    # --- open -----------------------------------------------------------------------------
+    def choose_and_open(self) -> None:
+        path = dialogs.get_open_path(self, self.settings.last_directory())
+        if path:
+            self.open_path(path)
+
+    def choose_folder_and_open(self) -> None:
+        path = dialogs.get_open_directory(self, self.settings.last_directory())
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path, trust: bool = False, modules: tuple = ()) -> None:
+        """Opens a model in the background (asks about unsaved changes first)."""
+        path = str(path)
+        if not self.confirm_discard(then=partial(self.open_path, path, trust, modules)):
+            return
+        if self._load_job is not None:
+            self._load_job.cancel()
+        self.settings.set_last_directory(path)
+        self._load_job = self.runner.submit(
+            partial(_load, path, trust, tuple(modules)), f"Opening {display_name(path)}",
+            on_done=partial(self._loaded, path), on_error=partial(self._load_failed, path, trust,
+                                                                  tuple(modules)))
+        self._page_before_busy = self.pages.currentWidget() if \
+            self.pages.currentWidget() is not self.busy else self._page_before_busy
+        self.busy.start(f"Opening {display_name(path)}…", self._tf_detail())
+        self.pages.setCurrentWidget(self.busy)
+        self.statusBar().showMessage(f"Opening {path}…")
+
+    def cancel_loading(self) -> None:
+        if self._load_job is not None:
+            self._load_job.cancel()
+            self._load_job = None
+        self.pages.setCurrentWidget(self._page_before_busy or self.start_page)
+        self.statusBar().showMessage("Opening cancelled", 5000)
+        self.load_finished.emit(False)
+
+    def _loaded(self, path: str, result) -> None:
+        document, state = result
+        self._load_job = None
+        self.settings.add_recent(path)
+        self.refresh_recent()
+        self.set_document(document, state)
+        self.statusBar().showMessage(f"Opened {path}", 5000)
+        self.load_finished.emit(True)
+
+    def _load_failed(self, path: str, trust: bool, modules: tuple, job) -> None:
+        self._load_job = None
+        self.pages.setCurrentWidget(self._page_before_busy or self.start_page)
+        self.statusBar().clearMessage()
+        error = job.error
+        if isinstance(error, UntrustedCodeError) and not trust:
+            if dialogs.ask_trust(self, str(error)):
+                self.open_path(path, True, modules)
+                return
+        elif isinstance(error, MissingCustomObjectError):
+            module = dialogs.ask_custom_module(self, error.class_name, str(error))
+            if module and module not in modules:
+                self.open_path(path, trust, (*modules, module))
+                return
+        elif isinstance(error, UserError):
+            dialogs.show_error(self, "Cannot open model", str(error))
+            if not Path(path).exists():
+                self.settings.remove_recent(str(Path(path).resolve()))
+                self.refresh_recent()
+        else:
+            dialogs.show_error(self, "Cannot open model",
+                               f"Unexpected failure while opening {path}: "
+                               f"{type(error).__name__}: {error}", job.details)
+        self.load_finished.emit(False)
+
+    # --- unsaved changes -------------------------------------------------------------------
+    def is_modified(self) -> bool:
+        return self.document is not None and not self.editor.stack.isClean()
+
+    def confirm_discard(self, then=None) -> bool:
+        """True if the current document may be replaced now; may start a save then `then()`."""
+        if not all(task.may_replace_document() for task in self.background_tasks):
+            return False
+        if not self.is_modified():
+            return True
+        answer = dialogs.ask_unsaved(self, display_name(self.document.source_path))
+        if answer == dialogs.DISCARD:
+            self.editor.stack.setClean()
+            return True
+        if answer == dialogs.SAVE:
+            self.save(then=then)
+        return False
+
+    def close_model(self) -> None:
+        if self.confirm_discard(then=self.close_model):
+            self.set_document(None)
+
+    # --- save ---------------------------------------------------------------------------------
+    def save(self, then=None) -> bool:
+        document = self.document
+        if document is None:
+            return False
+        if document.source_format in _FILE_FORMATS or document.source_format == "savedmodel":
+            self.save_to(str(document.source_path), then)
+            return True
+        return self.save_as(then)
+
+    def save_as(self, then=None) -> bool:
+        document = self.document
+        if document is None:
+            return False
+        generic = document.source_format == "savedmodel"
+        source = Path(document.source_path)
+        suggested = str(source if document.source_format in _FILE_FORMATS or generic
+                        else source.with_name(source.name.rstrip("/") + ".keras"))
+        path = dialogs.get_save_path(self, suggested, directory_only=generic)
+        if not path:
+            return False
+        self.save_to(path, then)
+        return True
+
+    def save_portable_copy(self) -> bool:
+        """Saves a copy without the stop-gradient layers (plain Keras loads it); the
+        document keeps its points and its own file."""
+        document = self.document
+        if document is None or document.source_format == "savedmodel":
+            return False
+        source = Path(document.source_path)
+        suggested = str(source.with_name(f"{source.stem}_portable.keras"))
+        path = dialogs.get_save_path(self, suggested, directory_only=False)
+        if not path:
+            return False
+        self.save_to(path, portable=True)
+        return True
+
+    def save_to(self, target: str, then=None, portable: bool = False) -> None:
+        """Saves in the background; the editor is read-only until it is done."""
+        if not all(task.may_save() for task in self.background_tasks):
+            return
+        self._saving = True
+        self.set_editing_enabled(False)
+        self.statusBar().showMessage(f"Saving {target}…")
+        self.runner.submit(partial(_save, self.document, target, portable), f"Saving {target}",
+                           on_done=partial(self._saved, then, portable),
+                           on_error=self._save_failed)
+
+    def _saved(self, then, portable: bool, report) -> None:
+        self._saving = False
+        self.set_editing_enabled(True)
+        if not portable:
+            self.editor.stack.setClean()
+        self.settings.add_recent(report.path)
+        self.refresh_recent()
+        self.update_title()
+        message = f"Saved {report.path} ({report.format})"
+        if report.notes:
+            message += " — note: " + "; ".join(report.notes)
+        self.statusBar().showMessage(message, 15000)
+        self.saved.emit(str(report.path))
+        if then is not None:
+            then()
+
+    def _save_failed(self, job) -> None:
+        self._saving = False
+        self.set_editing_enabled(True)
+        self.statusBar().clearMessage()
+        message = str(job.error) if isinstance(job.error, UserError) else \
+            f"Unexpected failure while saving: {type(job.error).__name__}: {job.error}"
+        dialogs.show_error(self, "Cannot save model", message, job.details)
+
+    # --- plans ----------------------------------------------------------------------------------
+    def save_plan_file(self) -> None:
+        from freezestudio.core.edits.plans import derive_plan, save_plan
+
+        if self.document is None:
+            return
+        suggested = str(Path(self.document.source_path).with_suffix("")) + "_plan.json"
+        path = dialogs.get_plan_path(self, suggested, save=True)
+        if not path:
+            return
+        try:
+            save_plan(derive_plan(self.document), path)
+        except OSError as exc:
+            dialogs.show_error(self, "Cannot save plan", f"{path}: {exc.strerror or exc}")
+            return
+        self.statusBar().showMessage(f"Plan saved to {path}", 8000)
+
+    def apply_plan_file(self, path: str | None = None) -> bool:
+        from freezestudio.core.edits.plans import load_plan
+
+        if self.document is None:
+            return False
+        path = path or dialogs.get_plan_path(self, self.settings.last_directory(), save=False)
+        if not path:
+            return False
+        try:
+            plan = load_plan(path)
+        except UserError as exc:
+            dialogs.show_error(self, "Cannot apply plan", str(exc))
+            return False
+        applied = self.editor.apply_plan(plan, display_name(path))
+        if applied and plan.unapplied_note():
+            self.statusBar().showMessage(f"Plan applied; {plan.unapplied_note()}", 15000)
+        return applied
+
+    # --- recent files ---------------------------------------------------------------------
+    def refresh_recent(self) -> None:
+        recent = self.settings.recent_files()
+        self.actions.set_recent(recent)
+        self.start_page.set_recent(recent)
+
+    def clear_recent(self) -> None:
+        self.settings.clear_recent()
+        self.refresh_recent()

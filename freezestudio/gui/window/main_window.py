@@ -1,0 +1,370 @@
+"""The main window: start page, busy page and the editor (tree, filter, details, summary)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from freezestudio.core.model.tree import LayerNode
+from freezestudio.gui.background.tasks import BackgroundTask
+from freezestudio.gui.background.threads import JobRunner, import_tensorflow_job
+from freezestudio.gui.common import dialogs, style
+from freezestudio.gui.editor.details import DetailsPane
+from freezestudio.gui.editor.filter_bar import FilterBar
+from freezestudio.gui.editor.tree_model import LayerTreeModel
+from freezestudio.gui.editor.tree_view import LayerTreeView
+from freezestudio.gui.editor.undo import Editor
+from freezestudio.gui.export.dialog import install_export
+from freezestudio.gui.training.session import install_training
+from freezestudio.gui.window.actions import Actions
+from freezestudio.gui.window.busy_page import BusyPage
+from freezestudio.gui.window.file_flows import FileFlowsMixin, display_name
+from freezestudio.gui.window.settings import Settings
+from freezestudio.gui.window.start_page import StartPage
+from freezestudio.gui.window.summary import Legend, SummaryBar
+
+APP_NAME = "FreezeStudio"
+
+
+class MainWindow(FileFlowsMixin, QMainWindow):
+    """The editor window.
+
+    Args:
+        settings: where recent files and geometry live (default: the user's QSettings).
+        import_tf: start importing TensorFlow in the background right away.
+
+    Signals:
+        load_finished(bool): a load ended (True: a document is shown).
+        saved(str): a save finished (the path).
+        tf_ready(bool): the background TensorFlow import ended (True: it worked).
+    """
+
+    load_finished = Signal(bool)
+    saved = Signal(str)
+    tf_ready = Signal(bool)
+
+    def __init__(self, settings: Settings | None = None, import_tf: bool = True):
+        super().__init__()
+        self.settings = settings or Settings()
+        self.document = None
+        self._load_job = None
+        self._page_before_busy = None
+        self._saving = False
+        self.background_tasks: list[BackgroundTask] = []  # training runs, exports
+        self._hiding = False
+        self._tf_state = "loading"
+        self.setWindowIcon(style.icon("app"))
+        self.setAcceptDrops(True)
+        self.runner = JobRunner(self)
+        self.editor = Editor(self)
+        self._build()
+        self.actions = Actions(self)
+        self._connect()
+        if not self.settings.restore_window(self):
+            self.resize(1280, 800)
+        self.refresh_recent()
+        self.set_document(None)
+        if import_tf:
+            self.runner.submit(import_tensorflow_job, "Importing TensorFlow",
+                               on_done=self._tf_loaded, on_error=self._tf_failed)
+        else:
+            self._tf_state = "ready"
+        self._update_tf_label()
+        self.training = install_training(self)  # the Training dock, menu and toolbar button
+        self.export = install_export(self)  # File > Export…
+
+    # --- construction ---------------------------------------------------------------------
+    def _build(self) -> None:
+        self.start_page = StartPage()
+        self.busy = BusyPage()
+        self.model = LayerTreeModel(self.editor, self)
+        self.tree = LayerTreeView()
+        self.tree.setModel(self.model)
+        self.model.set_ranges_provider(self.tree.visible_ranges)
+        self.filter_bar = FilterBar()
+        self.filter_bar.edit.setAcceptDrops(False)
+        self.filter_bar.set_nodes_source(lambda: list(self.model.iter_nodes()))
+        self.legend = Legend()
+        self.summary = SummaryBar()
+        self.details = DetailsPane()
+        left = QWidget()
+        layout = QVBoxLayout(left)
+        layout.setContentsMargins(4, 4, 0, 4)
+        layout.addWidget(self.filter_bar)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.legend)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.details)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([980, 400])
+        self.editor_page = QWidget()
+        editor_layout = QVBoxLayout(self.editor_page)
+        editor_layout.setContentsMargins(0, 0, 0, 0)
+        editor_layout.setSpacing(2)
+        editor_layout.addWidget(self.splitter, 1)
+        editor_layout.addWidget(self.summary)
+        self.pages = QStackedWidget()
+        for page in (self.start_page, self.busy, self.editor_page):
+            self.pages.addWidget(page)
+        self.setCentralWidget(self.pages)
+        self.tf_label = QLabel()
+        self.statusBar().addPermanentWidget(self.tf_label)
+
+    def _connect(self) -> None:
+        self.start_page.open_requested.connect(self.choose_and_open)
+        self.start_page.open_folder_requested.connect(self.choose_folder_and_open)
+        self.start_page.path_chosen.connect(self.open_path)
+        self.busy.cancel_requested.connect(self.cancel_loading)
+        self.editor.stack.indexChanged.connect(self._on_stack_changed)
+        self.editor.stack.cleanChanged.connect(self.update_title)
+        self.editor.failed.connect(self._edit_failed)
+        self.model.refreshed.connect(self._on_refreshed)
+        self.tree.selectionModel().selectionChanged.connect(self._update_actions)
+        self.tree.selectionModel().currentChanged.connect(self._on_current)
+        self.tree.toggle_requested.connect(self.toggle_selected)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self.tree.stop_delegate.point_toggled.connect(self.editor.toggle_stop_point)
+        self.details.freeze_upstream_requested.connect(self.editor.freeze_upstream)
+        self.filter_bar.changed.connect(self._on_filter)
+        self.filter_bar.select_requested.connect(
+            lambda: self.tree.select_nodes(self.filter_bar.matches))
+        self.filter_bar.freeze_requested.connect(
+            lambda: self.editor.set_trainable(self.filter_bar.matches, False,
+                                              f"Freeze {len(self.filter_bar.matches)} matches"))
+        self.filter_bar.unfreeze_requested.connect(
+            lambda: self.editor.set_trainable(self.filter_bar.matches, True,
+                                              f"Unfreeze {len(self.filter_bar.matches)} matches"))
+        self.filter_bar.only_matches_changed.connect(lambda _on: self._on_filter(
+            self.filter_bar.matches))
+
+    # --- document ----------------------------------------------------------------------------
+    def set_document(self, document, state=None) -> None:
+        """Shows `document` in the editor (None: the start page).
+
+        Args:
+            state: optionally a warmed-up `node_info.StateCache` of the document.
+        """
+        self.document = document
+        self._hiding = False
+        self.editor.set_document(document)
+        self.model.set_document(document, state)
+        self.actions.set_classes(document)
+        if document is not None:
+            self.tree.expand(self.model.index(0, 0))
+            self.tree.fit_columns()
+            self.tree.setCurrentIndex(self.model.index(0, 0))
+            if self.filter_bar.active():
+                self.filter_bar.apply()
+            self.pages.setCurrentWidget(self.editor_page)
+            self.tree.setFocus()
+        else:
+            self.details.show_node(None, None)
+            self.pages.setCurrentWidget(self.start_page)
+        self.update_title()
+        self._update_actions()
+
+    def update_title(self, *_args) -> None:
+        if self.document is None:
+            self.setWindowTitle(APP_NAME)
+            self.setWindowModified(False)
+            return
+        self.setWindowTitle(f"{display_name(self.document.source_path)}[*] — {APP_NAME}")
+        self.setWindowModified(not self.editor.stack.isClean())
+
+    @Slot()
+    def _on_stack_changed(self, *_args) -> None:
+        self.model.flush()
+
+    @Slot()
+    def _on_refreshed(self) -> None:
+        self.summary.update_from(self.document, self.model.state)
+        self._show_current()
+        self._update_actions()
+
+    @Slot(str)
+    def _edit_failed(self, message: str) -> None:
+        dialogs.show_error(self, "Edit not possible", message)
+
+    # --- selection, details and actions ---------------------------------------------------
+    def _on_current(self, *_args) -> None:
+        self._show_current()
+
+    def _show_current(self) -> None:
+        node = self.tree.current_node()
+        points = self.model.stop_points(node) if node is not None else []
+        self.details.show_node(self.document, node, points, self.model.state)
+
+    def _selected_points(self) -> tuple[list[str], list[str]]:
+        points = [p for n in self.tree.selected_nodes() if isinstance(n, LayerNode)
+                  for p in self.model.stop_points(n)]
+        stops = set(self.document.stop_points) if self.document is not None else set()
+        return points, [p for p in points if p in stops]
+
+    def _update_actions(self, *_args) -> None:
+        nodes = self.tree.selected_nodes() if self.document is not None else []
+        points, active = self._selected_points() if nodes else ([], [])
+        self.actions.update_enabled(self.document is not None and not self._saving, nodes,
+                                    points, active)
+
+    def set_editing_enabled(self, enabled: bool) -> None:
+        self.editor_page.setEnabled(enabled)
+        self.menuBar().setEnabled(enabled)
+        self.actions.toolbar.setEnabled(enabled)
+
+    def _context_menu(self, pos) -> None:
+        index = self.tree.indexAt(pos)
+        node = self.model.node(index)
+        if node is None:
+            return
+        if node not in self.tree.selected_nodes():
+            self.tree.select_nodes([node])
+        points = self.model.stop_points(node)
+        menu = self.actions.context_menu(node, points, set(self.document.stop_points))
+        menu.exec(self.tree.viewport().mapToGlobal(pos))
+
+    # --- edits ------------------------------------------------------------------------------
+    def set_selected_trainable(self, value: bool) -> None:
+        self.editor.set_trainable(self.tree.selected_nodes(), value)
+
+    def toggle_selected(self) -> None:
+        self.editor.toggle(self.tree.selected_nodes())
+
+    def freeze_up_to_current(self) -> None:
+        node = self.tree.current_node()
+        if isinstance(node, LayerNode) and node.parent is not None:
+            self.editor.freeze_up_to(node)
+
+    def toggle_stop_selected(self) -> None:
+        points, active = self._selected_points()
+        if not points:
+            return
+        if len(active) == len(points):
+            self.editor.set_stop_points(remove=points)
+        else:
+            self.editor.set_stop_points(add=[p for p in points if p not in active])
+
+    def freeze_upstream_selected(self) -> None:
+        _points, active = self._selected_points()
+        if active:
+            self.editor.freeze_upstream(active)
+
+    def _on_filter(self, matches: list) -> None:
+        self.model.set_matches(matches)
+        only = self.filter_bar.only.isChecked() and self.filter_bar.active()
+        if only or self._hiding:
+            self.tree.show_only({id(n) for n in matches} if only else None)
+            self._hiding = only
+        if matches and not only:
+            self.tree.reveal(self.model.index_of(matches[0]))
+
+    def collapse_tree(self) -> None:
+        self.tree.collapseAll()
+        self.tree.expand(self.model.index(0, 0))
+
+    def expand_current(self) -> None:
+        self.tree.expandRecursively(self.tree.currentIndex())
+
+    def copy_current_address(self) -> None:
+        node = self.tree.current_node()
+        if node is not None:
+            address = getattr(node, "id", None) if not isinstance(node, LayerNode) else node.path
+            QGuiApplication.clipboard().setText(address or "")
+
+    # --- TensorFlow in the background -----------------------------------------------------
+    def _tf_loaded(self, seconds: float) -> None:
+        self._tf_state = "ready"
+        self._tf_seconds = seconds
+        self._update_tf_label()
+        self.busy.set_detail("")
+        self.tf_ready.emit(True)
+
+    def _tf_failed(self, job) -> None:
+        self._tf_state = "failed"
+        self._tf_error = f"{type(job.error).__name__}: {job.error}"
+        self._update_tf_label()
+        self.tf_ready.emit(False)
+
+    def _tf_detail(self) -> str:
+        return "TensorFlow is still loading in the background…" if self._tf_state == "loading" \
+            else ""
+
+    def _update_tf_label(self) -> None:
+        if self._tf_state == "loading":
+            self.tf_label.setText("Loading TensorFlow in the background…")
+        elif self._tf_state == "ready":
+            seconds = getattr(self, "_tf_seconds", None)
+            self.tf_label.setText("TensorFlow ready" + (f" ({seconds:.1f} s)" if seconds else ""))
+        else:
+            self.tf_label.setText("TensorFlow failed to load")
+            self.tf_label.setToolTip(getattr(self, "_tf_error", ""))
+
+    # --- drag and drop ------------------------------------------------------------------
+    @staticmethod
+    def dropped_path(mime) -> str | None:
+        if not mime.hasUrls():
+            return None
+        for url in mime.urls():
+            if url.isLocalFile():
+                path = Path(url.toLocalFile())
+                if path.name in ("saved_model.pb", "saved_model.pbtxt"):
+                    path = path.parent
+                return str(path)
+        return None
+
+    def dragEnterEvent(self, event) -> None:
+        if self.dropped_path(event.mimeData()) and not self._saving:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:
+        path = self.dropped_path(event.mimeData())
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        QTimer.singleShot(0, lambda: self.open_path(path))  # leave the drop handler first
+
+    # --- closing -------------------------------------------------------------------------------
+    def show_about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<h3>{APP_NAME}</h3><p>Edit what a Keras/TensorFlow model may learn: "
+                          "freeze layers and weights, insert stop-gradient points, and check "
+                          "which weights receive gradient.</p>")
+
+    def closeEvent(self, event) -> None:
+        if self._saving:
+            event.ignore()
+            return
+        if not self.confirm_discard(then=self.close):
+            event.ignore()
+            return
+        self.settings.save_window(self)
+        self.settings.sync()
+        self.shutdown()
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stops the background work (waits for running jobs to end)."""
+        for task in self.background_tasks:
+            task.shutdown()
+        if self._load_job is not None:
+            self._load_job.cancel()
+        self.runner.shutdown()
+        self.editor.dispose()

@@ -1,0 +1,246 @@
+"""Plans: applying docs/architecture.md-style rules, deriving a plan from an edit, plan errors."""
+
+import json
+import random
+from fnmatch import fnmatchcase
+
+import keras
+import model_builders as mb
+import pytest
+
+from freezestudio.core.edits.plans import Plan, apply_plan, derive_plan, load_plan, save_plan
+from freezestudio.core.errors import PlanError, UserError
+from freezestudio.core.files.loading import open_document
+from freezestudio.core.model.document import PARTIAL
+
+
+def transfer_model():
+    """The plan example's shape: a MobileNetV2 backbone nested in a model with `dense_1`."""
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
+                                          include_top=False)
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(base(inputs))
+    outputs = keras.layers.Dense(10, name="dense_1")(x)
+    return keras.Model(inputs, outputs, name="transfer")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plans")
+    paths = {}
+    builders = {name: getattr(mb, name) for name in (
+        "mlp", "sequential_with_backbone", "nested_sequential", "attention_model",
+        "custom_layer_model", "shared_two_outputs")}
+    builders["transfer"] = transfer_model
+    for name, build in builders.items():
+        paths[name] = folder / f"{name}.keras"
+        build().save(paths[name])
+    return paths
+
+
+def state(document):
+    """Everything a plan decides, plus what Keras itself trains."""
+    return (
+        {w: document.is_weight_trainable(document.weight(w)) for w in document.weight_ids},
+        {p: document.trainable_state(document.layer(p)) for p in document.layer_paths
+         if any(w.freezable for w in document.layer(p).all_weights())},
+        mb.trainable_indices(document.model),
+    )
+
+
+def test_design_example_plan_on_nested_mobilenet(files, tmp_path):
+    document = open_document(files["transfer"])
+    base_name = next(p for p in document.layer_paths if p.startswith("mobilenetv2"))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({
+        "freezestudio_plan": 1,
+        "trainable": [
+            {"match": base_name, "value": False},
+            {"match": f"{base_name}/block_16_*", "value": True},
+            {"match": "dense_1:bias", "value": False},
+        ],
+        "stop_gradient_after": [],
+    }))
+    apply_plan(document, load_plan(plan_file))
+
+    # Oracle: the same edit made with Keras's own flags on an independent load.
+    oracle = keras.saving.load_model(files["transfer"], compile=False)
+    base = oracle.get_layer(base_name)
+    for layer in base.layers:
+        layer.trainable = fnmatchcase(layer.name, "block_16_*")
+    oracle.get_layer("dense_1").bias.trainable = False
+    assert mb.document_trainable_indices(document) == mb.trainable_indices(oracle)
+    assert mb.trainable_indices(document.model) == mb.trainable_indices(oracle)
+
+    assert document.trainable_state(document.layer(base_name)) == PARTIAL
+    assert document.trainable_state(document.layer(f"{base_name}/block_16_project")) is True
+    assert document.trainable_state(document.layer(f"{base_name}/block_15_project")) is False
+    assert document.trainable_state(document.layer(f"{base_name}/Conv_1")) is False
+    assert document.trainable_state(document.layer("dense_1")) == PARTIAL
+    assert document.counts().trainable == mb.size(oracle.trainable_weights)
+
+
+def test_later_rules_win(files):
+    rules = [{"match": "*", "value": False}, {"match": "dense_1", "value": True}]
+    forward = open_document(files["mlp"])
+    apply_plan(forward, Plan.from_dict({"freezestudio_plan": 1, "trainable": rules}))
+    layer = forward.model.get_layer("dense_1")
+    assert {id(v) for v in forward.model.trainable_weights} == {id(layer.kernel), id(layer.bias)}
+
+    backward = open_document(files["mlp"])
+    apply_plan(backward, Plan.from_dict({"freezestudio_plan": 1, "trainable": rules[::-1]}))
+    assert backward.model.trainable_weights == []
+    assert backward.trainable_state(backward.root) is False
+
+
+def test_container_rule_applies_inside_and_weight_glob(files):
+    document = open_document(files["sequential_with_backbone"])
+    apply_plan(document, Plan.from_dict({"freezestudio_plan": 1, "trainable": [
+        {"match": "backbone", "value": False},
+        {"match": "*:bias", "value": False},
+    ]}))
+    for weight in document.weights:
+        trains = document.is_weight_trainable(weight)
+        assert trains == (weight.id == "head:kernel"), weight.id
+    assert all(not layer.trainable
+               for layer in document.model.get_layer("backbone").layers)
+    head = document.model.get_layer("head")
+    assert [id(v) for v in document.model.trainable_weights] == [id(head.kernel)]
+
+
+def test_glob_only_matches_whole_addresses(files):
+    document = open_document(files["mlp"])
+    apply_plan(document, Plan.from_dict(
+        {"freezestudio_plan": 1, "trainable": [{"match": "dense", "value": False}]}))
+    # "dense" is one layer, not a prefix of dense_1 / dense_2.
+    assert document.trainable_state(document.layer("dense")) is False
+    assert document.trainable_state(document.layer("dense_1")) is True
+    assert document.trainable_state(document.layer("dense_2")) is True
+
+
+def _random_edits(document, rng, count):
+    layers = [p for p in document.layer_paths if p]
+    containers = [p for p in layers if document.layer(p).is_container] or [""]
+    for _ in range(count):
+        kind = rng.choice(("weight", "layer", "container"))
+        if kind == "weight":
+            node = document.weight(rng.choice(document.weight_ids))
+        elif kind == "layer":
+            node = document.layer(rng.choice(layers))
+        else:
+            node = document.layer(rng.choice(containers))
+        document.set_trainable([node], rng.random() < 0.5)
+
+
+@pytest.mark.parametrize("name,trials", [
+    ("sequential_with_backbone", 12), ("nested_sequential", 12), ("attention_model", 6),
+    ("custom_layer_model", 6), ("shared_two_outputs", 6), ("transfer", 2)])
+def test_derived_plan_reproduces_random_edits(files, tmp_path, name, trials):
+    rng = random.Random(f"derive-{name}")
+    for trial in range(trials):
+        edited = open_document(files[name])
+        _random_edits(edited, rng, rng.randint(1, 10))
+        plan = derive_plan(edited)
+        # Through a plan file, as the GUI and CLI would use it.
+        plan_file = tmp_path / f"{name}-{trial}.json"
+        save_plan(plan, plan_file)
+        fresh = open_document(files[name])
+        apply_plan(fresh, load_plan(plan_file))
+        assert state(fresh) == state(edited), plan.to_dict()
+        # From any starting state, not only a fresh one.
+        other = open_document(files[name])
+        _random_edits(other, rng, 5)
+        apply_plan(other, plan)
+        assert state(other) == state(edited), plan.to_dict()
+
+
+def test_derived_plan_keeps_weightless_layer_flag(files):
+    edited = open_document(files["sequential_with_backbone"])
+    edited.set_trainable([edited.layer("drop")], False)
+    assert edited.model.get_layer("drop").trainable is False
+    fresh = open_document(files["sequential_with_backbone"])
+    apply_plan(fresh, derive_plan(edited))
+    assert fresh.trainable_state(fresh.layer("drop")) is False
+
+
+def test_pattern_matching_nothing_names_pattern_and_close_path(files):
+    document = open_document(files["sequential_with_backbone"])
+    before = state(document)
+    plan = Plan.from_dict({"freezestudio_plan": 1, "trainable": [
+        {"match": "backbone", "value": False},
+        {"match": "backbone/con", "value": True},
+    ]})
+    with pytest.raises(PlanError) as info:
+        apply_plan(document, plan)
+    message = str(info.value)
+    assert "'backbone/con'" in message
+    assert "backbone/conv" in message
+    assert "\n" not in message
+    assert state(document) == before  # nothing applied when one rule is bad
+
+
+def test_stop_gradient_entry_matching_nothing_is_plan_error(files):
+    document = open_document(files["mlp"])
+    with pytest.raises(PlanError, match="no_such_layer"):
+        apply_plan(document, Plan.from_dict(
+            {"freezestudio_plan": 1, "stop_gradient_after": ["no_such_layer"]}))
+
+
+@pytest.mark.parametrize("text", [
+    "{not json",
+    "",
+    "[]",
+    '{"trainable": []}',
+    '{"freezestudio_plan": 2, "trainable": []}',
+    '{"freezestudio_plan": 1, "trainable": {"match": "*", "value": false}}',
+    '{"freezestudio_plan": 1, "trainable": [{"match": "*", "value": "false"}]}',
+    '{"freezestudio_plan": 1, "trainable": [{"match": "*", "value": 0}]}',
+    '{"freezestudio_plan": 1, "trainable": [{"value": false}]}',
+    '{"freezestudio_plan": 1, "trainable": [{"match": 3, "value": false}]}',
+    '{"freezestudio_plan": 1, "stop_gradient_after": "dense"}',
+    '{"freezestudio_plan": 1, "stop_gradient_after": [1]}',
+    '{"freezestudio_plan": 1, "lr_multipliers": [{"match": "*", "value": true}]}',
+])
+def test_malformed_plan_is_plan_error(tmp_path, text):
+    path = tmp_path / "plan.json"
+    path.write_text(text)
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert isinstance(info.value, UserError)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_plan_file_is_plan_error(tmp_path):
+    with pytest.raises(PlanError, match="nothing.json"):
+        load_plan(tmp_path / "nothing.json")
+
+
+def test_later_plan_keys_are_kept(tmp_path):
+    data = {"freezestudio_plan": 1, "trainable": [{"match": "*", "value": True}],
+            "stop_gradient_after": [], "lr_multipliers": [{"match": "*", "value": 0.1}],
+            "schedule": [{"epoch": 2}]}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    save_plan(load_plan(path), tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text()) == data
+    # kept, not applied: said, not silently ignored
+    assert load_plan(path).unapplied_note() == (
+        "the plan's lr_multipliers and schedule are not applied by this version of "
+        "FreezeStudio (nor stored with the model)")
+    del data["schedule"]
+    assert "lr_multipliers is not applied" in Plan.from_dict(data).unapplied_note()
+    data["lr_multipliers"] = []
+    assert Plan.from_dict(data).unapplied_note() == ""
+
+
+def test_cli_says_when_a_plan_holds_keys_it_does_not_apply(tmp_path, capsys):
+    from freezestudio.cli import main
+
+    source = tmp_path / "m.keras"
+    mb.nested_sequential().save(source)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"freezestudio_plan": 1, "lr_multipliers": [
+        {"match": "*", "value": 0.1}]}))
+    assert main(["apply", str(source), "--plan", str(plan), "-o", str(tmp_path / "o.keras")]) == 0
+    assert "note: the plan's lr_multipliers is not applied by this version" in \
+        capsys.readouterr().err

@@ -1,0 +1,215 @@
+"""Devices, mixed precision, MirroredStrategy on two logical CPUs, generic SavedModels."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from freezestudio.core.data import Split, TrainingData  # noqa: E402
+from freezestudio.core.errors import UserError  # noqa: E402
+from freezestudio.core.files.loading import open_document  # noqa: E402
+from freezestudio.core.training.config import COMPLETED, TrainingConfig  # noqa: E402
+from freezestudio.core.training.devices import list_devices, select_devices  # noqa: E402
+from freezestudio.core.training.trainer import Trainer  # noqa: E402
+from freezestudio.resources import DEMO_DIR  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_devices_are_listed_and_unknown_ones_refused():
+    names = [d.name for d in list_devices()]
+    assert "/CPU:0" in names
+    assert select_devices("cpu").devices == ["/CPU:0"]
+    assert select_devices("/cpu:0").describe() == "/CPU:0"
+    assert not select_devices(None).distributed
+    with pytest.raises(UserError, match="no device 'gpu:7'; available: /CPU:0"):
+        select_devices("gpu:7")
+
+
+def test_mixed_bfloat16_on_cpu_trains_and_restores_the_policy():
+    document = open_document(DEMO_DIR / "cnn_transfer.keras")
+    with np.load(DEMO_DIR / "cnn_task_b.npz") as npz:
+        data = TrainingData("cnn", Split([npz["x"][:64]], [npz["y"][:64]]))
+    result = Trainer(document, data, TrainingConfig(epochs=1, batch_size=32, device="cpu",
+                                                    mixed_precision=True,
+                                                    cache_features="off")).run()
+    assert result.status == COMPLETED and result.integrity.ok
+    assert np.isfinite(result.final_loss)
+    assert "head_out:kernel" in result.integrity.changed
+    assert all(w.variable.dtype == "float32" for w in document.weights)
+    head = document.model.get_layer("head_dense")
+    assert head.dtype_policy.name == "float32"
+
+
+_MIRRORED = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from freezestudio.core.data import Split, TrainingData
+    from freezestudio.resources import DEMO_DIR
+    from freezestudio.core.files.loading import open_document
+    from freezestudio.core.edits.plans import matching_nodes
+    from freezestudio.core.training.trainer import Trainer
+    from freezestudio.core.training.config import Reporter, TrainingConfig
+
+    document = open_document(DEMO_DIR / "cnn_transfer.keras")
+    document.set_trainable(matching_nodes(document, "conv_base/block3_conv"), True)
+    with np.load(DEMO_DIR / "cnn_task_b.npz") as npz:
+        data = TrainingData("cnn", Split([npz["x"][:256]], [npz["y"][:256]]),
+                            Split([npz["x_val"][:64]], [npz["y_val"][:64]]), "explicit")
+    losses, norms = [], []
+    class R(Reporter):
+        def step_finished(self, r):
+            losses.append(r.loss)
+            norms.append(r.grad_norms)
+        def run_started(self, info):
+            print("device:", info.device, file=sys.stderr)
+    result = Trainer(document, data, TrainingConfig(
+        epochs=3, batch_size=32, device="cpu:0,cpu:1", seed=0)).run(R())
+    # the same first steps on one device and on two: identical loss and gradient norms
+    from freezestudio.core.edits.plans import Plan, apply_plan
+    twins = {}
+    for device in ("cpu:0", "cpu:0,cpu:1"):
+        text = open_document(DEMO_DIR / "text_classifier.keras")
+        apply_plan(text, Plan.from_dict({"freezestudio_plan": 1,
+                                         "stop_gradient_after": ["embedding"]}))
+        with np.load(DEMO_DIR / "text_task_b.npz") as npz:
+            # 97 and 33 samples: the last batches (1 sample) leave a replica empty
+            text_data = TrainingData("t", Split([npz["x"][:97]], [npz["y"][:97]]),
+                                     Split([npz["x_val"][:33]], [npz["y_val"][:33]]))
+        steps = []
+        class S(Reporter):
+            def step_finished(self, r):
+                steps.append([r.loss, r.grad_norms["hidden"], r.grad_norms["classifier"]])
+            def epoch_finished(self, r):
+                steps.append([r.loss, r.val_loss, r.val_metrics["accuracy"]])
+        Trainer(text, text_data, TrainingConfig(batch_size=32, shuffle=False,
+                                                device=device)).run(S())
+        twins[device] = steps
+    print(json.dumps({"twins": twins}))
+    print(json.dumps({"status": result.status, "message": result.message,
+                      "steps": result.steps, "losses": losses, "norms": norms,
+                      "device": result.info.device,
+                      "epochs": [e.as_row() for e in result.history],
+                      "integrity": result.integrity.to_dict()}))
+""")
+
+
+def test_mirrored_strategy_on_two_logical_cpus():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    out = json.loads(lines[-1])
+    twins = json.loads(lines[-2])["twins"]
+    np.testing.assert_allclose(twins["cpu:0,cpu:1"], twins["cpu:0"], rtol=1e-4)
+    assert len(twins["cpu:0"]) == 4 + 1
+    assert out["status"] == COMPLETED, out["message"]
+    assert out["device"] == "MirroredStrategy over /CPU:0, /CPU:1"
+    assert out["steps"] == 3 * 8
+    epochs = out["epochs"]
+    assert epochs[-1]["loss"] < epochs[0]["loss"]
+    assert "val_loss" in epochs[0] and "accuracy" in epochs[0]
+    integrity = out["integrity"]
+    assert integrity["ok"] and not integrity["trained_unchanged"]
+    assert set(integrity["changed"]) >= {"conv_base/block3_conv:kernel", "head_out:kernel"}
+    assert "conv_base/block2_conv:kernel" in integrity["unchanged"]
+    for step in out["norms"]:
+        assert step["conv_base/block1_conv"] is None and step["head_out"] > 0
+
+
+def _generic_savedmodel(path):
+    class Regressor(tf.Module):
+        def __init__(self):
+            super().__init__()
+            with tf.name_scope("dense"):
+                self.kernel = tf.Variable(tf.random.stateless_normal((3, 1), (1, 2)),
+                                          name="kernel")
+                self.bias = tf.Variable(tf.zeros((1,)), name="bias")
+            with tf.name_scope("scale"):
+                self.gain = tf.Variable(tf.ones((1,)), name="gain")
+
+        @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32, name="features")])
+        def __call__(self, features):
+            return {"value": (tf.matmul(features, self.kernel) + self.bias) * self.gain}
+
+    module = Regressor()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
+
+
+def test_generic_savedmodel_trains_through_the_wrapper(tmp_path):
+    _generic_savedmodel(tmp_path / "sm")
+    document = open_document(tmp_path / "sm")
+    assert document.source_format == "savedmodel"
+    gain = next(w for w in document.weights if w.id.startswith("scale:"))
+    document.set_trainable([gain], False)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]], dtype="float32") + 0.3).astype("float32")
+    before = {w.id: w.variable.numpy().copy() for w in document.weights}
+    losses = []
+
+    from freezestudio.core.training.config import Reporter
+
+    class R(Reporter):
+        def epoch_finished(self, report):
+            losses.append(report.loss)
+
+    result = Trainer(document, TrainingData("arrays", Split([x], [y])),
+                     TrainingConfig(epochs=5, batch_size=16, learning_rate=0.05)).run(R())
+    assert result.status == COMPLETED, result.message
+    assert "mean_squared_error" in result.info.losses[0]
+    assert losses[-1] < losses[0] / 2
+    assert np.array_equal(before[gain.id], gain.variable.numpy())
+    assert set(result.integrity.changed) == {w.id for w in document.weights
+                                             if w.id.startswith("dense:")}
+    assert result.integrity.ok
+
+
+def test_keras_optimizer_accepts_the_wrapped_variables_names():
+    # docs/architecture.md: TFSMLayer failed with Adam on names containing ':'; ours must not.
+    variable = tf.Variable(tf.ones((2,)), name="scope/kernel")
+    assert ":" in variable.name
+    optimizer = keras.optimizers.Adam()
+    optimizer.build([variable])
+    optimizer.apply([tf.ones((2,))], [variable])
+    assert not np.array_equal(variable.numpy(), np.ones(2))
+
+
+def test_apply_policy_switches_compute_dtype_and_back():
+    from freezestudio.core.training.devices import apply_policy
+
+    inputs = keras.Input((4,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs))
+    restore = apply_policy(model, "mixed_bfloat16")
+    assert model(np.zeros((1, 4), "float32")).dtype == "bfloat16"
+    assert model.get_layer("d").kernel.dtype == "float32"
+    restore()
+    assert model(np.zeros((1, 4), "float32")).dtype == "float32"
+
+
+def test_memory_growth_is_requested_before_devices_are_probed():
+    from freezestudio.core.training.devices import enable_memory_growth
+
+    code = ("import os; from freezestudio.core.tf_import import import_tensorflow_quietly; "
+            "import_tensorflow_quietly(); print(os.environ['TF_FORCE_GPU_ALLOW_GROWTH'])")
+    env = {k: v for k, v in os.environ.items() if k != "TF_FORCE_GPU_ALLOW_GROWTH"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)
+    assert proc.stdout.strip() == "true", proc.stderr[-2000:]
+    gpus = tf.config.list_physical_devices("GPU")
+    assert len(enable_memory_growth()) <= len(gpus)
