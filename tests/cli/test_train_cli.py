@@ -1,21 +1,18 @@
 """`freezestudio train`: the public contract of docs/architecture.md, end to end."""
 
+import csv
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
 
-import csv  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from freezestudio.cli import main  # noqa: E402
-from freezestudio.resources import DEMO_DIR  # noqa: E402
+from freezestudio.cli import main
+from freezestudio.resources import DEMO_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = DEMO_DIR

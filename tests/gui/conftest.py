@@ -6,15 +6,14 @@ import os
 import tempfile
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is imported anywhere
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="freezestudio-test-config-")
 
-import pytest  # noqa: E402
-from PySide6.QtCore import QSettings  # noqa: E402
+import pytest
+from PySide6.QtCore import QSettings
 
-from freezestudio.gui.common import dialogs  # noqa: E402
-from freezestudio.gui.window.main_window import MainWindow  # noqa: E402
-from freezestudio.gui.window.settings import Settings  # noqa: E402
+from freezestudio.gui.common import dialogs
+from freezestudio.gui.window.main_window import MainWindow
+from freezestudio.gui.window.settings import Settings
 
 LOAD_TIMEOUT_MS = 60_000
 

@@ -1,21 +1,17 @@
 """Data sources, validation split, the fit check and the loss choice."""
 
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from freezestudio.core.data import load_data, resolve_demo  # noqa: E402
-from freezestudio.core.data.fit import DENSE, SPARSE, check_fits, label_kind  # noqa: E402
-from freezestudio.core.errors import UserError  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
-from freezestudio.core.model.signature import IOSpec, model_io  # noqa: E402
-from freezestudio.core.training.losses import choose_losses  # noqa: E402
-from freezestudio.resources import DEMO_DIR  # noqa: E402
+from freezestudio.core.data import load_data, resolve_demo
+from freezestudio.core.data.fit import DENSE, SPARSE, check_fits, label_kind
+from freezestudio.core.errors import UserError
+from freezestudio.core.files.loading import open_document
+from freezestudio.core.model.signature import IOSpec, model_io
+from freezestudio.core.training.losses import choose_losses
+from freezestudio.resources import DEMO_DIR
 
 
 @pytest.fixture(scope="module")

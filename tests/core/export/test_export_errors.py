@@ -7,28 +7,25 @@ cannot take.
 """
 
 import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+from model_builders import mlp
 
-import sys  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from model_builders import mlp  # noqa: E402
-
-from freezestudio.core.errors import UserError  # noqa: E402
-from freezestudio.core.export import (  # noqa: E402
+from freezestudio.core.errors import UserError
+from freezestudio.core.export import (
     ExportCancelled,
     ExportOptions,
     MissingDependencyError,
     VerificationError,
     export_document,
     keras_file,
-    pipeline,  # noqa: E402
+    pipeline,
     verify,
 )
-from freezestudio.core.files.loading import open_document  # noqa: E402
+from freezestudio.core.files.loading import open_document
 
 SUFFIX = {"keras": ".keras", "h5": ".h5", "savedmodel": "", "tflite": ".tflite",
           "onnx": ".onnx", "frozen-graph": ".pb"}

@@ -9,27 +9,23 @@ layer, and an edited Sequential (stop-gradient inside a nested backbone, frozen 
 one bias frozen on its own).
 """
 
-import os
+import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from model_builders import sequential_with_backbone, shared_two_outputs
 
-import warnings  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from model_builders import sequential_with_backbone, shared_two_outputs  # noqa: E402
-
-from freezestudio.core.edits.stop_gradient import add_stop_gradient_points  # noqa: E402
-from freezestudio.core.export import ExportOptions, export_document  # noqa: E402
-from freezestudio.core.export.frozen_graph import (  # noqa: E402
+from freezestudio.core.edits.stop_gradient import add_stop_gradient_points
+from freezestudio.core.export import ExportOptions, export_document
+from freezestudio.core.export.frozen_graph import (
     companion_path,
     load_graph_def,
     read_tensors,
 )
-from freezestudio.core.export.onnx import onnx_nodes  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
+from freezestudio.core.export.onnx import onnx_nodes
+from freezestudio.core.files.loading import open_document
 
 pytestmark = pytest.mark.slow
 

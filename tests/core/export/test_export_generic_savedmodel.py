@@ -1,21 +1,17 @@
 """Generic SavedModels (no Keras layers) export through their serving signature."""
 
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from freezestudio.core.data import Split, TrainingData  # noqa: E402
-from freezestudio.core.errors import UserError  # noqa: E402
-from freezestudio.core.export import available_formats, export_document  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
-from freezestudio.core.files.saving import save_document  # noqa: E402
-from freezestudio.core.training.config import TrainingConfig  # noqa: E402
-from freezestudio.core.training.trainer import Trainer  # noqa: E402
+from freezestudio.core.data import Split, TrainingData
+from freezestudio.core.errors import UserError
+from freezestudio.core.export import available_formats, export_document
+from freezestudio.core.files.loading import open_document
+from freezestudio.core.files.saving import save_document
+from freezestudio.core.training.config import TrainingConfig
+from freezestudio.core.training.trainer import Trainer
 
 SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx", "frozen-graph": ".pb"}
 

@@ -1,18 +1,14 @@
 """Input/output structures the deployment model must keep: dict inputs and outputs, a
 stop-gradient on an output layer, a Sequential model, unusual names."""
 
-import os
+import keras
+import numpy as np
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from freezestudio.core.edits.stop_gradient import add_stop_gradient_points  # noqa: E402
-from freezestudio.core.export import ExportOptions, export_document, verify  # noqa: E402
-from freezestudio.core.export.inference_model import deployment_model  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
+from freezestudio.core.edits.stop_gradient import add_stop_gradient_points
+from freezestudio.core.export import ExportOptions, export_document, verify
+from freezestudio.core.export.inference_model import deployment_model
+from freezestudio.core.files.loading import open_document
 
 FORMATS = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx", "frozen-graph": ".pb"}
 

@@ -2,20 +2,16 @@
 with random texts made of its vocabulary; the others say why they cannot, and write
 nothing."""
 
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from freezestudio.core.errors import UserError  # noqa: E402
-from freezestudio.core.export import ExportOptions, export_document, verify  # noqa: E402
-from freezestudio.core.export.inference_model import deployment_model  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
-from freezestudio.core.files.saving import save_document  # noqa: E402
+from freezestudio.core.errors import UserError
+from freezestudio.core.export import ExportOptions, export_document, verify
+from freezestudio.core.export.inference_model import deployment_model
+from freezestudio.core.files.loading import open_document
+from freezestudio.core.files.saving import save_document
 
 CORPUS = ["the cat sat", "a dog ran far", "the dog sat on the mat", "cats and dogs"]
 

@@ -8,20 +8,17 @@ computed twice: on the app's rebuilt model, and on an independent twin that runs
 original graph node by node and applies `tf.stop_gradient` by hand where the points are.
 """
 
-import os
 import random
 from collections import defaultdict
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from freezestudio.core.edits import stop_gradient  # noqa: E402
-from freezestudio.core.errors import PlanError  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
+from freezestudio.core.edits import stop_gradient
+from freezestudio.core.errors import PlanError
+from freezestudio.core.files.loading import open_document
 from freezestudio.core.graph import gradient_flow
 
 

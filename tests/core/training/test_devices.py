@@ -1,27 +1,24 @@
 """Devices, mixed precision, MirroredStrategy on two logical CPUs, generic SavedModels."""
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from freezestudio.core.data import Split, TrainingData  # noqa: E402
-from freezestudio.core.errors import UserError  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
-from freezestudio.core.training.config import COMPLETED, TrainingConfig  # noqa: E402
-from freezestudio.core.training.devices import list_devices, select_devices  # noqa: E402
-from freezestudio.core.training.trainer import Trainer  # noqa: E402
-from freezestudio.resources import DEMO_DIR  # noqa: E402
+from freezestudio.core.data import Split, TrainingData
+from freezestudio.core.errors import UserError
+from freezestudio.core.files.loading import open_document
+from freezestudio.core.training.config import COMPLETED, TrainingConfig
+from freezestudio.core.training.devices import list_devices, select_devices
+from freezestudio.core.training.trainer import Trainer
+from freezestudio.resources import DEMO_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -1,17 +1,13 @@
 """The loss a run uses when the model was saved compiled: what of the saved loss is used,
 and what is said about the rest (real Keras compile configs, saved and reopened)."""
 
-import os
+import keras
+import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from freezestudio.core.data import Split, TrainingData  # noqa: E402
-from freezestudio.core.files.loading import open_document  # noqa: E402
-from freezestudio.core.model.signature import model_io  # noqa: E402
-from freezestudio.core.training.trainer import preview_losses  # noqa: E402
+from freezestudio.core.data import Split, TrainingData
+from freezestudio.core.files.loading import open_document
+from freezestudio.core.model.signature import model_io
+from freezestudio.core.training.trainer import preview_losses
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(32, 4)).astype("float32")
