@@ -85,3 +85,86 @@ print(json.dumps({"imported": names, "modules": sorted(sys.modules)}))
     assert "tensorflow" in data["modules"]  # it did import the real thing
     leaked = [m for m in data["modules"] if _forbidden(m)]
     assert leaked == []
+
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "freezestudio"
+
+
+def test_layering_contracts_hold():
+    """The import-linter contracts of pyproject.toml (docs/architecture.md, Architecture)."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    done = subprocess.run([str(lint_imports), "--no-cache"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "BROKEN" not in done.stdout and "0 broken" in done.stdout
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative: the components with more than one module."""
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(graph[start]))]
+        index[start] = low[start] = counter[0]
+        counter[0] += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, successors = work[-1]
+            for successor in successors:
+                if successor not in index:
+                    index[successor] = low[successor] = counter[0]
+                    counter[0] += 1
+                    stack.append(successor)
+                    on_stack.add(successor)
+                    work.append((successor, iter(graph.get(successor, ()))))
+                    break
+                if successor in on_stack:
+                    low[node] = min(low[node], index[successor])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_no_import_circles_between_modules():
+    """Counting imports inside functions (annotation-only imports under TYPE_CHECKING do
+    not count: they never run)."""
+    import grimp
+
+    graph = grimp.build_graph("freezestudio", exclude_type_checking_imports=True,
+                              cache_dir=None)
+    edges = {m: graph.find_modules_directly_imported_by(m) for m in graph.modules}
+    assert _strongly_connected(edges) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == \
+        [["a", "b", "c"]]
+
+
+def test_core_and_gui_are_made_of_sub_packages():
+    for package, most in (("core", 3), ("gui", 2)):
+        modules = [p.name for p in (PACKAGE / package).glob("*.py") if p.name != "__init__.py"]
+        folders = [p for p in (PACKAGE / package).iterdir() if (p / "__init__.py").exists()]
+        assert len(modules) <= most, (package, modules)
+        assert len(folders) >= 5, package
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 420}
+    assert long == {}

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import difflib
 import re
+import weakref
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from freezestudio.core.errors import PlanError
 from freezestudio.core.graph.functional import execution_order, replay
@@ -34,15 +36,35 @@ reuse them instead of re-running the graph (0.1-0.4 s on 500-800-layer models, a
 re-run leaves one more call node on each layer)."""
 
 
+@dataclass
+class _PointCache:
+    """What this module keeps per document: its point table and recent rebuilt graphs
+    (point set -> (model, {container path: layer}), the most recent last)."""
+
+    table: dict | None = None
+    rebuilt: dict = field(default_factory=dict)
+
+
+_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cache(document: Document) -> _PointCache:
+    cache = _CACHES.get(document)
+    if cache is None:
+        cache = _CACHES[document] = _PointCache()
+    return cache
+
+
 def point_table(document: Document) -> dict[str, list[tuple[int, int]]]:
     """For every layer path with insertion points: its points as (id(node), output index).
 
     It depends on the graph without points only, which a document never changes: computed
     once per document.
     """
-    if document.point_table_cache is None:
-        document.point_table_cache = _build_point_table(document)
-    return document.point_table_cache
+    cache = _cache(document)
+    if cache.table is None:
+        cache.table = _build_point_table(document)
+    return cache.table
 
 
 def _graph_containers(document: Document, container: LayerNode):
@@ -127,30 +149,28 @@ def remove_stop_gradient_points(document: Document, entries) -> None:
 
 
 def set_stop_gradient_points(document: Document, addresses) -> None:
-    """Makes `addresses` the document's points and rebuilds the model accordingly."""
+    """Makes `addresses` the document's points and rebuilds the model accordingly.
+
+    The document's point writer (`Document.set_stop_points` calls it); it hands the
+    rebuilt graph to `Document.replace_graph`.
+    """
     table = point_table(document)
     ordered = [a for path in table for a in point_addresses(path, len(table[path]))]
     chosen = set(addresses)
     points = [a for a in ordered if a in chosen]
     if points == document.stop_points:
         return
-    _capture_base(document)
-    kept = document.rebuilt_graphs.pop(tuple(points), None)
+    rebuilt = _cache(document).rebuilt
+    kept = rebuilt.pop(tuple(points), None)
     if kept is None:
         selected = {table[a.partition("[")[0]][_index(a)] for a in points}
-        model = _rebuild_tree(document, document.root, selected) or document.base_layers[""]
-        kept = (model, {n.path: n.layer for n in document.root.walk() if n.is_container})
-    else:
-        for node in document.root.walk():
-            if node.is_container:
-                node.layer = kept[1][node.path]
-    document.rebuilt_graphs[tuple(points)] = kept  # the most recent last
-    while len(document.rebuilt_graphs) > REBUILT_GRAPHS_KEPT:
-        del document.rebuilt_graphs[next(iter(document.rebuilt_graphs))]
-    document.model = kept[0]
-    document.stop_points = points
-    document.invalidate_graph()
-    document._changed()
+        containers: dict = {}
+        model = _rebuild_tree(document, document.root, selected, containers)
+        kept = (model or document.base_layers[""], containers)
+    rebuilt[tuple(points)] = kept  # the most recent last
+    while len(rebuilt) > REBUILT_GRAPHS_KEPT:
+        del rebuilt[next(iter(rebuilt))]
+    document.replace_graph(kept[0], points, kept[1])
 
 
 def _index(address: str) -> int:
@@ -158,21 +178,17 @@ def _index(address: str) -> int:
     return int(match.group(2)) if match else 0
 
 
-def _capture_base(document: Document) -> None:
-    if not document.base_layers:
-        document.base_layers = {n.path: n.layer for n in document.root.walk() if n.is_container}
-
-
-def _rebuild_tree(document: Document, container: LayerNode, selected: set):
+def _rebuild_tree(document: Document, container: LayerNode, selected: set, layers: dict):
     """Rebuilds `container` if it or a nested container holds a selected point.
 
-    Returns the new model (and re-points the tree node to it) or None if unchanged.
+    Fills `layers` with container path -> its Keras object in the new graph, for this
+    container and every container below it. Returns the new model, or None if unchanged.
     """
     base = base_layer(document, container)
     replaced = {}
     for child in container.children:
         if child.is_container:
-            new = _rebuild_tree(document, child, selected)
+            new = _rebuild_tree(document, child, selected, layers)
             if new is not None:
                 replaced[id(base_layer(document, child))] = new
     graph = graph_of(base)
@@ -180,10 +196,9 @@ def _rebuild_tree(document: Document, container: LayerNode, selected: set):
         (id(node), i) in selected
         for node in execution_order(graph) for i in range(len(node.outputs)))
     if not own and not replaced:
-        container.layer = base
+        layers[container.path] = base
         return None
-    new = _rerun_graph(graph, base.name, selected, replaced)
-    container.layer = new
+    new = layers[container.path] = _rerun_graph(graph, base.name, selected, replaced)
     return new
 
 

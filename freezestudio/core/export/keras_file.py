@@ -16,11 +16,7 @@ def write_keras_file(document, path: Path, options) -> list[str]:
     """Saves a copy of the document at `path` (suffix `.keras` or `.h5`)."""
     from freezestudio.core.files.saving import save_document
 
-    state = (document.source_path, document.source_format, document.modified)
-    try:
-        report = save_document(document, path, portable=options.portable)
-    finally:
-        document.source_path, document.source_format, document.modified = state
+    report = save_document(document, path, portable=options.portable, copy=True)
     return list(report.notes)
 
 

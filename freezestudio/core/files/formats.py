@@ -6,18 +6,19 @@ import os
 from pathlib import Path
 
 from freezestudio.core.errors import ModelFileError
+from freezestudio.core.model.source import SourceFormat
 
-KERAS = "keras"
-H5 = "h5"
-TF_KERAS_SAVEDMODEL = "tf_keras_savedmodel"
-SAVEDMODEL = "savedmodel"
+KERAS = SourceFormat.KERAS
+H5 = SourceFormat.H5
+TF_KERAS_SAVEDMODEL = SourceFormat.TF_KERAS_SAVEDMODEL
+SAVEDMODEL = SourceFormat.SAVEDMODEL
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _EXTENSION_OF = {KERAS: ".keras", H5: ".h5"}
 
 
-def detect_format(path: str | os.PathLike) -> str:
+def detect_format(path: str | os.PathLike) -> SourceFormat:
     """Returns KERAS, H5, TF_KERAS_SAVEDMODEL or SAVEDMODEL for `path`.
 
     Raises:

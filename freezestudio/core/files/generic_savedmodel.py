@@ -122,4 +122,4 @@ def open_generic_savedmodel(path: Path) -> Document:
         raise ModelFileError(f"{path}: cannot be loaded as a SavedModel: {first[:300]}") from None
     model = GenericSavedModel(loaded)
     return Document(build_scope_tree(model), model, path, formats.SAVEDMODEL,
-                    flag_writer=write_variable_flags)
+                    flag_writer=write_variable_flags)  # no layer graph: no point writer

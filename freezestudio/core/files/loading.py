@@ -62,22 +62,24 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
         document = open_generic_savedmodel(path)
     else:
         notes: list[str] = []
-        document = _keras_document(_load_keras_model(path, fmt, trust, custom, notes), path, fmt)
-        document.notes += notes
-        document.compile_config = _compile_config(configs, fmt)
+        model = _load_keras_model(path, fmt, trust, custom, notes)
+        document = _keras_document(model, path, fmt, _compile_config(configs, fmt), notes)
     _restore_state(document, path, fmt)
     return document
 
 
-def _keras_document(model, path: Path, fmt: str) -> Document:
+def _keras_document(model, path: Path, fmt: str, compile_config: dict | None,
+                    notes: list[str]) -> Document:
     """A document over the model without its stop-gradient layers, the points re-applied."""
     from freezestudio.core.edits import stop_gradient
 
     base, cut = stop_gradient.strip_stop_gradients(model)
-    document = Document(build_keras_tree(base), base, path, fmt)
+    document = Document(build_keras_tree(base), base, path, fmt,
+                        point_writer=stop_gradient.set_stop_gradient_points,
+                        compile_config=compile_config, notes=notes)
     if cut:
-        stop_gradient.set_stop_gradient_points(document, stop_gradient.addresses_of(document, cut))
-    document.modified = False
+        document.set_stop_points(stop_gradient.addresses_of(document, cut))
+    document.mark_unmodified()
     return document
 
 
@@ -128,5 +130,5 @@ def _restore_state(document: Document, path: Path, fmt: str) -> None:
     try:
         apply_plan(document, Plan.from_dict(state["plan"]))
     except PlanError as exc:  # the file was changed by another tool since we saved it
-        document.notes.append(f"FreezeStudio's stored edit state was not applied: {exc}")
-    document.modified = False
+        document.add_note(f"FreezeStudio's stored edit state was not applied: {exc}")
+    document.mark_unmodified()

@@ -43,7 +43,8 @@ def format_for_target(document: Document, target: Path) -> str:
     return fmt
 
 
-def save_document(document: Document, target, portable: bool = False) -> SaveReport:
+def save_document(document: Document, target, portable: bool = False,
+                  copy: bool = False) -> SaveReport:
     """Saves the edited model with its flags and FreezeStudio state.
 
     Args:
@@ -51,6 +52,8 @@ def save_document(document: Document, target, portable: bool = False) -> SaveRep
         target: `.keras`/`.h5` file, or a directory for generic SavedModels.
         portable: drop the stop-gradient layers (identity at inference) so plain Keras
             loads the file without FreezeStudio; the document itself keeps them.
+        copy: write a copy (an export): the document keeps its own file and its
+            modified flag. A portable save is always a copy.
 
     Raises:
         UserError: unsupported target or the write failed (the original is untouched).
@@ -85,9 +88,8 @@ def save_document(document: Document, target, portable: bool = False) -> SaveRep
         notes.append(f"portable copy: {len(document.stop_points)} stop-gradient point(s) dropped "
                      f"({', '.join(document.stop_points[:3])}); whoever trains it will send "
                      "gradients through them")
-    else:
-        document.modified = False
-        document.source_path, document.source_format = target, fmt
+    elif not copy:
+        document.mark_saved(target, fmt)
     return SaveReport(target, fmt, notes)
 
 

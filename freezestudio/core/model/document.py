@@ -1,24 +1,30 @@
 """The edit document: a loaded model, its tree and its freeze state.
 
-The document is the single source of truth. Freeze state is kept per weight (for every
-weight that can be trained at all); the state of a layer or container is derived from
-the weights inside it (True, False or "partial"), so that "unfreeze one layer inside a
-frozen backbone" and "freeze one bias beside a trainable kernel" are both plain edits.
+The document is the single source of truth, and the only writer of its state: other
+modules change it through its methods (`set_trainable`, `restore`, `replace_graph`,
+`mark_saved`, ...), never by writing its attributes. Freeze state is kept per weight (for
+every weight that can be trained at all); the state of a layer or container is derived
+from the weights inside it (True, False or "partial"), so that "unfreeze one layer inside
+a frozen backbone" and "freeze one bias beside a trainable kernel" are both plain edits.
 Weightless layers (Dropout, pooling, ...) keep a flag of their own.
 
 After every edit the state is written into the Keras objects (`write_flags`), so
 `model.trainable_weights` is always exactly what the tree shows, and `needs_recompile`
-is raised: Keras fixes the trainable set at `compile()`.
+is raised: Keras fixes the trainable set at `compile()`. Listeners get a
+`DocumentChange` saying what changed. Derived state (trainable state, receives gradient,
+counts) is computed once per edit and kept until the next one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
-from freezestudio.core.files.formats import SAVEDMODEL
 from freezestudio.core.graph.gradient_flow import LIVE, analyze
+from freezestudio.core.model.changes import ChangeKind, DocumentChange, Snapshot
+from freezestudio.core.model.source import SourceFormat
 from freezestudio.core.model.tree import LayerNode, WeightNode
 
 PARTIAL = "partial"
@@ -34,13 +40,7 @@ class ParamCounts:
         return self.params - self.trainable
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """An opaque copy of the edit state, for undo/redo."""
-
-    weights: tuple[bool, ...]
-    flags: tuple[tuple[str, bool], ...]
-    stop_points: tuple[str, ...] = ()
+PointWriter = Callable[["Document", Iterable[str]], None]
 
 
 class Document:
@@ -48,31 +48,40 @@ class Document:
 
     Args:
         root: the tree of the model.
-        model: the underlying model object (a Keras model, or the app's SavedModel
-            wrapper); its `trainable_weights` give the initial state.
+        model: the underlying model object (a Keras model without stop-gradient layers,
+            or the app's SavedModel wrapper); its `trainable_weights` give the initial
+            state.
         source_path: the file it was opened from.
-        source_format: "keras", "h5", "tf_keras_savedmodel" or "savedmodel".
+        source_format: the `SourceFormat` (or its value) it was read in.
         flag_writer: writes the state into the model objects; defaults to Keras semantics.
+        point_writer: `(document, addresses)` makes those the stop-gradient points (it
+            rebuilds the graph and calls `replace_graph`); None where the model has no
+            layer graph. Injected so this module does not depend on the graph edit.
+        compile_config: the training configuration stored with the model, if any.
+        notes: things the user should know about how the model was opened.
     """
 
     def __init__(self, root: LayerNode, model, source_path: Path, source_format: str,
-                 flag_writer: Callable[[Document], None] | None = None):
+                 flag_writer: Callable[[Document], None] | None = None,
+                 point_writer: PointWriter | None = None,
+                 compile_config: dict | None = None, notes: Iterable[str] = ()):
         self.root = root
-        self.model = model
-        self.source_path = Path(source_path)
-        self.source_format = source_format
+        self._model = model
+        self._source_path = Path(source_path)
+        self._source_format = SourceFormat(source_format)
         self._flag_writer = flag_writer or write_keras_flags
-        self._listeners: list[Callable[[], None]] = []
-        self.needs_recompile = True
-        self.modified = False
-        self.compile_config: dict | None = None
+        self._point_writer = point_writer
+        self._listeners: list[Callable[[DocumentChange], None]] = []
+        self._needs_recompile = True
+        self._modified = False
+        self._compile_config = compile_config
+        self._notes = list(notes)
         self._flow = None
-        self.stop_points: list[str] = []
-        self.base_layers: dict = {}  # container path -> model without stop-gradient layers
-        # point set -> (model, {container path: layer}), see stop_gradient.REBUILT_GRAPHS_KEPT
-        self.rebuilt_graphs: dict = {}
-        self.point_table_cache = None  # stop_gradient.point_table's, per document
-        self.notes: list[str] = []  # things the user should know about how it was opened
+        self._derived: dict = {}
+        self._stop_points: list[str] = []
+        # The graph without stop-gradient points: container path -> its Keras object.
+        self._base_layers = MappingProxyType(
+            {n.path: n.layer for n in root.walk() if n.is_container})
         self._layers = {node.path: node for node in root.walk()}
         self._weights = {w.id: w for node in root.walk() for w in node.weights}
         self.weights = list(self._weights.values())
@@ -83,6 +92,54 @@ class Document:
         self._flags = {node.path: bool(getattr(node.layer, "trainable", True))
                        for node in root.walk()
                        if not any(w.freezable for w in node.all_weights())}
+
+    # --- read-only state --------------------------------------------------------------
+    @property
+    def model(self):
+        """The model to train and save: the base graph with the stop-gradient layers."""
+        return self._model
+
+    @property
+    def source_path(self) -> Path:
+        return self._source_path
+
+    @property
+    def source_format(self) -> SourceFormat:
+        return self._source_format
+
+    @property
+    def needs_recompile(self) -> bool:
+        """Whether an edit happened since the model was last compiled for training."""
+        return self._needs_recompile
+
+    @property
+    def modified(self) -> bool:
+        """Whether the document differs from its file."""
+        return self._modified
+
+    @property
+    def compile_config(self) -> dict | None:
+        return self._compile_config
+
+    @property
+    def notes(self) -> list[str]:
+        """Things the user should know about how the model was opened (a copy)."""
+        return list(self._notes)
+
+    @property
+    def stop_points(self) -> list[str]:
+        """The stop-gradient point addresses, in graph order (a copy)."""
+        return list(self._stop_points)
+
+    @property
+    def base_layers(self) -> Mapping:
+        """Container path -> its Keras object in the graph without stop-gradient layers."""
+        return self._base_layers
+
+    @property
+    def has_layer_graph(self) -> bool:
+        """False for generic SavedModels (variables by scope, nothing to analyse)."""
+        return self._source_format != SourceFormat.SAVEDMODEL
 
     # --- lookup -------------------------------------------------------------------
     def layer(self, path: str) -> LayerNode:
@@ -105,7 +162,7 @@ class Document:
     def weight_ids(self) -> list[str]:
         return list(self._weights)
 
-    # --- state --------------------------------------------------------------------
+    # --- freeze state -------------------------------------------------------------------
     def is_weight_trainable(self, weight: WeightNode) -> bool:
         return weight.freezable and self._trainable[id(weight.variable)]
 
@@ -113,6 +170,9 @@ class Document:
         """True, False or PARTIAL ("partial") for a weight, layer or container."""
         if isinstance(node, WeightNode):
             return self.is_weight_trainable(node)
+        return self._memo("trainable", node, lambda: self._layer_trainable_state(node))
+
+    def _layer_trainable_state(self, node: LayerNode) -> bool | str:
         states = {self.is_weight_trainable(w) for w in node.all_weights() if w.freezable}
         if not states:
             return self._flags.get(node.path, True)
@@ -121,6 +181,7 @@ class Document:
     def set_trainable(self, nodes: Iterable[LayerNode | WeightNode], value: bool) -> None:
         """Freezes (value=False) or unfreezes the given weights, layers and containers."""
         value = bool(value)
+        nodes = tuple(nodes)
         for node in nodes:
             if isinstance(node, WeightNode):
                 if node.freezable:
@@ -132,7 +193,7 @@ class Document:
             for weight in node.all_weights():
                 if weight.freezable:
                     self._trainable[id(weight.variable)] = value
-        self._changed()
+        self._changed(DocumentChange(ChangeKind.TRAINABLE, nodes))
 
     def trainable_weights(self) -> list[WeightNode]:
         return [w for w in self.weights if self.is_weight_trainable(w)]
@@ -144,6 +205,9 @@ class Document:
     def counts(self, node: LayerNode | WeightNode | None = None) -> ParamCounts:
         """Parameter counts of a node (default: the whole model), as Keras counts them."""
         node = self.root if node is None else node
+        return self._memo("counts", node, lambda: self._counts(node))
+
+    def _counts(self, node: LayerNode | WeightNode) -> ParamCounts:
         weights = [node] if isinstance(node, WeightNode) else list(node.all_weights())
         return ParamCounts(
             params=sum(w.size for w in weights),
@@ -154,10 +218,13 @@ class Document:
     def flow_state(self, node: LayerNode):
         """LIVE if some call of the layer gets gradient from an output, else the set of
         stop-gradient layer names that cut it off (empty: no differentiable path)."""
-        if self.source_format == SAVEDMODEL:
+        if not self.has_layer_graph:
             return LIVE  # generic SavedModels: no layer graph to analyse
+        return self._memo("flow", node, lambda: self._flow_state(node))
+
+    def _flow_state(self, node: LayerNode):
         if self._flow is None:
-            self._flow = analyze(self.model)
+            self._flow = analyze(self._model)
         flow = self._flow
         for candidate in (node, *node.ancestors()):
             if candidate.layer is None:
@@ -178,56 +245,131 @@ class Document:
         over its weights (True, False or PARTIAL)."""
         if isinstance(node, WeightNode):
             return self.is_weight_trainable(node) and self.flow_state(node.layer) == LIVE
+        return self._memo("receives", node, lambda: self._layer_receives(node))
+
+    def _layer_receives(self, node: LayerNode) -> bool | str:
         states = {self.receives_gradient(w) for w in node.all_weights() if w.freezable}
         if not states:
             return False
         return states.pop() if len(states) == 1 else PARTIAL
 
     def receiving_params(self, node: LayerNode | None = None) -> int:
+        """Parameters at or below `node` (default: all) that receive gradient."""
         node = self.root if node is None else node
-        return sum(w.size for w in node.all_weights() if self.receives_gradient(w))
-
-    def stop_gradient_after(self, node: LayerNode) -> list[str]:
-        """The stop-gradient points set on this layer's outputs (`PATH` or `PATH[k]`)."""
-        return [p for p in self.stop_points if p.partition("[")[0] == node.path]
+        return self._memo("receiving", node, lambda: sum(
+            w.size for w in node.all_weights() if self.receives_gradient(w)))
 
     def invalidate_graph(self) -> None:
-        """Forget derived graph facts after the model's graph was rebuilt."""
+        """Forget the gradient-flow analysis (and what derives from it): the next question
+        runs it again (benchmarks time it this way)."""
         self._flow = None
+        self._derived.clear()
+
+    def _memo(self, kind: str, node, compute):
+        key = (kind, id(node))
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = compute()
+            return value
+
+    # --- stop-gradient points -------------------------------------------------------
+    def stop_gradient_after(self, node: LayerNode) -> list[str]:
+        """The stop-gradient points set on this layer's outputs (`PATH` or `PATH[k]`)."""
+        return [p for p in self._stop_points if p.partition("[")[0] == node.path]
+
+    def set_stop_points(self, addresses: Iterable[str]) -> None:
+        """Makes `addresses` the points, through the injected point writer.
+
+        Raises:
+            ValueError: the model has no layer graph (no point writer) and points differ.
+        """
+        addresses = list(addresses)
+        if self._point_writer is None:
+            if addresses != self._stop_points:
+                raise ValueError("this model has no layer graph: no stop-gradient points")
+            return
+        self._point_writer(self, addresses)
+
+    def replace_graph(self, model, points: Iterable[str], containers: Mapping) -> None:
+        """Installs a rebuilt graph: the point writer's only way in.
+
+        Args:
+            model: the new top model (same layer objects, with stop-gradient layers).
+            points: the point addresses it holds, in graph order.
+            containers: container path -> its Keras object in the new graph, for every
+                container of the tree.
+        """
+        for node in self.root.walk():
+            if node.is_container:
+                node.layer = containers[node.path]
+        self._model = model
+        self._stop_points = list(points)
+        self._flow = None
+        self._changed(DocumentChange(ChangeKind.POINTS))
+
+    # --- file and training state ------------------------------------------------------
+    def add_note(self, note: str) -> None:
+        """Records something the user should know about how the model was opened."""
+        self._notes.append(note)
+
+    def mark_saved(self, path, source_format) -> None:
+        """The document was saved as `path` in that format: it is its file now."""
+        self._source_path = Path(path)
+        self._source_format = SourceFormat(source_format)
+        self._modified = False
+
+    def mark_unmodified(self) -> None:
+        """The document equals its file (after opening it and re-applying stored state)."""
+        self._modified = False
+
+    def mark_compiled(self) -> None:
+        """The training engine compiled the model for the current edit state."""
+        self._needs_recompile = False
+
+    def weights_changed(self, nodes: Iterable[WeightNode] = (), notify: bool = True) -> None:
+        """Weight values changed (a run, or its undo); `notify=False` from a worker
+        thread, whose listeners would run in the wrong thread."""
+        self._modified = True
+        if notify:
+            self._notify(DocumentChange(ChangeKind.WEIGHTS, tuple(nodes)))
 
     # --- undo support and change notification --------------------------------------
     def snapshot(self) -> Snapshot:
         return Snapshot(
             weights=tuple(self._trainable[id(w.variable)] for w in self.weights),
             flags=tuple(sorted(self._flags.items())),
-            stop_points=tuple(self.stop_points),
+            stop_points=tuple(self._stop_points),
         )
 
     def restore(self, snapshot: Snapshot) -> None:
         for weight, value in zip(self.weights, snapshot.weights, strict=True):
             self._trainable[id(weight.variable)] = value
         self._flags = dict(snapshot.flags)
-        if list(snapshot.stop_points) != self.stop_points:
-            from freezestudio.core.edits.stop_gradient import set_stop_gradient_points
-
-            set_stop_gradient_points(self, snapshot.stop_points)  # notifies listeners
+        if list(snapshot.stop_points) != self._stop_points:
+            self.set_stop_points(snapshot.stop_points)  # writes the flags, notifies POINTS
+            self._notify(DocumentChange(ChangeKind.TRAINABLE))
         else:
-            self._changed()
+            self._changed(DocumentChange(ChangeKind.TRAINABLE))
 
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """Calls `callback()` after every edit (the GUI refreshes its views from it)."""
+    def add_listener(self, callback: Callable[[DocumentChange], None]) -> None:
+        """Calls `callback(change)` after every edit (the GUI refreshes its views from it)."""
         self._listeners.append(callback)
 
-    def remove_listener(self, callback: Callable[[], None]) -> None:
+    def remove_listener(self, callback: Callable[[DocumentChange], None]) -> None:
         if callback in self._listeners:
             self._listeners.remove(callback)
 
-    def _changed(self) -> None:
+    def _changed(self, change: DocumentChange) -> None:
+        self._derived.clear()
         self.write_flags()
-        self.needs_recompile = True
-        self.modified = True
+        self._needs_recompile = True
+        self._modified = True
+        self._notify(change)
+
+    def _notify(self, change: DocumentChange) -> None:
         for callback in list(self._listeners):
-            callback()
+            callback(change)
 
     def write_flags(self) -> None:
         """Writes the edit state into the model's objects."""

@@ -76,6 +76,24 @@ class LayerNode:
     weights: list[WeightNode] = field(default_factory=list)
     is_container: bool = False
 
+    @cached_property
+    def output_shape(self) -> str:
+        """The layer's (first call's) output shape as text, '' where Keras does not know
+        it (a shape depends on the graph's structure only: computed once)."""
+        layer = self.layer
+        if layer is None:
+            return ""
+        try:
+            output = layer.output
+        except Exception:  # noqa: BLE001 - subclassed/unbuilt layers have no symbolic output
+            return ""
+        if isinstance(output, list | tuple):
+            return format_shape([tuple(t.shape) for t in output])
+        if isinstance(output, dict):
+            return format_shape([tuple(t.shape) for t in output.values()])
+        shape = getattr(output, "shape", None)
+        return format_shape(tuple(shape)) if shape is not None else ""
+
     def walk(self):
         """Yields this node and every node below it, parents before children."""
         yield self
@@ -97,6 +115,16 @@ class LayerNode:
         while node is not None:
             yield node
             node = node.parent
+
+
+def format_shape(shape) -> str:
+    """`(None, 8)` style text of a shape, or of a list of shapes."""
+    if shape is None:
+        return ""
+    if isinstance(shape, list):
+        return ", ".join(format_shape(s) for s in shape)
+    dims = ["None" if d is None else str(d) for d in shape]
+    return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
 
 
 def child_path(parent_path: str, name: str) -> str:

@@ -119,7 +119,7 @@ class Trainer:
         reporter = reporter or Reporter()
         control = control or TrainingControl()
         setup = self._setup()
-        self.document.needs_recompile = False  # the step and optimizer now match the edits
+        self.document.mark_compiled()  # the step and optimizer now match the edits
         before = WeightSnapshot.take(self.document)
         restore_policy = None
         if setup.policy and setup.model is not None:
@@ -136,8 +136,8 @@ class Trainer:
         result.integrity = check_integrity(self.document, before, received)
         result.weights_before = before
         result.info = setup.info
-        if result.integrity.changed:
-            self.document.modified = True
+        if result.integrity.changed:  # on the worker thread: the GUI notifies after the run
+            self.document.weights_changed(notify=False)
         reporter.run_finished(result)
         return result
 

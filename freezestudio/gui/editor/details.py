@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from freezestudio.core.model import layer_graph
 from freezestudio.core.model.document import PARTIAL
-from freezestudio.core.model.tree import LayerNode, WeightNode
+from freezestudio.core.model.tree import LayerNode, WeightNode, format_shape
 from freezestudio.gui.editor import node_info
 
 MAX_CONFIG_CHARS = 6000
@@ -63,7 +63,7 @@ def _weights_table(document, weights: list[WeightNode], stats_of) -> str:
         stats = stats_of(weight) or {}
         state = "fixed" if not weight.freezable else _STATE[document.is_weight_trainable(weight)]
         grad = node_info.gradient_text(document, weight)[0]
-        line = (f"<code><b>{escape(weight.key)}</b></code> {node_info.format_shape(weight.shape)}"
+        line = (f"<code><b>{escape(weight.key)}</b></code> {format_shape(weight.shape)}"
                 f" {weight.dtype} · {state}" + (f" · gradient: {grad}" if grad != "—" else ""))
         values = " · ".join(f"{k} {_num(stats[k])}" for k in ("min", "max", "mean", "std")
                             if k in stats)
@@ -98,23 +98,23 @@ def static_facts(document, node: LayerNode) -> dict:
     inbound, outbound = layer_graph.neighbours(document, node)
     return {"inbound": inbound, "outbound": outbound,
             "calls": len(layer_graph.layer_calls(document, node)),
-            "shape": node_info.output_shape(node), "config": _config(node)}
+            "shape": node.output_shape, "config": _config(node)}
 
 
 def layer_html(document, node: LayerNode, points: list[str],
-               stats_of=node_info.weight_stats, counter=None, static_of=None) -> str:
-    counter = counter or node_info.StateCache(document)
-    params, trainable = counter.counts(node)
+               stats_of=node_info.weight_stats, static_of=None) -> str:
+    counts = document.counts(node)
+    params, trainable = counts.params, counts.trainable
     state = _STATE[document.trainable_state(node)]
     title = escape(node.name) + (" (top model)" if node.parent is None else "")
     parts = [f"<h2>{title}</h2>",
              f"<p><b>{escape(node.class_name)}</b> · <code>{escape(node.path or '/')}</code></p>",
              f"<p>{params:,} params, {trainable:,} trainable · <b>{state}</b>"]
     if node.parent is None:
-        parts.append(f" · {counter.receiving():,} receive gradient<br>"
+        parts.append(f" · {document.receiving_params():,} receive gradient<br>"
                      f"{escape(str(document.source_path))} ({escape(document.source_format)})")
     parts.append("</p>")
-    parts.append(f"<p>{escape(node_info.gradient_reason(counter, node))}</p>")
+    parts.append(f"<p>{escape(node_info.gradient_reason(document, node))}</p>")
     parts.append(_bn_note(document, node))
     parts.append(_stop_section(document, node, points))
     static = static_of(node) if static_of else static_facts(document, node)
@@ -141,7 +141,7 @@ def weight_html(document, weight: WeightNode, stats_of=node_info.weight_stats) -
     parts = [f"<h2>{escape(weight.key)}</h2>",
              f"<p>weight of <b>{escape(weight.layer.name)}</b> ({escape(weight.layer.class_name)})"
              f" · <code>{escape(weight.id)}</code></p>",
-             f"<p>shape {node_info.format_shape(weight.shape)} · {weight.dtype} · "
+             f"<p>shape {format_shape(weight.shape)} · {weight.dtype} · "
              f"{weight.size:,} values · <b>{state}</b></p>",
              f"<p>{escape(node_info.gradient_reason(document, weight))}</p>"]
     if stats:
@@ -176,17 +176,14 @@ class DetailsPane(QTextBrowser):
         self._points: list[str] = []
         self._stats: dict[int, dict | None] = {}
         self._static: dict[int, dict] = {}
-        self._counter = None
         self.setMinimumWidth(260)
         self.show_node(None, None)
 
-    def show_node(self, document, node, points: list[str] | None = None,
-                  counter=None) -> None:
+    def show_node(self, document, node, points: list[str] | None = None) -> None:
         if document is not self.document_:
             self._stats.clear()
             self._static.clear()
         self.document_, self.node, self._points = document, node, points or []
-        self._counter = counter
         self.refresh()
 
     def _static_of(self, node: LayerNode) -> dict:
@@ -210,8 +207,7 @@ class DetailsPane(QTextBrowser):
         if isinstance(node, WeightNode):
             html = weight_html(document, node, self._stats_of)
         else:
-            html = layer_html(document, node, self._points, self._stats_of, self._counter,
-                              self._static_of)
+            html = layer_html(document, node, self._points, self._stats_of, self._static_of)
         self.setHtml(STYLE + html)
         self.verticalScrollBar().setValue(bar)
 

@@ -1,7 +1,7 @@
 """What each cell of the layer tree shows: a mixin of `LayerTreeModel`.
 
-Everything here reads the document through the model's `state` (a per-edit
-`node_info.StateCache`), so a paint asks the core each question once per edit.
+Everything here reads the document, which answers each question once per edit; the
+cells it makes are cached by the model until a change touches them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import QModelIndex, Qt
 
 from freezestudio.core.model.document import PARTIAL
-from freezestudio.core.model.tree import LayerNode, WeightNode
+from freezestudio.core.model.tree import LayerNode, WeightNode, format_shape
 from freezestudio.gui.common import style
 from freezestudio.gui.editor import node_info
 
@@ -47,7 +47,7 @@ _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 class CellsMixin:
-    """Cell contents, tooltips and flags; expects `document`, `state`, `_cache`,
+    """Cell contents, tooltips and flags; expects `document`, `_cache`,
     `_matches`, `_points`, `_bold` and `_italic` from the model."""
 
     def _cached(self, node, key, compute):
@@ -71,7 +71,7 @@ class CellsMixin:
         return self._cached(node, "kind", lambda: self._row_kind(node))
 
     def _row_kind(self, node) -> str:
-        document = self.state  # the document's answers, cached per edit
+        document = self.document
         if isinstance(node, WeightNode) and not node.freezable:
             return ""
         state = document.trainable_state(node)
@@ -108,32 +108,33 @@ class CellsMixin:
             return f"{node.dtype} weight" if weight else node.class_name
         if column == SHAPE:
             if weight:
-                return node_info.format_shape(node.shape)
-            return self.state.output_shape(node)
+                return format_shape(node.shape)
+            return node.output_shape
         if column in _NUMERIC:
-            params, trainable = self.state.counts(node)
-            if params == 0:
+            counts = self.document.counts(node)
+            if counts.params == 0:
                 return ""
-            return f"{params if column == PARAMS else trainable:,}"
+            return f"{counts.params if column == PARAMS else counts.trainable:,}"
         if column == FREEZE:
             kind = self.row_kind(node)
             if weight and not node.freezable:
                 return "fixed"
             return {style.FROZEN: "frozen", style.PARTIAL: "partly"}.get(kind, "")
         if column == GRADIENT:
-            return node_info.gradient_text(self.state, node)[0]
+            return node_info.gradient_text(self.document, node)[0]
         return ""
 
     def _check_state(self, node, column: int):
         if column == FREEZE:
             if isinstance(node, WeightNode) and not node.freezable:
                 return Qt.CheckState.Checked
-            return _CHECK[self.state.trainable_state(node)]
+            return _CHECK[self.document.trainable_state(node)]
         if column == STOP:
             points = self.stop_points(node)
             if not points:
                 return None
-            active = sum(p in self.document.stop_points for p in points)
+            stops = set(self.document.stop_points)
+            active = sum(p in stops for p in points)
             if active == 0:
                 return Qt.CheckState.Unchecked
             return Qt.CheckState.Checked if active == len(points) \
@@ -146,7 +147,7 @@ class CellsMixin:
             return style.icon(kind) if kind else style.icon("blank")
         if column == GRADIENT:
             kind = self._cached(node, "gradkind",
-                                lambda: node_info.gradient_text(self.state, node)[1])
+                                lambda: node_info.gradient_text(self.document, node)[1])
             return style.icon(kind) if kind else None
         return None
 
@@ -181,7 +182,7 @@ class CellsMixin:
             lines = [f"{'■' if p in stops else '□'} {p}" for p in points]
             return "Stop gradient after this output (click to toggle):\n" + "\n".join(lines)
         if column == GRADIENT:
-            return node_info.gradient_reason(self.state, node)
+            return node_info.gradient_reason(self.document, node)
         return None
 
     def _compute_flags(self, node, index):

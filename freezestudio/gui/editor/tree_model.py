@@ -1,11 +1,13 @@
 """The layer tree as a QAbstractItemModel over the core document (no copy of the state).
 
 Rows are the document's own `LayerNode`/`WeightNode` objects (the index's internal
-pointer); every cell is read from the document when asked, through a cache that is
-cleared on every edit. Ticking a checkbox does not touch the document directly: it asks
-the `Editor`, which runs the core operation as an undoable command. The document's
-listener then tells the model to refresh, which emits `dataChanged` per parent instead of
-resetting the model.
+pointer); every cell is read from the document when asked, through a cache of cells.
+Ticking a checkbox does not touch the document directly: it asks the `Editor`, which runs
+the core operation as an undoable command. The document's `DocumentChange` then tells the
+model what to refresh: a freeze drops the cells of the nodes it touched (their subtrees
+and ancestors), a stop-gradient change drops every cell (gradient flow is global), a
+change of weight values drops none (no cell shows values); `dataChanged` goes out per
+parent for those rows instead of a model reset.
 
 The top model is the single top-level row; a layer's children are its nested layers
 followed by its weights.
@@ -25,8 +27,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QFont
 
+from freezestudio.core.model.changes import ChangeKind, DocumentChange
 from freezestudio.core.model.tree import WeightNode
-from freezestudio.gui.editor import node_info
 from freezestudio.gui.editor.tree_cells import (  # noqa: F401 - the model's public names
     _ALL_ROLES,
     _NUMERIC,
@@ -47,6 +49,22 @@ from freezestudio.gui.editor.tree_cells import (  # noqa: F401 - the model's pub
     TRAINABLE,
     CellsMixin,
 )
+
+
+def _affected_rows(nodes) -> set[int]:
+    """Ids of the rows a freeze of `nodes` can change: each node with everything inside it
+    (layers and weights) and every node around it (their aggregates)."""
+    touched: set[int] = set()
+    for node in nodes:
+        layer = node.layer if isinstance(node, WeightNode) else node
+        touched.add(id(node))
+        if not isinstance(node, WeightNode):
+            for sub in node.walk():
+                touched.add(id(sub))
+                touched.update(id(w) for w in sub.weights)
+        touched.add(id(layer))
+        touched.update(id(up) for up in layer.ancestors())
+    return touched
 
 
 def _check_value(value) -> Qt.CheckState:
@@ -75,8 +93,9 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         self._flags: dict = {}
         self._points: dict[str, list[str]] | None = None
         self._matches: set[int] = set()
-        self.state = None
+        self._listener = None
         self._dirty = False
+        self._touched: set[int] | None = set()  # ids of rows to refresh; None: all
         self._bold = QFont()
         self._bold.setBold(True)
         self._italic = QFont()
@@ -87,25 +106,21 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         return self._editor()
 
     # --- document ---------------------------------------------------------------------
-    def set_document(self, document, state: node_info.StateCache | None = None) -> None:
-        """Shows another document (a model reset: the only one a document gets).
+    def set_document(self, document) -> None:
+        """Shows another document, or None (a model reset: the only one a document gets).
 
-        Args:
-            document: the document, or None.
-            state: a `StateCache` of it already warmed up (e.g. by the loading worker).
-        """
+        The previous document's listener is removed."""
         self.beginResetModel()
+        if self.document is not None and self._listener is not None:
+            self.document.remove_listener(self._listener)
+        self._listener = None
         self.document = document
         self._cache.clear()
         self._cells.clear()
         self._flags.clear()
         self._points = None
         self._matches = set()
-        if document is None:
-            self.state = None
-        else:
-            self.state = state if state is not None and state.document is document \
-                else node_info.StateCache(document)
+        self._dirty, self._touched = False, set()
         self._rows = {}
         self._parents = []
         if document is not None:
@@ -115,7 +130,8 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
                     self._rows[id(child)] = row
                 if node.children or node.weights:
                     self._parents.append(node)
-            document.add_listener(self._make_listener(document))
+            self._listener = self._make_listener(document)
+            document.add_listener(self._listener)
         self.endResetModel()
         self.refreshed.emit()
 
@@ -124,22 +140,47 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         cycle: the model is freed as soon as its owner lets go of it)."""
         model_ref = weakref.ref(self)
 
-        def listener():
+        def listener(change: DocumentChange):
             model = model_ref()
             if model is not None and model.document is document:
-                model.invalidate()
+                model.apply_change(change)
         return listener
 
+    def apply_change(self, change: DocumentChange) -> None:
+        """Forgets the cells `change` affects now; repaints them at the next `flush()`."""
+        if change.kind == ChangeKind.WEIGHTS:
+            self.refreshed.emit()  # nothing in the tree shows values; the details pane does
+            return
+        if change.kind == ChangeKind.TRAINABLE and change.nodes and self._touched is not None:
+            touched = _affected_rows(change.nodes)
+            for cache in (self._cache, self._cells):
+                for key in [k for k in cache if k[0] in touched]:
+                    del cache[key]
+            self._touched |= touched
+            self._schedule_flush()
+        else:
+            self.invalidate()
+
     def invalidate(self) -> None:
-        """The document changed: forget cached cells now; repaint at the next `flush()`
-        (the undo stack flushes after each command; other edits at the next event loop)."""
+        """Forget every cached cell now; repaint at the next `flush()` (the undo stack
+        flushes after each command; other edits at the next event loop)."""
         self._cache.clear()
         self._cells.clear()
-        if self.state is not None:
-            self.state.invalidate()
+        self._touched = None
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._dirty:
             self._dirty = True
             QTimer.singleShot(0, self, self.flush)
+
+    def _touched_rows(self, parent, first: int, final: int, touched: set):
+        """The (first, last) rows of `parent` in first..final that were touched, or None."""
+        owner = self.node(parent)
+        children = self.children(owner) if owner is not None else [self.document.root]
+        rows = [row for row in range(first, min(final, len(children) - 1) + 1)
+                if id(children[row]) in touched]
+        return (rows[0], rows[-1]) if rows else None
 
     def set_ranges_provider(self, provider) -> None:
         """`provider()` yields (parent index, first row, last row) runs a view shows.
@@ -156,13 +197,18 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
             yield self._index_of(node), 0, len(node.children) + len(node.weights) - 1
 
     def flush(self) -> None:
-        """Emits dataChanged for the (shown) rows if the document changed since."""
+        """Emits dataChanged for the (shown) rows the document changed since."""
         if not self._dirty or self.document is None:
             return
-        self._dirty = False
+        touched, self._dirty, self._touched = self._touched, False, set()
         last = len(COLUMNS) - 1
         provider = getattr(self, "_ranges_provider", None) or self._all_ranges
         for parent, first, final in provider():
+            if touched is not None:
+                rows = self._touched_rows(parent, first, final, touched)
+                if rows is None:
+                    continue
+                first, final = rows
             self.dataChanged.emit(self.index(first, 0, parent), self.index(final, last, parent),
                                   _ALL_ROLES)
         root = self.index(0, 0)

@@ -254,7 +254,7 @@ class LayerTreeView(QTreeView):
                 shapes_measured += 1
                 shape = model.data(model.index_of(node, SHAPE))
                 widths[SHAPE] = max(widths[SHAPE], metrics.horizontalAdvance(shape or "") + pad)
-        digits = metrics.horizontalAdvance(f"{model.state.counts(model.document.root)[0]:,}")
+        digits = metrics.horizontalAdvance(f"{model.document.counts().params:,}")
         digits += pad
         widths[PARAMS] = max(widths[PARAMS], digits)
         widths[TRAINABLE] = max(widths[TRAINABLE], digits)

@@ -1,8 +1,8 @@
 """Opening, saving and plans: the main window's file workflows (a mixin of `MainWindow`).
 
-Loading and saving run as jobs on the background thread (`workers.JobRunner`); their
-callbacks run on the GUI thread. Questions (trust, custom classes, unsaved changes) and
-errors go through `dialogs`, so tests can answer them.
+Loading and saving run as tasks on the window's background thread (`threads.TaskHost`,
+`window.runner`); their handlers run on the GUI thread. Questions (trust, custom classes,
+unsaved changes) and errors go through `dialogs`, so tests can answer them.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ _FILE_FORMATS = ("keras", "h5")
 
 
 def _load(path: str, trust: bool, modules: tuple, job):
-    """Opens the document and precomputes its static facts (read-only, in the worker)."""
+    """Opens the document and precomputes what the tree shows first (in the worker)."""
     from freezestudio.core.files.loading import open_document
-    from freezestudio.gui.editor.node_info import StateCache
+    from freezestudio.gui.editor.node_info import prepare
 
-    document = open_document(path, trust=trust, custom_object_modules=modules)
-    return document, StateCache(document).warm()
+    return prepare(open_document(path, trust=trust, custom_object_modules=modules))
 
 
 def _save(document, target: str, portable: bool, job):
@@ -56,12 +55,11 @@ class FileFlowsMixin:
         if not self.confirm_discard(then=partial(self.open_path, path, trust, modules)):
             return
         if self._load_job is not None:
-            self._load_job.cancel()
+            self._load_job.abandon()
         self.settings.set_last_directory(path)
         self._load_job = self.runner.submit(
-            partial(_load, path, trust, tuple(modules)), f"Opening {display_name(path)}",
-            on_done=partial(self._loaded, path), on_error=partial(self._load_failed, path, trust,
-                                                                  tuple(modules)))
+            partial(_load, path, trust, tuple(modules)), on_done=partial(self._loaded, path),
+            on_error=partial(self._load_failed, path, trust, tuple(modules)))
         self._page_before_busy = self.pages.currentWidget() if \
             self.pages.currentWidget() is not self.busy else self._page_before_busy
         self.busy.start(f"Opening {display_name(path)}…", self._tf_detail())
@@ -70,18 +68,17 @@ class FileFlowsMixin:
 
     def cancel_loading(self) -> None:
         if self._load_job is not None:
-            self._load_job.cancel()
+            self._load_job.abandon()
             self._load_job = None
         self.pages.setCurrentWidget(self._page_before_busy or self.start_page)
         self.statusBar().showMessage("Opening cancelled", 5000)
         self.load_finished.emit(False)
 
-    def _loaded(self, path: str, result) -> None:
-        document, state = result
+    def _loaded(self, path: str, document) -> None:
         self._load_job = None
         self.settings.add_recent(path)
         self.refresh_recent()
-        self.set_document(document, state)
+        self.set_document(document)
         self.statusBar().showMessage(f"Opened {path}", 5000)
         self.load_finished.emit(True)
 
@@ -177,7 +174,7 @@ class FileFlowsMixin:
         self._saving = True
         self.set_editing_enabled(False)
         self.statusBar().showMessage(f"Saving {target}…")
-        self.runner.submit(partial(_save, self.document, target, portable), f"Saving {target}",
+        self.runner.submit(partial(_save, self.document, target, portable),
                            on_done=partial(self._saved, then, portable),
                            on_error=self._save_failed)
 

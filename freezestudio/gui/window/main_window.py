@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from freezestudio.core.model.tree import LayerNode
 from freezestudio.gui.background.tasks import BackgroundTask
-from freezestudio.gui.background.threads import JobRunner, import_tensorflow_job
+from freezestudio.gui.background.threads import TaskHost, import_tensorflow_task
 from freezestudio.gui.common import dialogs, style
 from freezestudio.gui.editor.details import DetailsPane
 from freezestudio.gui.editor.filter_bar import FilterBar
@@ -66,7 +66,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self._tf_state = "loading"
         self.setWindowIcon(style.icon("app"))
         self.setAcceptDrops(True)
-        self.runner = JobRunner(self)
+        self.runner = TaskHost("freezestudio-worker", self)  # imports, opens, saves
         self.editor = Editor(self)
         self._build()
         self.actions = Actions(self)
@@ -76,8 +76,8 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.refresh_recent()
         self.set_document(None)
         if import_tf:
-            self.runner.submit(import_tensorflow_job, "Importing TensorFlow",
-                               on_done=self._tf_loaded, on_error=self._tf_failed)
+            self.runner.submit(import_tensorflow_task, on_done=self._tf_loaded,
+                               on_error=self._tf_failed)
         else:
             self._tf_state = "ready"
         self._update_tf_label()
@@ -151,16 +151,12 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             self.filter_bar.matches))
 
     # --- document ----------------------------------------------------------------------------
-    def set_document(self, document, state=None) -> None:
-        """Shows `document` in the editor (None: the start page).
-
-        Args:
-            state: optionally a warmed-up `node_info.StateCache` of the document.
-        """
+    def set_document(self, document) -> None:
+        """Shows `document` in the editor (None: the start page)."""
         self.document = document
         self._hiding = False
         self.editor.set_document(document)
-        self.model.set_document(document, state)
+        self.model.set_document(document)
         self.actions.set_classes(document)
         if document is not None:
             self.tree.expand(self.model.index(0, 0))
@@ -190,7 +186,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
 
     @Slot()
     def _on_refreshed(self) -> None:
-        self.summary.update_from(self.document, self.model.state)
+        self.summary.update_from(self.document)
         self._show_current()
         self._update_actions()
 
@@ -205,7 +201,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
     def _show_current(self) -> None:
         node = self.tree.current_node()
         points = self.model.stop_points(node) if node is not None else []
-        self.details.show_node(self.document, node, points, self.model.state)
+        self.details.show_node(self.document, node, points)
 
     def _selected_points(self) -> tuple[list[str], list[str]]:
         points = [p for n in self.tree.selected_nodes() if isinstance(n, LayerNode)
@@ -361,10 +357,8 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         event.accept()
 
     def shutdown(self) -> None:
-        """Stops the background work (waits for running jobs to end)."""
+        """Stops the background work (abandons queued jobs, waits for a running one)."""
         for task in self.background_tasks:
             task.shutdown()
-        if self._load_job is not None:
-            self._load_job.cancel()
         self.runner.shutdown()
         self.editor.dispose()

@@ -7,7 +7,6 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QWidget
 
 from freezestudio.gui.common import style
-from freezestudio.gui.editor.node_info import StateCache
 
 
 def _percent(part: int, whole: int) -> str:
@@ -35,15 +34,15 @@ class SummaryBar(QFrame):
         layout.addWidget(self.recompile)
         self.update_from(None)
 
-    def update_from(self, document, counter=None) -> None:
-        """Shows the document's totals (`counter`: a `node_info.StateCache` to reuse)."""
+    def update_from(self, document) -> None:
+        """Shows the document's totals."""
         if document is None:
             self.totals.setText("No model")
             self.set_recompile(False)
             return
-        counter = counter or StateCache(document)
-        params, trainable = counter.counts(document.root)
-        receiving = counter.receiving()
+        counts = document.counts()
+        params, trainable = counts.params, counts.trainable
+        receiving = document.receiving_params()
         self.totals.setText(
             f"<b>{params:,}</b> params &nbsp;·&nbsp; "
             f"trainable <b>{trainable:,}</b>{_percent(trainable, params)}"

@@ -177,7 +177,7 @@ def test_undo_redo_and_toggling_back_reuse_the_rebuilt_graph(tmp_path):
     assert len(others) >= stop_gradient.REBUILT_GRAPHS_KEPT
     for points in others[:stop_gradient.REBUILT_GRAPHS_KEPT]:
         stop_gradient.set_stop_gradient_points(document, points)
-    assert len(document.rebuilt_graphs) == stop_gradient.REBUILT_GRAPHS_KEPT
+    assert len(stop_gradient._cache(document).rebuilt) == stop_gradient.REBUILT_GRAPHS_KEPT
     stop_gradient.set_stop_gradient_points(document, inner)
     assert document.model is not model and stop_layer_names(document.model)
     for got, want in zip(outputs(document.model, x), expected, strict=True):

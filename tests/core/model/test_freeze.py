@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from freezestudio.core.files.loading import open_document
+from freezestudio.core.model.changes import ChangeKind, DocumentChange
 from freezestudio.core.model.document import PARTIAL
 
 
@@ -154,14 +155,16 @@ def test_nested_sequential_saved_frozen_reloads_frozen(tmp_path):
 
 def test_edit_raises_needs_recompile_and_notifies(files):
     document = open_document(files["mlp"])
-    calls = []
-    document.add_listener(lambda: calls.append(document.counts().trainable))
-    document.needs_recompile = False  # as after a compile by the training engine
-    document.modified = False
+    calls, changes = [], []
+    document.add_listener(lambda change: calls.append(document.counts().trainable))
+    document.add_listener(changes.append)
+    document.mark_compiled()  # as after a compile by the training engine
+    document.mark_unmodified()
     document.set_trainable([document.layer("dense")], False)
     assert document.needs_recompile is True
     assert document.modified is True
     assert calls == [document.counts().trainable] and calls[0] == (6 * 5 + 5) + (5 * 2 + 2)
+    assert changes == [DocumentChange(ChangeKind.TRAINABLE, (document.layer("dense"),))]
 
 
 def test_custom_layer_non_trainable_weight_stays_out_when_unfrozen(files):

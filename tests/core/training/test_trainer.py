@@ -1,26 +1,22 @@
 """The training engine on real (small) models: learning, integrity, gradient norms against
 `tf.GradientTape`, the weight-decay trap, NaN/Inf, cancel and pause."""
 
-import os
+import csv
+import threading
+import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-import csv  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from freezestudio.core.data import Split, TrainingData, load_data  # noqa: E402
-from freezestudio.core.edits.plans import apply_plan as apply_plan_  # noqa: E402, E501
+from freezestudio.core.data import Split, TrainingData, load_data
+from freezestudio.core.edits.plans import apply_plan as apply_plan_
 from freezestudio.core.edits.plans import load_plan, matching_nodes
-from freezestudio.core.files.loading import open_document  # noqa: E402
-from freezestudio.core.files.saving import save_document  # noqa: E402
-from freezestudio.core.model.signature import model_io  # noqa: E402
-from freezestudio.core.training.config import (  # noqa: E402
+from freezestudio.core.files.loading import open_document
+from freezestudio.core.files.saving import save_document
+from freezestudio.core.model.signature import model_io
+from freezestudio.core.training.config import (
     CANCELLED,
     COMPLETED,
     DIVERGED,
@@ -28,9 +24,9 @@ from freezestudio.core.training.config import (  # noqa: E402
     TrainingConfig,
     TrainingControl,
 )
-from freezestudio.core.training.run_logs import GRAD_NORM_PREFIX, MetricsCsvWriter  # noqa: E402
-from freezestudio.core.training.trainer import Trainer  # noqa: E402
-from freezestudio.resources import DEMO_DIR  # noqa: E402
+from freezestudio.core.training.run_logs import GRAD_NORM_PREFIX, MetricsCsvWriter
+from freezestudio.core.training.trainer import Trainer
+from freezestudio.resources import DEMO_DIR
 
 
 def demo(name, plan=None):
@@ -553,7 +549,7 @@ def test_preview_losses_reads_without_touching_the_document():
     from freezestudio.core.training.trainer import preview_losses
 
     document = demo("text_classifier", "text_plan.json")
-    document.modified = False
+    document.mark_unmodified()
     data = demo_data(document, 64)
     (choice,) = preview_losses(document, data)
     assert choice.describe() == ("sparse_categorical_crossentropy: the model's saved "

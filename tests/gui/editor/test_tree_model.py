@@ -188,17 +188,53 @@ def test_filter_matches_are_highlighted(tree):
     assert model.data(model.index_of(node), Qt.ItemDataRole.BackgroundRole) != before
 
 
-def test_the_state_cache_agrees_with_the_document(tree):
+def test_the_cells_agree_with_the_document_after_edits(tree):
+    """The cell cache is dropped for exactly what an edit touches: after freezing a
+    container, unfreezing one weight inside it and a stop-gradient point, every row shows
+    what the document answers."""
     model, editor, document = tree
-    editor.set_trainable([document.layer("backbone")], False)
-    editor.set_trainable([document.weight("backbone/conv:bias")], True)
-    editor.set_stop_points(add=["head_dense"])
+    for edit in (lambda: editor.set_trainable([document.layer("backbone")], False),
+                 lambda: editor.set_trainable([document.weight("backbone/conv:bias")], True),
+                 lambda: editor.set_stop_points(add=["head_dense"])):
+        for node in model.iter_nodes():  # fill the cache before the edit
+            model.data(model.index_of(node, FREEZE), CHECK)
+            model.data(model.index_of(node, GRADIENT))
+        edit()
+        model.flush()
+        for node in model.iter_nodes():
+            check = model.data(model.index_of(node, FREEZE), CHECK)
+            state = document.trainable_state(node)
+            if getattr(node, "freezable", True):
+                assert check == {True: UNCHECKED, False: CHECKED, "partial": PARTIAL}[state], node
+            if hasattr(node, "children"):
+                counts = document.counts(node)
+                shown = model.data(model.index_of(node, TRAINABLE))
+                assert shown == (f"{counts.trainable:,}" if counts.params else ""), node
+
+
+def test_a_freeze_repaints_only_the_rows_it_touches(tree, qtbot):
+    model, editor, document = tree
+    changed = []
+    model.dataChanged.connect(lambda first, last, roles: changed.append(
+        {model.node(first.siblingAtRow(r)).__class__.__name__ + ":" +
+         getattr(model.node(first.siblingAtRow(r)), "path", "")
+         or model.node(first.siblingAtRow(r)).id for r in range(first.row(), last.row() + 1)}))
+    head = document.layer("head_dense")
+    editor.set_trainable([head], False)
     model.flush()
-    cache = model.state
-    for node in model.iter_nodes():
-        assert cache.trainable_state(node) == document.trainable_state(node)
-        assert cache.receives_gradient(node) == document.receives_gradient(node), node
-        if hasattr(node, "children"):
-            counts = document.counts(node)
-            assert cache.counts(node) == (counts.params, counts.trainable)
-            assert cache.receiving(node) == document.receiving_params(node)
+    rows = set().union(*changed)
+    assert "LayerNode:head_dense" in rows and "LayerNode:" in rows  # itself and the top row
+    assert "LayerNode:backbone" not in rows  # a sibling the freeze did not touch
+
+
+def test_switching_documents_disconnects_the_old_one(tree, model_files):
+    model, editor, document = tree
+    other = open_document(model_files["nested"])
+    model.set_document(other)
+    editor.set_document(other)
+    changes = []
+    document.add_listener(changes.append)
+    document.set_trainable([document.layer("head_dense")], False)  # the old one, edited
+    assert changes and not model._dirty  # the model no longer listens to it
+
+

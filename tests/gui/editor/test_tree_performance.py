@@ -41,13 +41,13 @@ def test_nasnet_reset_and_freeze_all_are_fast(qtbot, window, nasnet_document, ca
     assert len(document.root.children) == 771
     window.resize(1280, 800)
     qtbot.waitExposed(window)
-    from freezestudio.gui.editor.node_info import StateCache
+    from freezestudio.gui.editor.node_info import prepare
 
     warm = Clock()
-    state = StateCache(document).warm()  # done by the loading worker, off the GUI thread
+    prepare(document)  # done by the loading worker, off the GUI thread
     warm = warm.stop()
     clock = Clock()
-    window.set_document(document, state)  # what a load does on the GUI thread
+    window.set_document(document)  # what a load does on the GUI thread
     window.tree.viewport().repaint()
     full_open = clock.stop()
     resets = []
