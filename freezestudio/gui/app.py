@@ -1,6 +1,7 @@
 """Starting the GUI: `run_gui` is what `freezestudio [FILE] [--screenshot OUT.png]` calls.
 
-The window appears before TensorFlow is imported (that happens on the worker thread).
+The window appears before TensorFlow is imported (the first task of the window's
+background thread, `background.threads.TaskHost`).
 Without a display on Linux it says so in one line and returns 2 instead of letting Qt
 abort.
 """

@@ -3,15 +3,17 @@
 The dialog lists `available_formats(document)`, shows only the options that apply to
 the chosen format, suggests a destination with the format's usual suffix, and checks the
 request with the core's `check_request` before starting (a bad destination or a missing
-optional package is reported at once, with the install command). The export runs on the
-`export_worker.ExportRunner`'s thread with a progress bar and Cancel; at the end the verification
-report (`ExportReport.lines()`) is shown in the dialog. Errors are dialogs with the core's
+optional package is reported at once, with the install command). The export runs as a
+task (`worker.run_export`) on the export feature's own `TaskHost`, with a progress bar and
+Cancel; at the end the verification report (`ExportReport.lines()`) is shown in the
+dialog. Errors are dialogs with the core's
 one-line message (`dialogs.show_error`), never a traceback.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
@@ -37,8 +39,9 @@ from PySide6.QtWidgets import (
 
 from freezestudio.core.errors import UserError
 from freezestudio.gui.background.tasks import BackgroundTask
+from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
-from freezestudio.gui.export.worker import ExportRequest, ExportRunner
+from freezestudio.gui.export.worker import ExportRequest, run_export
 
 DESCRIPTIONS = {
     "keras": "Keras (.keras): the editable model, flags kept",
@@ -66,13 +69,19 @@ def get_export_path(parent, fmt: str, suggested: str) -> str | None:
 class ExportDialog(QDialog):
     """The Export dialog for one document (see the module docstring).
 
+    Args:
+        document: the model to export.
+        runner: the `TaskHost` exports run on (one at a time).
+        parent: the window.
+        directory: where to suggest the destination (default: beside the model).
+
     Signals:
         done(object): an export ended and its outcome was shown (the `ExportOutcome`).
     """
 
     done = Signal(object)
 
-    def __init__(self, document, runner: ExportRunner, parent: QWidget | None = None,
+    def __init__(self, document, runner: TaskHost, parent: QWidget | None = None,
                  directory: str = ""):
         from freezestudio.core.export import available_formats
         from freezestudio.core.export.options import DEFAULT_OPSET, DEFAULT_TOLERANCE
@@ -81,6 +90,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export Model")
         self.document, self.runner = document, runner
         self.outcome = None
+        self.task: TaskState | None = None  # the export running, if any
         self._close_when_done = False
         self.format = QComboBox()
         for fmt in available_formats(document):
@@ -142,9 +152,6 @@ class ExportDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.reject)
         self.verify.toggled.connect(self.tolerance.setEnabled)
-        self.runner.progress.connect(self._on_progress)
-        self.runner.finished.connect(self._on_finished)
-        self.finished.connect(self._detach)
         self._format_changed()
         self._set_running(False)
 
@@ -213,7 +220,7 @@ class ExportDialog(QDialog):
         """Checks the request (`check_request`) and starts the export. False if refused."""
         from freezestudio.core.export import MissingDependencyError, check_request
 
-        if self.runner.busy():
+        if self.runner.is_busy():
             return False
         out = self.destination.text().strip()
         try:
@@ -232,13 +239,15 @@ class ExportDialog(QDialog):
         self.progress.setValue(0)
         self.status.setText("starting…")
         self._set_running(True)
-        self.runner.start(ExportRequest(self.document, self.fmt(), out, options))
+        request = ExportRequest(self.document, self.fmt(), out, options)
+        self.task = self.runner.submit(partial(run_export, request), on_done=self._on_finished,
+                                       on_progress=self._on_progress)
         return True
 
     @Slot()
     def cancel(self) -> None:
-        if self.runner.busy():
-            self.runner.cancel()
+        if self.task is not None:
+            self.task.cancel()
             self.status.setText("cancelling after the current step…")
             self.cancel_button.setEnabled(False)
 
@@ -249,16 +258,13 @@ class ExportDialog(QDialog):
         self.cancel_button.setEnabled(running)
         self.cancel_button.setVisible(running)
 
-    @Slot(float, str)
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 1000))
         self.progress.setFormat(f"{fraction:.0%}")
         self.status.setText(message)
 
-    @Slot(object)
     def _on_finished(self, outcome) -> None:
-        if outcome.request.document is not self.document:
-            return
+        self.task = None
         self.outcome = outcome
         self._set_running(False)
         report = outcome.report
@@ -282,15 +288,9 @@ class ExportDialog(QDialog):
         if self._close_when_done:
             super().reject()
 
-    @Slot()
-    def _detach(self, *_args) -> None:
-        """A closed dialog stops listening to the runner (the next dialog does)."""
-        self.runner.progress.disconnect(self._on_progress)
-        self.runner.finished.disconnect(self._on_finished)
-
     def reject(self) -> None:
-        """Closing while exporting cancels, then closes when the worker has stopped."""
-        if self.runner.busy():
+        """Closing while exporting cancels, then closes when the export has stopped."""
+        if self.task is not None:
             self._close_when_done = True
             self.cancel()
             return
@@ -321,7 +321,7 @@ class ExportFeature(QObject, BackgroundTask):
     def __init__(self, window):
         super().__init__(window)
         self.window = window
-        self.runner = ExportRunner(self)
+        self.runner = TaskHost("freezestudio-export", self)
         self.dialog: ExportDialog | None = None
         self.action = QAction(export_icon(), "&Export…", window)
         self.action.setShortcut("Ctrl+E")

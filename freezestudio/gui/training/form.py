@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.training.config import CACHE_MODES, OPTIMIZERS, SCHEDULES, TrainingConfig
-from freezestudio.gui.training.worker import DEMO_SOURCE, DataSpec
+from freezestudio.core.training.preview import DEMO_SOURCE, DataSpec
 
 DATA_FILTER = "Training data (*.npz *.csv);;All files (*)"
 LEARNING_RATES = ("1e-2", "3e-3", "1e-3", "3e-4", "1e-4", "3e-5", "1e-5")

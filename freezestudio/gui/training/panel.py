@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from freezestudio.gui.plots.training_plots import TrainingPlots
 from freezestudio.gui.training.form import ConfigForm, DataSourceBox
-from freezestudio.gui.training.worker import IDLE, PAUSED, PREPARING, RUNNING, STOPPING
+from freezestudio.gui.training.support import PanelState
 
 
 def format_eta(seconds: float) -> str:
@@ -58,7 +58,7 @@ class TrainingPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.state = IDLE
+        self.state = PanelState.IDLE
         self.info = None
         self.last_step = None
         self.data_box = DataSourceBox()
@@ -118,37 +118,38 @@ class TrainingPanel(QWidget):
         self.data_box.changed.connect(self.data_changed)
         self.plots.redrawn.connect(self._refresh_progress)
         self.can_start = False
-        self.set_state(IDLE)
+        self.set_state(PanelState.IDLE)
 
     # --- state ------------------------------------------------------------------------
-    def set_state(self, state: str) -> None:
+    def set_state(self, state: PanelState) -> None:
         self.state = state
-        busy = state != IDLE
+        busy = state != PanelState.IDLE
         self.start_button.setEnabled(not busy and self.can_start)
-        self.pause_button.setEnabled(state in (RUNNING, PAUSED))
-        self.stop_button.setEnabled(state in (PREPARING, RUNNING, PAUSED))
+        self.pause_button.setEnabled(state in (PanelState.RUNNING, PanelState.PAUSED))
+        self.stop_button.setEnabled(state in (PanelState.PREPARING, PanelState.RUNNING,
+                                              PanelState.PAUSED))
         for widget in (self.data_box, self.form):
             widget.setEnabled(not busy)
         has_run = self.plots.metrics is not None and self.plots.metrics.count > 0
         self.save_plots.setEnabled(has_run)
         self.save_metrics.setEnabled(has_run and not busy)
         self.pause_button.blockSignals(True)
-        self.pause_button.setChecked(state == PAUSED)
-        self.pause_button.setText("Resume" if state == PAUSED else "Pause")
+        self.pause_button.setChecked(state == PanelState.PAUSED)
+        self.pause_button.setText("Resume" if state == PanelState.PAUSED else "Pause")
         self.pause_button.blockSignals(False)
-        if state == PREPARING:
+        if state == PanelState.PREPARING:
             self.progress.setRange(0, 0)  # busy indicator until the first step
             self.progress.setFormat("")
             self.rate.setText("preparing (data, model, first step)…")
-        elif state == PAUSED:
+        elif state == PanelState.PAUSED:
             self.rate.setText("paused")
-        elif state == STOPPING:
+        elif state == PanelState.STOPPING:
             self.rate.setText("stopping…")
 
     def set_can_start(self, ok: bool) -> None:
         """Whether Start is possible now (a document and data that fit it)."""
         self.can_start = ok
-        self.start_button.setEnabled(ok and self.state == IDLE)
+        self.start_button.setEnabled(ok and self.state == PanelState.IDLE)
 
     # --- a run --------------------------------------------------------------------------
     def run_started(self, info) -> None:
@@ -183,7 +184,7 @@ class TrainingPanel(QWidget):
         self.progress.setValue(report.step)
         self.progress.setFormat(f"epoch {report.epoch}/{info.epochs} · step {report.step}/"
                                 f"{info.total_steps}")
-        if self.state == RUNNING:
+        if self.state == PanelState.RUNNING:
             self.rate.setText(f"{report.steps_per_second:.1f} steps/s · ETA "
                               f"{format_eta(report.eta_seconds)} · loss {report.loss:.4f}")
 
@@ -200,7 +201,7 @@ class TrainingPanel(QWidget):
         self.rate.setText(lines[0] if lines else "")
         self.rate.setToolTip("\n".join(lines))
         self.tabs.setCurrentWidget(self.result)
-        self.set_state(IDLE)
+        self.set_state(PanelState.IDLE)
         self.rate.setStyleSheet("" if ok else "color: #c0392b")
 
     def highlight(self, paths: list) -> None:

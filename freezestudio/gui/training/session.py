@@ -1,10 +1,12 @@
-"""Training inside the main window: the dock, the worker thread, the lock and the undo.
+"""Training inside the main window: the dock, the background thread, the lock and the undo.
 
 `install_training(window)` adds a "Training" dock (hidden until asked for), a Training
 menu and a toolbar button, and returns the `TrainingSession` that drives a run:
 
-- the worker (`training_worker.TrainingWorker`) lives on its own QThread; its signals go
-  to `@Slot` methods of this main-thread object;
+- data previews (`read_preview`) and runs (`worker.train`) are tasks on the session's
+  own `TaskHost`; their handlers here run on the GUI thread (a preview replaced by a
+  newer one is abandoned; a run's events and outcome carry its run id, so those of an
+  earlier run are ignored);
 - while a run is going, the document is read-only: every edit goes through
   `Editor.run` (the undo stack's single entry point), which the session guards with a
   status-bar message; undo/redo, save, opening another model and export wait too;
@@ -22,25 +24,28 @@ before the document is replaced or saved, stopped at shutdown), plus `actions`, 
 
 from __future__ import annotations
 
+from functools import partial
+
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QStyle
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.training.config import CANCELLED, COMPLETED, TrainingControl
+from freezestudio.core.training.config import (
+    CANCELLED,
+    COMPLETED,
+    EpochReport,
+    RunInfo,
+    StepReport,
+    TrainingControl,
+)
+from freezestudio.core.training.preview import Preview, read_preview
 from freezestudio.gui.background.tasks import BackgroundTask
+from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
 from freezestudio.gui.training import support
-from freezestudio.gui.training.worker import (
-    IDLE,
-    PAUSED,
-    PREPARING,
-    RUNNING,
-    STOPPING,
-    TrainingThread,
-    TrainingWorker,
-    TrainRequest,
-)
+from freezestudio.gui.training.support import PanelState
+from freezestudio.gui.training.worker import TrainRequest, train
 
 READ_ONLY_MESSAGE = "Training is running: the model is read-only until the run ends"
 STOP_TIMEOUT_S = 120
@@ -52,12 +57,15 @@ class TrainingSession(QObject, BackgroundTask):
     Signals:
         preview_shown(object): a data preview was shown (the `Preview`).
         run_done(object): a run's outcome was applied (the `RunOutcome`).
+
+    Attributes:
+        runner: the `TaskHost` of previews and runs.
+        run_task: the `TaskState` of the latest run (kept after it ended; its `result`
+            is the `RunOutcome`).
     """
 
     preview_shown = Signal(object)
     run_done = Signal(object)
-    _preview = Signal(object, object)
-    _train = Signal(object)
 
     def __init__(self, window):
         super().__init__(window)
@@ -74,22 +82,11 @@ class TrainingSession(QObject, BackgroundTask):
         self.document = None
         self.preview = None
         self.control: TrainingControl | None = None
+        self.run_task: TaskState | None = None
+        self._preview_task: TaskState | None = None
         self._run_id = 0
         self._handled = 0
-        self._shut = False
-        self.thread = TrainingThread()
-        self.thread.setObjectName("freezestudio-training")
-        self.worker = TrainingWorker()
-        self.worker.moveToThread(self.thread)
-        self._preview.connect(self.worker.preview)
-        self._train.connect(self.worker.train)
-        self.worker.preview_ready.connect(self._on_preview)
-        self.worker.run_started.connect(self._on_run_started)
-        self.worker.step_finished.connect(self._on_step)
-        self.worker.epoch_finished.connect(self._on_epoch)
-        self.worker.run_finished.connect(self._on_run_finished)
-        self.thread.finished.connect(self.worker.deleteLater)
-        self.thread.start()
+        self.runner = TaskHost("freezestudio-training", self)
         self.start_action = QAction("&Start Training", window)
         self.start_action.triggered.connect(self.start)
         self.stop_action = QAction("St&op Training", window)
@@ -178,21 +175,29 @@ class TrainingSession(QObject, BackgroundTask):
 
     @Slot()
     def request_preview(self) -> None:
-        """Reads the chosen data on the worker thread and checks them against the model."""
+        """Reads the chosen data in the background and checks them against the model
+        (an earlier request still pending is abandoned)."""
         if self.panel is None:
             return
+        if self._preview_task is not None:
+            self._preview_task.abandon()
+            self._preview_task = None
         spec = self.panel.data_box.spec()
         self.preview = None
         self.panel.set_can_start(False)
         if self.document is None or spec is None:
             return
         self.panel.data_box.show_message("Reading the data…")
-        self._preview.emit(self.document, spec)
+        document = self.document
+        self._preview_task = self.runner.submit(
+            lambda state: read_preview(document, spec), on_done=self._on_preview,
+            on_error=partial(self._on_preview_failed, spec))
 
-    @Slot(object)
+    def _on_preview_failed(self, spec, task: TaskState) -> None:
+        self._on_preview(Preview(spec, error=f"{type(task.error).__name__}: {task.error}"))
+
     def _on_preview(self, preview) -> None:
-        if preview.spec != self.panel.data_box.spec():
-            return  # an older request
+        self._preview_task = None
         self.preview = preview
         self.panel.data_box.show_preview(preview)
         self.panel.form.set_auto_loss(", ".join(name for name, _ in preview.losses),
@@ -204,7 +209,7 @@ class TrainingSession(QObject, BackgroundTask):
 
     # --- a run --------------------------------------------------------------------------------
     def is_running(self) -> bool:
-        return self.panel is not None and self.panel.state != IDLE
+        return self.panel is not None and self.panel.state != PanelState.IDLE
 
     @Slot()
     def start(self) -> bool:
@@ -236,59 +241,51 @@ class TrainingSession(QObject, BackgroundTask):
         self.control = TrainingControl()
         request = TrainRequest(self.document, spec, config, self.control, data, self._run_id)
         self._lock(True)
-        self.panel.set_state(PREPARING)
-        self.worker.begin()
-        self._train.emit(request)
+        self.panel.set_state(PanelState.PREPARING)
+        self.run_task = self.runner.submit(partial(train, request), on_done=self._apply,
+                                           on_partial=partial(self._on_run_event, self._run_id))
         self.window.statusBar().showMessage("Training started", 3000)
         return True
 
     @Slot(bool)
     def set_paused(self, paused: bool) -> None:
-        if self.control is None or self.panel.state not in (RUNNING, PAUSED):
+        running = (PanelState.RUNNING, PanelState.PAUSED)
+        if self.control is None or self.panel.state not in running:
             return
         if paused:
             self.control.pause()
-            self.panel.set_state(PAUSED)
+            self.panel.set_state(PanelState.PAUSED)
         else:
             self.control.resume()
-            self.panel.set_state(RUNNING)
+            self.panel.set_state(PanelState.RUNNING)
 
     @Slot()
     def stop(self) -> None:
         """Asks the run to stop (within one step); the outcome arrives as usual."""
-        if self.control is not None and self.is_running():
-            self.control.cancel()
-            self.panel.set_state(STOPPING)
+        if self.run_task is not None and self.is_running():
+            self.run_task.cancel()
+            self.panel.set_state(PanelState.STOPPING)
 
     def stop_and_wait(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Stops the run and blocks until the worker has finished it, then applies the
-        outcome (so the trained weights are on the undo stack before anything else)."""
+        """Stops the run and blocks until its task has ended, then applies the outcome
+        (so the trained weights are on the undo stack before anything else)."""
         if not self.is_running():
             return
         self.stop()
-        if self.worker.idle.wait(timeout_s) and self.worker.outcome is not None:
-            self._apply(self.worker.outcome)
+        if self.run_task.wait(timeout_s):
+            self._apply(self.run_task.result)
 
-    @Slot(int, object)
-    def _on_run_started(self, run_id: int, info) -> None:
-        if run_id == self._run_id and self.panel.state == PREPARING:
-            self.panel.run_started(info)
-            self.panel.set_state(RUNNING)
+    def _on_run_event(self, run_id: int, event) -> None:
+        if run_id != self._run_id:
+            return
+        if isinstance(event, StepReport):
+            self.panel.step_finished(event)
+        elif isinstance(event, EpochReport):
+            self.panel.epoch_finished(event)
+        elif isinstance(event, RunInfo) and self.panel.state == PanelState.PREPARING:
+            self.panel.run_started(event)
+            self.panel.set_state(PanelState.RUNNING)
             self.panel.highlight(support.layer_paths_of(self.window.tree.selected_nodes()))
-
-    @Slot(int, object)
-    def _on_step(self, run_id: int, report) -> None:
-        if run_id == self._run_id:
-            self.panel.step_finished(report)
-
-    @Slot(int, object)
-    def _on_epoch(self, run_id: int, report) -> None:
-        if run_id == self._run_id:
-            self.panel.epoch_finished(report)
-
-    @Slot(object)
-    def _on_run_finished(self, outcome) -> None:
-        self._apply(outcome)
 
     def _apply(self, outcome) -> None:
         if outcome.run_id != self._run_id or self._handled == outcome.run_id:
@@ -352,14 +349,8 @@ class TrainingSession(QObject, BackgroundTask):
 
     # --- shutdown -----------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stops a run (without asking) and the worker thread; waits for both."""
-        if self._shut:
-            return
-        self._shut = True
-        if self.control is not None:
-            self.control.cancel()
-        self.thread.quit()
-        self.thread.wait()
+        """Stops a run (without asking) and the background thread; waits for both."""
+        self.runner.shutdown(STOP_TIMEOUT_S)
 
 
 def install_training(window) -> TrainingSession:

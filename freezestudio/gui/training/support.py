@@ -1,9 +1,11 @@
-"""Small pieces of the training session: questions and file choosers (module functions,
-so tests can answer them), the undo command of a run, the tree selection as layers, the
-outcome as lines, and saving the plots (PNG) and metrics (CSV)."""
+"""Small pieces of the training session: the panel's run states, questions and file
+choosers (module functions, so tests can answer them), the undo command of a run, the
+tree selection as layers, the outcome as lines, and saving the plots (PNG) and metrics
+(CSV)."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 from PySide6.QtGui import QUndoCommand
@@ -13,6 +15,16 @@ from freezestudio.core.errors import UserError
 from freezestudio.core.model.tree import LayerNode, WeightNode
 from freezestudio.core.training.integrity import WeightSnapshot
 from freezestudio.gui.common import dialogs
+
+
+class PanelState(str, Enum):
+    """Where the training panel's run is (compares equal to its lower-case name)."""
+
+    IDLE = "idle"  # no run: the settings can change, Start is possible
+    PREPARING = "preparing"  # started: reading data, building, tracing the first step
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"  # Stop was asked for: the run ends after its current step
 
 
 def ask_stop_training(parent) -> bool:

@@ -82,7 +82,7 @@ def test_a_bad_destination_is_refused_with_an_error_dialog(qtbot, dialog, answer
     assert not dialog.start()
     assert len(answers["errors"]) == 1 and expected in answers["errors"][0]
     assert "Traceback" not in answers["errors"][0]
-    assert not dialog.runner.busy()
+    assert not dialog.runner.is_busy()
 
 
 def test_a_missing_optional_package_names_the_install_command(dialog, answers, monkeypatch,

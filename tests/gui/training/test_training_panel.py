@@ -7,26 +7,24 @@ event-loop stall during a run and the redraw rate are printed (pytest -s shows t
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
-from freezestudio.core.training.config import TrainingConfig, TrainingControl
+from freezestudio.core.training.config import RunInfo, StepReport, TrainingConfig, TrainingControl
+from freezestudio.core.training.preview import DataSpec
+from freezestudio.gui.background.threads import TaskHost
 from freezestudio.gui.export.dialog import install_export
 from freezestudio.gui.plots.training_plots import REDRAW_INTERVAL_MS
 from freezestudio.gui.training import support as training_support
 from freezestudio.gui.training.session import install_training
-from freezestudio.gui.training.worker import (
-    IDLE,
-    PAUSED,
-    RUNNING,
-    DataSpec,
-    TrainingThread,
-    TrainingWorker,
-    TrainRequest,
-)
+from freezestudio.gui.training.support import PanelState
+from freezestudio.gui.training.worker import TrainRequest, train
 from freezestudio.resources import DEMO_DIR
+
+IDLE, PAUSED, RUNNING = PanelState.IDLE, PanelState.PAUSED, PanelState.RUNNING
 
 DEMO = DEMO_DIR
 CNN = DEMO / "cnn_transfer.keras"
@@ -78,7 +76,7 @@ def session(qtbot, window, open_and_wait):
     assert training.preview.error == "" and training.panel.start_button.isEnabled()
     yield training
     window.close()
-    assert training.thread.isFinished(), "the training QThread is still running"
+    assert training.runner.thread.isFinished(), "the training QThread is still running"
 
 
 def run(qtbot, session, **settings) -> object:
@@ -100,60 +98,48 @@ def weights(document) -> dict:
     return {w.id: np.array(w.variable.numpy()) for w in document.weights}
 
 
-# --- the worker alone ------------------------------------------------------------------
+# --- the training task alone ------------------------------------------------------------
 class _Main(QObject):
-    """Main-thread end of the worker's signals (connected to @Slot methods, so Qt queues
-    each call into this thread); records which thread ran them."""
+    """Main-thread end of the task's handlers (the host calls them from its queued slots);
+    records which thread ran them."""
 
-    train = Signal(object)
     done = Signal(object)
 
     def __init__(self):
         super().__init__()
         self.steps, self.infos, self.threads = [], [], set()
 
-    @Slot(int, object)
-    def on_started(self, run_id, info):
-        self.infos.append(info)
+    def on_event(self, event):
+        if isinstance(event, RunInfo):
+            self.infos.append(event)
+        elif isinstance(event, StepReport):
+            self.steps.append(event.step)
         self.threads.add(QThread.currentThread())
 
-    @Slot(int, object)
-    def on_step(self, run_id, report):
-        self.steps.append(report.step)
-        self.threads.add(QThread.currentThread())
-
-    @Slot(object)
     def on_finished(self, outcome):
         self.threads.add(QThread.currentThread())
         self.done.emit(outcome)
 
 
-def test_worker_trains_on_its_thread_and_reports_by_queued_signals(qtbot, keras):
+def test_the_task_trains_on_its_thread_and_reports_to_the_gui_thread(qtbot, keras):
     from freezestudio.core.files.loading import open_document
 
     document = open_document(CNN)
-    thread, worker, main = TrainingThread(), TrainingWorker(), _Main()
-    worker.moveToThread(thread)
-    main.train.connect(worker.train)
-    worker.run_started.connect(main.on_started)
-    worker.step_finished.connect(main.on_step)
-    worker.run_finished.connect(main.on_finished)
-    thread.start()
+    host, main = TaskHost("test-training"), _Main()
     try:
         request = TrainRequest(document, DataSpec("demo"), TrainingConfig(epochs=1, seed=0),
                                TrainingControl(), run_id=7)
-        worker.begin()
         with qtbot.waitSignal(main.done, timeout=RUN_TIMEOUT_MS) as blocker:
-            main.train.emit(request)
+            task = host.submit(partial(train, request), on_done=main.on_finished,
+                               on_partial=main.on_event)
         outcome = blocker.args[0]
     finally:
-        thread.quit()
-        assert thread.wait(30_000)
+        assert host.shutdown(30)
     assert main.threads == {main.thread()}  # every report handled in the GUI thread
     assert outcome.run_id == 7 and outcome.error == ""
     assert outcome.result.status == "completed"
     assert main.steps == list(range(1, main.infos[0].total_steps + 1))
-    assert worker.idle.is_set()
+    assert task.wait(0) and task.result is outcome
     assert set(outcome.before) == set(outcome.after) == set(outcome.result.integrity.changed)
     assert outcome.before and all(not np.array_equal(outcome.before[k], outcome.after[k])
                                   for k in outcome.before)
@@ -246,7 +232,7 @@ def test_tracing_a_large_model_does_not_starve_the_event_loop(qtbot, window, ope
               f"({meter.longest_at:.2f} s after Start)")
     assert stall_ms < LARGE_MODEL_STALL_LIMIT_MS
     window.close()
-    assert training.thread.isFinished()
+    assert training.runner.thread.isFinished()
 
 
 def test_heatmap_rows_are_empty_exactly_for_layers_without_gradient(qtbot, window, session):
@@ -324,8 +310,8 @@ def test_closing_the_window_during_a_run_asks_then_stops_and_waits(qtbot, window
     assert window.close()  # "yes": stopped, waited for, applied, then closed
     assert len(asked) == 2
     assert not session.is_running()
-    assert session.thread.isFinished()
-    assert session.worker.outcome.result.status == "cancelled"
+    assert session.runner.thread.isFinished()
+    assert session.run_task.result.result.status == "cancelled"
 
 
 def test_data_that_do_not_fit_are_refused_with_the_message_shown(qtbot, window, session,
