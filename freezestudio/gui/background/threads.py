@@ -19,7 +19,7 @@ Cancelling is one idiom, a `threading.Event` per task:
   a newer one replaced);
 - `TaskHost.shutdown()` abandons every task, stops the thread and waits for it.
 
-Traps this module handles (measured with PySide6 6.12 / TF 2.21):
+Traps this module handles (seen with PySide6 6.12 and TensorFlow 2.21):
 - with a plain QThread, each queued slot call runs under a fresh Python thread state
   (PySide's PyGILState_Ensure/Release around the call), so TensorFlow's per-thread eager
   context, created by one task, is gone by the next and loading a model segfaults.
@@ -36,7 +36,7 @@ Traps this module handles (measured with PySide6 6.12 / TF 2.21):
 One host runs its tasks one after the other, so the TensorFlow import queued at start-up
 finishes before a model load starts (two threads importing TensorFlow at once can
 deadlock on the import locks). Each feature has its own host (the window: import, open,
-save; training: previews and runs; export): a run or an export takes minutes and must not
+save; training: previews and runs; export): a run or an export can take minutes and must not
 wait behind, nor hold up, opening and saving. They never import TensorFlow concurrently:
 training and export only start on a loaded document, so after the window's host has
 imported it.
