@@ -1,7 +1,8 @@
 """Command line: no sub-command starts the GUI; sub-commands run headless (docs/architecture.md).
 
-Exit codes: 0 success, 2 user error (one line `freezestudio: error: ...` on stderr),
-1 unexpected failure (short message; the traceback goes to a log file).
+Exit codes: `commands.exit_codes.ExitCode` (0 success, 2 user error with one line
+`freezestudio: error: ...` on stderr, 1 unexpected failure with the traceback in a log
+file, 3 an integrity violation after training, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import traceback
 import warnings
 from pathlib import Path
 
+from freezestudio.commands.exit_codes import ExitCode
 from freezestudio.core.errors import UserError
-
-EXIT_OK, EXIT_FAILURE, EXIT_USER_ERROR = 0, 1, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,22 +73,22 @@ def main(argv: list[str] | None = None) -> int:
             return commands[args.command].run(args)
         if argv and argv[0] in ("-h", "--help"):
             build_parser(commands).print_help()
-            return EXIT_OK
+            return ExitCode.OK
         args = build_gui_parser().parse_args(argv)
         from freezestudio.gui.app import run_gui
 
         return run_gui(args.file, screenshot=args.screenshot)
     except UserError as exc:
         print(f"freezestudio: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return ExitCode.USER_ERROR
     except BrokenPipeError:
         sys.stdout = None  # the reader went away (e.g. `| head`): nothing left to say
-        return EXIT_OK
+        return ExitCode.OK
     except KeyboardInterrupt:
         print("freezestudio: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - last resort: short message, traceback in a log
         log = _log_failure()
         print(f"freezestudio: unexpected failure: {type(exc).__name__}: {exc} "
               f"(details in {log})", file=sys.stderr)
-        return EXIT_FAILURE
+        return ExitCode.FAILURE

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.commands.exit_codes import ExitCode
 
 HELP = "apply a plan or freeze/unfreeze/stop-gradient edits and save the result"
 
@@ -30,4 +31,4 @@ def run(args) -> int:
           f"params trainable, {receiving}")
     for note in report.notes:
         print(f"note: {note}")
-    return 0
+    return ExitCode.OK

@@ -8,6 +8,7 @@ import sys
 import tempfile
 
 from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.commands.exit_codes import ExitCode
 from freezestudio.core.export.options import DEFAULT_TOLERANCE, FORMATS
 
 HELP = ("export as .keras/.h5, SavedModel, TFLite, ONNX or a frozen graph, verified against "
@@ -70,4 +71,4 @@ def run(args) -> int:
         raise
     for line in report.lines():
         print(line)
-    return 0
+    return ExitCode.OK

@@ -6,6 +6,7 @@ import json
 import sys
 
 from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.commands.exit_codes import ExitCode
 
 HELP = "print the tree, freeze flags, gradient flow and parameter counts"
 
@@ -27,4 +28,4 @@ def run(args) -> int:
         print(json.dumps(document_dict(document)))
     else:
         print(document_text(document, show_weights=args.weights))
-    return 0
+    return ExitCode.OK

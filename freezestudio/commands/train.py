@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.commands.exit_codes import ExitCode
 from freezestudio.core.errors import UserError
 from freezestudio.core.training.config import Reporter
 
@@ -143,20 +144,20 @@ def run(args) -> int:
         if not result.integrity.ok:
             print(f"freezestudio: integrity violation: frozen weights changed: "
                   f"{', '.join(result.integrity.frozen_changed[:5])}", file=sys.stderr)
-            return 1
-        return 0
+            return ExitCode.INTEGRITY
+        return ExitCode.OK
     if result.status == CANCELLED:
         print(f"freezestudio: {result.message}; nothing was saved", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     if result.status == FAILED and result.details:
         log = Path(tempfile.gettempdir()) / f"freezestudio-train-{os.getpid()}.log"
         log.write_text(result.details)
         print(f"freezestudio: error: training {result.message}; nothing was saved "
               f"(details in {log})", file=sys.stderr)
-        return 2
+        return ExitCode.USER_ERROR
     print(f"freezestudio: error: training stopped: {result.message}; nothing was saved",
           file=sys.stderr)
-    return 2
+    return ExitCode.USER_ERROR
 
 
 class _Console(Reporter):

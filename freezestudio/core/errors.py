@@ -1,8 +1,23 @@
-"""Errors the user can act on.
+"""Errors the user can act on, and how a foreign exception becomes one line.
 
 Every `UserError` carries a one-line message meant to be shown as is (the CLI prints
 `freezestudio: error: <message>` and exits 2; the GUI shows it in a dialog).
 """
+
+from __future__ import annotations
+
+
+def first_line(exc: BaseException, limit: int = 300, default: str | None = None) -> str:
+    """The first non-blank line of an exception's message, stripped and cut to `limit`
+    characters: what a one-line error quotes of a library's (often multi-line) message.
+
+    Args:
+        default: for a blank message; None means the exception's class name.
+    """
+    line = next((text.strip() for text in str(exc).splitlines() if text.strip()), None)
+    if line is None:
+        return type(exc).__name__ if default is None else default
+    return line[:limit]
 
 
 class UserError(Exception):

@@ -22,7 +22,7 @@ import logging
 import re
 from pathlib import Path
 
-from freezestudio.core.errors import UserError
+from freezestudio.core.errors import UserError, first_line
 from freezestudio.core.export.dependencies import require_onnx
 from freezestudio.core.export.inference_model import InferenceModel
 from freezestudio.core.export.options import DEFAULT_OPSET
@@ -74,10 +74,8 @@ def write_onnx(inference: InferenceModel, path: Path, options) -> list[str]:
                                           input_signature=inference.input_signature(),
                                           opset=opset, output_path=str(path))
     except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
-        first = next((line.strip() for line in str(exc).splitlines() if line.strip()),
-                     type(exc).__name__)
         raise UserError(f"cannot export to ONNX (opset {opset}): tf2onnx failed: "
-                        f"{first[:300]}") from None
+                        f"{first_line(exc)}") from None
     return [f"ONNX opset {opset}"]
 
 
@@ -91,7 +89,7 @@ def run_onnx(path: Path, inference: InferenceModel, feeds: dict) -> list:
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own pybind types
         missing = re.search(r"No Op registered for (\S+)", str(exc))
         reason = f"it has no kernel for {missing.group(1)}" if missing else \
-            next((line for line in str(exc).splitlines() if line.strip()), "")[:300]
+            first_line(exc, default="")
         raise UserError(f"cannot export to ONNX: onnxruntime cannot run the converted graph "
                         f"({reason}); nothing was written") from None
     return session.run(inference.output_names,

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 
-KERAS = "keras"
-H5 = "h5"
-SAVEDMODEL = "savedmodel"
-TFLITE = "tflite"
-ONNX = "onnx"
-FROZEN_GRAPH = "frozen-graph"
 
-FORMATS = (KERAS, H5, SAVEDMODEL, TFLITE, ONNX, FROZEN_GRAPH)
+class ExportFormat(str, Enum):
+    """An export format; the value is its `--format` name. Not the same vocabulary as
+    `SourceFormat` (what a model was read from): a "savedmodel" export is for serving."""
+
+    KERAS = "keras"
+    H5 = "h5"
+    SAVEDMODEL = "savedmodel"
+    TFLITE = "tflite"
+    ONNX = "onnx"
+    FROZEN_GRAPH = "frozen-graph"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+KERAS, H5, SAVEDMODEL, TFLITE, ONNX, FROZEN_GRAPH = ExportFormat
+
+FORMATS = tuple(ExportFormat)
 """Every export format, in the order a user interface lists them."""
 
 EDITABLE_FORMATS = (KERAS, H5)

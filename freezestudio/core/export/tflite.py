@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from freezestudio.core.errors import UserError
+from freezestudio.core.errors import UserError, first_line
 from freezestudio.core.export.inference_model import InferenceModel, with_keras_model
 from freezestudio.core.export.savedmodel import SIGNATURE, write_savedmodel
 from freezestudio.core.export.unroll import unrolled_for_tflite
@@ -65,8 +65,7 @@ def conversion_failure(exc: Exception) -> str:
         return ("cannot export to TFLite: the model uses TensorFlow ops that TFLite's built-in "
                 f"op set lacks ({', '.join(ops[:6])}); the stock tf.lite.Interpreter cannot run "
                 "them (they would need the Flex delegate)")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return f"cannot export to TFLite: the converter failed: {first[:300]}"
+    return f"cannot export to TFLite: the converter failed: {first_line(exc)}"
 
 
 def interpreter(path: Path):

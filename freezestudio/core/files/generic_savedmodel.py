@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezestudio.core.errors import ModelFileError
+from freezestudio.core.errors import ModelFileError, first_line
 from freezestudio.core.files import formats
 from freezestudio.core.model.document import Document
 from freezestudio.core.model.tree import LayerNode, WeightNode, child_path
@@ -118,8 +118,8 @@ def open_generic_savedmodel(path: Path) -> Document:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:  # noqa: BLE001 - corrupt protobufs raise many types
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ModelFileError(f"{path}: cannot be loaded as a SavedModel: {first[:300]}") from None
+        raise ModelFileError(f"{path}: cannot be loaded as a SavedModel: {first_line(exc)}") \
+            from None
     model = GenericSavedModel(loaded)
     return Document(build_scope_tree(model), model, path, formats.SAVEDMODEL,
                     flag_writer=write_variable_flags)  # no layer graph: no point writer

@@ -15,6 +15,7 @@ from freezestudio.core.errors import (
     ModelFileError,
     UntrustedCodeError,
     UserError,
+    first_line,
 )
 from freezestudio.core.files import formats, tf_keras_compat
 from freezestudio.core.files.code_scan import find_code_objects, stored_configs
@@ -109,8 +110,7 @@ def _as_user_error(exc: Exception, path: Path, fmt: str) -> UserError:
             return MissingCustomObjectError(match.group(1).split(">")[-1], path)
     if isinstance(exc, PermissionError):
         return ModelFileError(f"{path}: permission denied")
-    first_line = next((line for line in message.splitlines() if line.strip()), type(exc).__name__)
-    return ModelFileError(f"{path}: cannot be loaded as a {fmt} model: {first_line[:300]}")
+    return ModelFileError(f"{path}: cannot be loaded as a {fmt} model: {first_line(exc)}")
 
 
 def _compile_config(configs: list, fmt: str) -> dict | None:

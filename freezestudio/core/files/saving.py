@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from freezestudio.core.errors import UserError
+from freezestudio.core.errors import UserError, first_line
 from freezestudio.core.files import formats
 from freezestudio.core.files.state_store import write_state
 from freezestudio.core.model.document import Document
@@ -146,9 +146,9 @@ def _check_h5_reloads(model, path: Path) -> None:
     try:
         keras.saving.load_model(path, custom_objects=classes, compile=False, safe_mode=False)
     except Exception as exc:  # noqa: BLE001 - any failure means the .h5 is not usable
-        reason = next((line for line in str(exc).splitlines() if line.strip()), "")
         raise UserError(f"Keras cannot read this model back from the legacy .h5 format "
-                        f"({reason[:200]}); save it as .keras instead") from None
+                        f"({first_line(exc, 200, default='')}); save it as .keras instead") \
+            from None
 
 
 def _replace_file(target: Path, write) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 
 from freezestudio.core.errors import UserError
 
@@ -18,7 +19,21 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 CACHE_MODES = ("auto", "on", "off")
 
-COMPLETED, CANCELLED, DIVERGED, FAILED = "completed", "cancelled", "diverged", "failed"
+
+
+class RunStatus(str, Enum):
+    """How a run ended (the value is what `train --json` prints as `status`)."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    DIVERGED = "diverged"  # a non-finite loss or update: nothing was applied from it
+    FAILED = "failed"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+COMPLETED, CANCELLED, DIVERGED, FAILED = RunStatus
 
 
 @dataclass
@@ -185,7 +200,7 @@ class RunResult:
         details: for "failed", the traceback (for a log file).
     """
 
-    status: str
+    status: RunStatus
     message: str = ""
     steps: int = 0
     seconds: float = 0.0

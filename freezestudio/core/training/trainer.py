@@ -25,7 +25,7 @@ import numpy as np
 
 from freezestudio.core.data import Split, TrainingData
 from freezestudio.core.data.fit import check_fits, label_kind, prepare_split
-from freezestudio.core.errors import UserError
+from freezestudio.core.errors import UserError, first_line
 from freezestudio.core.model.signature import check_traceable, forward_fn, is_keras, model_io
 from freezestudio.core.training.config import (
     CANCELLED,
@@ -365,8 +365,7 @@ class Trainer:
 
 
 def _first_line(exc: Exception) -> str:
-    first = next((line for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {first[:300]}"
+    return f"{type(exc).__name__}: {first_line(exc, default='')}"
 
 
 def _divergence(values, step: int, epoch: int, batch: int, distributed: bool) -> str:
