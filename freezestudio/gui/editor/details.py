@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from html import escape
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import QUrl, Signal, Slot
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from freezestudio.core.model import layer_graph
@@ -185,6 +185,11 @@ class DetailsPane(QTextBrowser):
             self._static.clear()
         self.document_, self.node, self._points = document, node, points or []
         self.refresh()
+
+    @Slot()
+    def forget_values(self) -> None:
+        """Weight values changed (a run, its undo): statistics are computed afresh."""
+        self._stats.clear()
 
     def _static_of(self, node: LayerNode) -> dict:
         if id(node) not in self._static:

@@ -78,9 +78,11 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
 
     Signals:
         refreshed(): after the model re-read the document (an edit, undo, redo).
+        values_changed(): weight values changed (nothing in the tree shows them).
     """
 
     refreshed = Signal()
+    values_changed = Signal()
 
     def __init__(self, editor, parent=None):
         super().__init__(parent)
@@ -149,7 +151,8 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
     def apply_change(self, change: DocumentChange) -> None:
         """Forgets the cells `change` affects now; repaints them at the next `flush()`."""
         if change.kind == ChangeKind.WEIGHTS:
-            self.refreshed.emit()  # nothing in the tree shows values; the details pane does
+            self.values_changed.emit()  # nothing in the tree shows values; details do
+            self.refreshed.emit()
             return
         if change.kind == ChangeKind.TRAINABLE and change.nodes and self._touched is not None:
             touched = _affected_rows(change.nodes)

@@ -367,7 +367,7 @@ def install_export(window) -> ExportFeature:
         The feature object (keep it on the window, e.g. `window.export`).
     """
     feature = ExportFeature(window)
-    file_menu = window.menuBar().actions()[0].menu()
+    file_menu = window.actions.file_menu
     file_menu.insertAction(window.actions.close_model, feature.action)
     file_menu.insertSeparator(window.actions.close_model)
     window.actions.toolbar.addAction(feature.action)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
-from freezestudio.core.errors import UserError
+from freezestudio.core.errors import UserError, first_line
 from freezestudio.gui.background.threads import TaskState
 
 
@@ -81,7 +81,6 @@ def run_export(request: ExportRequest, state: TaskState) -> ExportOutcome:
     except UserError as exc:
         outcome.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - shown as a dialog, never raised into Qt
-        first = next((line for line in str(exc).splitlines() if line.strip()), "")
-        outcome.error = f"unexpected failure: {type(exc).__name__}: {first[:300]}"
+        outcome.error = f"unexpected failure: {type(exc).__name__}: {first_line(exc, default='')}"
         outcome.details = traceback.format_exc()
     return outcome

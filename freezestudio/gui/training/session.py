@@ -322,7 +322,8 @@ class TrainingSession(QObject, BackgroundTask):
                                "\n".join(result.integrity.summary_lines()))
 
     def _weights_changed(self) -> None:
-        self.window.model.invalidate()  # weight statistics in the details pane
+        if self.document is not None:
+            self.document.weights_changed()  # the details pane's weight statistics
 
     def _lock(self, locked: bool) -> None:
         """Undo/redo wait for the run (edits are refused by the guarded `Editor.run`)."""
@@ -367,12 +368,8 @@ def install_training(window) -> TrainingSession:
     toggle.setToolTip("Show the training panel: fine-tune with live loss and gradient plots")
     toggle.setShortcut(QKeySequence("Ctrl+T"))
     menu = QMenu("&Training", window)
-    bar = window.menuBar()
-    help_menu = next((a for a in bar.actions() if a.text() == "&Help"), None)
-    if help_menu is not None:
-        bar.insertMenu(help_menu, menu)
-    else:
-        bar.addMenu(menu)
+    menu.setObjectName("training_menu")
+    window.menuBar().insertMenu(window.actions.help_menu.menuAction(), menu)
     menu.addAction(toggle)
     menu.addSeparator()
     menu.addAction(session.start_action)

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.model.tree import LayerNode, WeightNode
+from freezestudio.core.training.config import CANCELLED, COMPLETED
 from freezestudio.core.training.integrity import WeightSnapshot
 from freezestudio.gui.common import dialogs
 
@@ -101,7 +102,7 @@ def outcome_lines(outcome) -> tuple[list, bool]:
         lines.append(result.message)
     if result.integrity is not None:
         lines += result.integrity.summary_lines()
-    ok = result.status in ("completed", "cancelled") and \
+    ok = result.status in (COMPLETED, CANCELLED) and \
         (result.integrity is None or result.integrity.ok)
     return lines, ok
 

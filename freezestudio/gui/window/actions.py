@@ -112,21 +112,29 @@ class Actions:
 
     def _menus(self) -> None:
         bar = self.window.menuBar()
-        file = bar.addMenu("&File")
+        file = self.file_menu = self._menu(bar, "&File", "file_menu")
         for item in (self.open, self.open_folder, self.recent_menu, None, self.save,
                      self.save_as, self.save_portable, None, self.save_plan, self.apply_plan, None,
                      self.close_model, self.quit):
             self._add(file, item)
-        edit = bar.addMenu("&Edit")
+        edit = self.edit_menu = self._menu(bar, "&Edit", "edit_menu")
         for item in (self.undo, self.redo, None, self.freeze, self.unfreeze, self.toggle,
                      self.freeze_up_to, self.class_freeze_menu, self.class_unfreeze_menu, None,
                      self.stop, self.freeze_upstream, None, self.find):
             self._add(edit, item)
-        view = bar.addMenu("&View")
+        view = self.view_menu = self._menu(bar, "&View", "view_menu")
         for item in (self.expand_all, self.collapse_all, None, self.show_details,
                      self.show_legend):
             self._add(view, item)
-        bar.addMenu("&Help").addAction(self.about)
+        self.help_menu = self._menu(bar, "&Help", "help_menu")
+        self.help_menu.addAction(self.about)
+
+    @staticmethod
+    def _menu(bar, title: str, name: str) -> QMenu:
+        """A menu found by its object name (features insert theirs relative to it)."""
+        menu = bar.addMenu(title)
+        menu.setObjectName(name)
+        return menu
 
     @staticmethod
     def _add(menu: QMenu, item) -> None:

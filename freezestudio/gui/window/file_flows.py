@@ -11,9 +11,11 @@ from functools import partial
 from pathlib import Path
 
 from freezestudio.core.errors import MissingCustomObjectError, UntrustedCodeError, UserError
+from freezestudio.core.model.source import SourceFormat
 from freezestudio.gui.common import dialogs
 
-_FILE_FORMATS = ("keras", "h5")
+_SAVED_IN_PLACE = (SourceFormat.KERAS, SourceFormat.H5, SourceFormat.SAVEDMODEL)
+"""Formats a document is saved back to as it is (others are saved as .keras)."""
 
 
 def _load(path: str, trust: bool, modules: tuple, job):
@@ -134,7 +136,7 @@ class FileFlowsMixin:
         document = self.document
         if document is None:
             return False
-        if document.source_format in _FILE_FORMATS or document.source_format == "savedmodel":
+        if document.source_format in _SAVED_IN_PLACE:
             self.save_to(str(document.source_path), then)
             return True
         return self.save_as(then)
@@ -143,9 +145,9 @@ class FileFlowsMixin:
         document = self.document
         if document is None:
             return False
-        generic = document.source_format == "savedmodel"
+        generic = document.source_format == SourceFormat.SAVEDMODEL
         source = Path(document.source_path)
-        suggested = str(source if document.source_format in _FILE_FORMATS or generic
+        suggested = str(source if document.source_format in _SAVED_IN_PLACE
                         else source.with_name(source.name.rstrip("/") + ".keras"))
         path = dialogs.get_save_path(self, suggested, directory_only=generic)
         if not path:

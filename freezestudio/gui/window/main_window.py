@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -37,6 +38,15 @@ from freezestudio.gui.window.summary import Legend, SummaryBar
 APP_NAME = "FreezeStudio"
 
 
+
+class TensorFlowState(Enum):
+    """Where the background import of TensorFlow is (the status bar says it)."""
+
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
 class MainWindow(FileFlowsMixin, QMainWindow):
     """The editor window.
 
@@ -63,7 +73,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self._saving = False
         self.background_tasks: list[BackgroundTask] = []  # training runs, exports
         self._hiding = False
-        self._tf_state = "loading"
+        self._tf_state = TensorFlowState.LOADING
         self.setWindowIcon(style.icon("app"))
         self.setAcceptDrops(True)
         self.runner = TaskHost("freezestudio-worker", self)  # imports, opens, saves
@@ -79,7 +89,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             self.runner.submit(import_tensorflow_task, on_done=self._tf_loaded,
                                on_error=self._tf_failed)
         else:
-            self._tf_state = "ready"
+            self._tf_state = TensorFlowState.READY
         self._update_tf_label()
         self.training = install_training(self)  # the Training dock, menu and toolbar button
         self.export = install_export(self)  # File > Export…
@@ -131,6 +141,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.editor.stack.indexChanged.connect(self._on_stack_changed)
         self.editor.stack.cleanChanged.connect(self.update_title)
         self.editor.failed.connect(self._edit_failed)
+        self.model.values_changed.connect(self.details.forget_values)
         self.model.refreshed.connect(self._on_refreshed)
         self.tree.selectionModel().selectionChanged.connect(self._update_actions)
         self.tree.selectionModel().currentChanged.connect(self._on_current)
@@ -281,26 +292,26 @@ class MainWindow(FileFlowsMixin, QMainWindow):
 
     # --- TensorFlow in the background -----------------------------------------------------
     def _tf_loaded(self, seconds: float) -> None:
-        self._tf_state = "ready"
+        self._tf_state = TensorFlowState.READY
         self._tf_seconds = seconds
         self._update_tf_label()
         self.busy.set_detail("")
         self.tf_ready.emit(True)
 
     def _tf_failed(self, job) -> None:
-        self._tf_state = "failed"
+        self._tf_state = TensorFlowState.FAILED
         self._tf_error = f"{type(job.error).__name__}: {job.error}"
         self._update_tf_label()
         self.tf_ready.emit(False)
 
     def _tf_detail(self) -> str:
-        return "TensorFlow is still loading in the background…" if self._tf_state == "loading" \
-            else ""
+        loading = self._tf_state == TensorFlowState.LOADING
+        return "TensorFlow is still loading in the background…" if loading else ""
 
     def _update_tf_label(self) -> None:
-        if self._tf_state == "loading":
+        if self._tf_state == TensorFlowState.LOADING:
             self.tf_label.setText("Loading TensorFlow in the background…")
-        elif self._tf_state == "ready":
+        elif self._tf_state == TensorFlowState.READY:
             seconds = getattr(self, "_tf_seconds", None)
             self.tf_label.setText("TensorFlow ready" + (f" ({seconds:.1f} s)" if seconds else ""))
         else:
