@@ -32,13 +32,20 @@ class Rule:
         return {"match": self.match, "value": self.value}
 
 
-LATER_KEYS = ("lr_multipliers", "schedule")
-"""Plan keys docs/architecture.md reserves for later: validated and kept, not applied yet."""
+LATER_KEYS = ("lr_multipliers", "lora", "schedule")
+"""Plan keys of the format (docs/architecture.md, Plan file) that this version validates
+and keeps but does not apply yet; applying a plan that uses them says so."""
+
+_TOP_KEYS = ("freezestudio_plan", "trainable", "stop_gradient_after", *LATER_KEYS)
+_RULE_KEYS = ("match", "value")
+_LORA_KEYS = ("match", "rank", "alpha")
+_STAGE_KEYS = ("from_epoch", "trainable", "lr_multipliers", "batchnorm")
+_BATCHNORM_POLICIES = ("frozen", "train")
 
 
 @dataclass
 class Plan:
-    """A parsed plan. Unknown later keys (`lr_multipliers`, `schedule`) are kept as given."""
+    """A parsed plan; the later keys (`LATER_KEYS`) are kept as given, once validated."""
 
     trainable: list[Rule] = field(default_factory=list)
     stop_gradient_after: list[str] = field(default_factory=list)
@@ -46,18 +53,29 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data) -> Plan:
-        """Validates and parses a plan object. Raises PlanError."""
-        if not isinstance(data, dict) or data.get("freezestudio_plan") != PLAN_VERSION:
+        """Validates and parses a plan object.
+
+        Raises:
+            PlanError: not a plan, a newer format version, an unknown key (named, with
+                the closest valid one), or a value of the wrong type.
+        """
+        if not isinstance(data, dict) or "freezestudio_plan" not in data:
             raise PlanError(f"not a FreezeStudio plan (expected \"freezestudio_plan\": "
                             f"{PLAN_VERSION} at the top level)")
+        version = data["freezestudio_plan"]
+        if version != PLAN_VERSION:
+            raise PlanError(f"plan format version {json.dumps(version)[:20]} is not one this "
+                            f"FreezeStudio reads (it reads version {PLAN_VERSION})")
+        _check_keys(data, _TOP_KEYS, "plan")
         rules = [_parse_rule(item, "trainable", bool) for item in _list(data, "trainable")]
         stops = _list(data, "stop_gradient_after")
         if not all(isinstance(item, str) for item in stops):
             raise PlanError("plan: 'stop_gradient_after' must be a list of layer paths")
-        for item in _list(data, "lr_multipliers"):
-            _parse_rule(item, "lr_multipliers", (int, float))
-        extra = {k: v for k, v in data.items()
-                 if k not in ("freezestudio_plan", "trainable", "stop_gradient_after")}
+        _check_multipliers(_list(data, "lr_multipliers"), "lr_multipliers")
+        for item in _list(data, "lora"):
+            _check_lora(item)
+        _check_schedule(_list(data, "schedule"))
+        extra = {k: v for k, v in data.items() if k in LATER_KEYS}
         return cls(rules, list(stops), extra)
 
     def unapplied_note(self) -> str:
@@ -65,7 +83,8 @@ class Plan:
         keys = [key for key in LATER_KEYS if self.extra.get(key)]
         if not keys:
             return ""
-        return (f"the plan's {' and '.join(keys)} {'is' if len(keys) == 1 else 'are'} not "
+        named = " and ".join([", ".join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)
+        return (f"the plan's {named} {'is' if len(keys) == 1 else 'are'} not "
                 "applied by this version of FreezeStudio (nor stored with the model)")
 
     def to_dict(self) -> dict:
@@ -77,21 +96,78 @@ class Plan:
         }
 
 
-def _list(data: dict, key: str) -> list:
+def _check_keys(item: dict, known: tuple, where: str) -> None:
+    for key in item:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+            hint = f" (did you mean '{close[0]}'?)" if close else \
+                f" (known keys: {', '.join(known)})"
+            raise PlanError(f"{where}: unknown key '{key}'{hint}")
+
+
+def _list(data: dict, key: str, where: str = "plan") -> list:
     value = data.get(key, [])
     if not isinstance(value, list):
-        raise PlanError(f"plan: '{key}' must be a list")
+        raise PlanError(f"{where}: '{key}' must be a list")
     return value
 
 
-def _parse_rule(item, key: str, value_type) -> Rule:
-    if (not isinstance(item, dict) or not isinstance(item.get("match"), str)
-            or not isinstance(item.get("value"), value_type)
-            or (value_type is not bool and isinstance(item.get("value"), bool))):
-        raise PlanError(f"plan: each '{key}' entry must be {{\"match\": GLOB, \"value\": ...}} "
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _parse_rule(item, key: str, value_type, where: str = "plan") -> Rule:
+    if isinstance(item, dict):
+        _check_keys(item, _RULE_KEYS, f"{where}: a '{key}' entry")
+    typed = isinstance(item, dict) and (
+        isinstance(item.get("value"), bool) if value_type is bool
+        else _is_number(item.get("value")))
+    if not isinstance(item, dict) or not isinstance(item.get("match"), str) or not typed:
+        raise PlanError(f"{where}: each '{key}' entry must be {{\"match\": GLOB, \"value\": ...}} "
                         f"with a {'boolean' if value_type is bool else 'number'} value, "
                         f"got {json.dumps(item)[:80]}")
     return Rule(item["match"], item["value"])
+
+
+def _check_multipliers(items: list, where: str) -> None:
+    for item in items:
+        rule = _parse_rule(item, "lr_multipliers", float, where)
+        if not rule.value > 0:
+            raise PlanError(f"{where}: a learning-rate multiplier must be > 0, got "
+                            f"{rule.value} for '{rule.match}'")
+
+
+def _check_lora(item) -> None:
+    if not isinstance(item, dict):
+        raise PlanError(f"plan: each 'lora' entry must be an object, got {json.dumps(item)[:80]}")
+    _check_keys(item, _LORA_KEYS, "plan: a 'lora' entry")
+    rank, alpha = item.get("rank"), item.get("alpha", item.get("rank"))
+    if not isinstance(item.get("match"), str) or not isinstance(rank, int) \
+            or isinstance(rank, bool) or rank < 1 or not _is_number(alpha) or alpha <= 0:
+        raise PlanError("plan: each 'lora' entry must be {\"match\": GLOB, \"rank\": N >= 1} "
+                        f"with an optional \"alpha\" > 0, got {json.dumps(item)[:80]}")
+
+
+def _check_schedule(stages: list) -> None:
+    last = 0
+    for stage in stages:
+        if not isinstance(stage, dict):
+            raise PlanError(f"plan: each 'schedule' stage must be an object, got "
+                            f"{json.dumps(stage)[:80]}")
+        _check_keys(stage, _STAGE_KEYS, "plan: a 'schedule' stage")
+        start = stage.get("from_epoch")
+        if not isinstance(start, int) or isinstance(start, bool) or start <= last:
+            raise PlanError("plan: each 'schedule' stage needs \"from_epoch\": an epoch "
+                            f"(1-based) after the previous stage's, got {json.dumps(start)}")
+        last = start
+        where = f"plan: the schedule stage from epoch {start}"
+        for item in _list(stage, "trainable", where):
+            _parse_rule(item, "trainable", bool, where)
+        _check_multipliers(_list(stage, "lr_multipliers", where), where)
+        if stage.get("batchnorm", "frozen") not in _BATCHNORM_POLICIES:
+            given = json.dumps(stage["batchnorm"])[:40]
+            raise PlanError(f"{where}: 'batchnorm' must be one of "
+                            f"{', '.join(_BATCHNORM_POLICIES)}, got {given}")
 
 
 def load_plan(path) -> Plan:
@@ -120,10 +196,37 @@ def matching_nodes(document: Document, pattern: str) -> list:
 
 
 def no_match_message(document: Document, pattern: str) -> str:
+    """Why `pattern` matches nothing, with the closest existing addresses (by edit
+    distance, then by the longest shared prefix) and the case-insensitive matches."""
     addresses = [p for p in document.layer_paths if p] + document.weight_ids
+    message = f"pattern '{pattern}' matches no layer or weight"
+    if pattern == document.root.name:
+        return (f"{message}: '{pattern}' is the top model itself, whose path is empty; "
+                "addresses start below it, and '*' matches everything")
+    folded = [a for a in addresses if fnmatchcase(a.lower(), pattern.lower())]
+    if folded:
+        return f"{message} (matching is case-sensitive; with other case: {', '.join(folded[:3])})"
+    close = closest_addresses(pattern, addresses)
+    return f"{message}; closest: {', '.join(close)}" if close else message
+
+
+def closest_addresses(pattern: str, addresses: list[str], most: int = 5) -> list[str]:
+    """The addresses nearest to a pattern that matched none: by edit distance first, then
+    those sharing the longest prefix with its literal part (before any wildcard)."""
     close = difflib.get_close_matches(pattern, addresses, n=3, cutoff=0.4)
-    hint = f"; closest: {', '.join(close)}" if close else ""
-    return f"pattern '{pattern}' matches no layer or weight{hint}"
+    literal = _GLOB_SPECIALS.split(pattern, maxsplit=1)[0]
+    by_prefix = sorted(addresses, key=lambda a: (-_shared_prefix(a, literal), len(a)))
+    close += [a for a in by_prefix[:3] if a not in close and _shared_prefix(a, literal) >= 3]
+    return close[:most]
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def apply_plan(document: Document, plan: Plan) -> None:

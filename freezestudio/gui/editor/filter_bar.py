@@ -135,9 +135,19 @@ class FilterBar(QWidget):
         if not error:
             self.count.setText(f"{len(self.matches)} match{'es' * (len(self.matches) != 1)}"
                                if predicate else "")
+            self.count.setToolTip(self._closest_hint() if predicate and not self.matches
+                                  else "")
         for button in (self.select, self.freeze, self.unfreeze):
             button.setEnabled(bool(self.matches))
         self.changed.emit(self.matches)
+
+    def _closest_hint(self) -> str:
+        """For a filter that matches nothing: the closest layer paths and weight ids."""
+        from freezestudio.core.edits.plans import closest_addresses
+
+        addresses = [_keys(node)[0] for node in self._nodes_source() if _keys(node)[0]]
+        close = closest_addresses(self.edit.text().strip(), addresses)
+        return "No match. Closest: " + ", ".join(close) if close else "No match"
 
     def focus(self) -> None:
         self.edit.setFocus(Qt.FocusReason.ShortcutFocusReason)

@@ -8,20 +8,17 @@ import keras
 import model_builders as mb
 import pytest
 
-from freezestudio.core.edits.plans import Plan, apply_plan, derive_plan, load_plan, save_plan
+from freezestudio.core.edits.plans import (
+    Plan,
+    apply_plan,
+    derive_plan,
+    load_plan,
+    matching_nodes,
+    save_plan,
+)
 from freezestudio.core.errors import PlanError, UserError
 from freezestudio.core.files.loading import open_document
 from freezestudio.core.model.document import PARTIAL
-
-
-def transfer_model():
-    """The plan example's shape: a MobileNetV2 backbone nested in a model with `dense_1`."""
-    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
-                                          include_top=False)
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(base(inputs))
-    outputs = keras.layers.Dense(10, name="dense_1")(x)
-    return keras.Model(inputs, outputs, name="transfer")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +28,7 @@ def files(tmp_path_factory):
     builders = {name: getattr(mb, name) for name in (
         "mlp", "sequential_with_backbone", "nested_sequential", "attention_model",
         "custom_layer_model", "shared_two_outputs")}
-    builders["transfer"] = transfer_model
+    builders["transfer"] = mb.mobilenet_v2_transfer
     for name, build in builders.items():
         paths[name] = folder / f"{name}.keras"
         build().save(paths[name])
@@ -200,6 +197,16 @@ def test_stop_gradient_entry_matching_nothing_is_plan_error(files):
     '{"freezestudio_plan": 1, "stop_gradient_after": "dense"}',
     '{"freezestudio_plan": 1, "stop_gradient_after": [1]}',
     '{"freezestudio_plan": 1, "lr_multipliers": [{"match": "*", "value": true}]}',
+    '{"freezestudio_plan": 1, "trainble": [{"match": "*", "value": false}]}',
+    '{"freezestudio_plan": 1, "trainable": [{"match": "*", "value": false, "vaule": 1}]}',
+    '{"freezestudio_plan": 1, "lr_multipliers": [{"match": "*", "value": 0}]}',
+    '{"freezestudio_plan": 1, "lora": [{"match": "*", "rank": 0}]}',
+    '{"freezestudio_plan": 1, "lora": [{"match": "*", "rnak": 4}]}',
+    '{"freezestudio_plan": 1, "schedule": [{"from_epoch": 3}, {"from_epoch": 2}]}',
+    '{"freezestudio_plan": 1, "schedule": [{"from_epoch": 2, "batchnorm": "melt"}]}',
+    '{"freezestudio_plan": 1, "schedule": [{"epoch": 2}]}',
+    '{"freezestudio_plan": 1, "schedule": 5}',
+    '{"freezestudio_plan": "1"}',
 ])
 def test_malformed_plan_is_plan_error(tmp_path, text):
     path = tmp_path / "plan.json"
@@ -218,7 +225,7 @@ def test_missing_plan_file_is_plan_error(tmp_path):
 def test_later_plan_keys_are_kept(tmp_path):
     data = {"freezestudio_plan": 1, "trainable": [{"match": "*", "value": True}],
             "stop_gradient_after": [], "lr_multipliers": [{"match": "*", "value": 0.1}],
-            "schedule": [{"epoch": 2}]}
+            "schedule": [{"from_epoch": 2}]}
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(data))
     save_plan(load_plan(path), tmp_path / "again.json")
@@ -244,3 +251,45 @@ def test_cli_says_when_a_plan_holds_keys_it_does_not_apply(tmp_path, capsys):
     assert main(["apply", str(source), "--plan", str(plan), "-o", str(tmp_path / "o.keras")]) == 0
     assert "note: the plan's lr_multipliers is not applied by this version" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plan, named, suggested", [
+    ({"freezestudio_plan": 1, "trainble": []}, "'trainble'", "'trainable'"),
+    ({"freezestudio_plan": 1, "stop_gradient": []}, "'stop_gradient'", "'stop_gradient_after'"),
+    ({"freezestudio_plan": 1, "trainable": [{"match": "*", "valeu": True}]}, "'valeu'",
+     "'value'"),
+    ({"freezestudio_plan": 1, "schedule": [{"from_epoch": 2, "trainabel": []}]}, "'trainabel'",
+     "'trainable'"),
+])
+def test_an_unknown_key_is_named_with_the_closest_valid_one(plan, named, suggested):
+    with pytest.raises(PlanError) as info:
+        Plan.from_dict(plan)
+    assert named in str(info.value) and f"did you mean {suggested}" in str(info.value)
+
+
+def test_a_newer_plan_version_is_refused_with_both_versions():
+    with pytest.raises(PlanError, match="version 2 is not one this FreezeStudio reads "
+                                        r"\(it reads version 1\)"):
+        Plan.from_dict({"freezestudio_plan": 2})
+
+
+def test_every_reserved_key_is_said_not_applied():
+    plan = Plan.from_dict({"freezestudio_plan": 1,
+                           "lr_multipliers": [{"match": "*", "value": 0.1}],
+                           "lora": [{"match": "head", "rank": 4, "alpha": 8}],
+                           "schedule": [{"from_epoch": 2, "batchnorm": "train"}]})
+    assert plan.unapplied_note().startswith(
+        "the plan's lr_multipliers, lora and schedule are not applied")
+
+
+def test_no_match_names_the_top_model_and_case_and_shared_prefix(files):
+    document = open_document(files["sequential_with_backbone"])
+    top = document.root.name
+    with pytest.raises(PlanError, match=f"'{top}' is the top model itself, whose path is "
+                                        "empty; addresses start below it, and '\\*' matches"):
+        matching_nodes(document, top)
+    with pytest.raises(PlanError, match="case-sensitive; with other case: backbone"):
+        matching_nodes(document, "BACKBONE")
+    with pytest.raises(PlanError) as info:  # far in edit distance, near by prefix
+        matching_nodes(document, "backbone/zzzzzzzzzzzzzzzzzzzzzzzz*")
+    assert "closest: backbone/" in str(info.value)
