@@ -45,7 +45,7 @@ class TrainingConfig:
         optimizer: "adam", "adamw", "sgd" (momentum `momentum`) or "rmsprop".
         weight_decay: for AdamW.
         schedule: "constant", "cosine" (to 0 over the run) or "step" (x0.1 at each third).
-        loss: a Keras loss name, or None to choose automatically (see loss_choice).
+        loss: a Keras loss name, or None to choose automatically (see `losses`).
         metrics: compute accuracy (classification) or MAE (regression) as well.
         seed: seeds Python, NumPy and TensorFlow, and the shuffle.
         shuffle: reshuffle the training data every epoch.

@@ -95,7 +95,7 @@ def choose_losses(specs, kinds, labels, compile_config: dict | None,
 
     Args:
         specs: the outputs' IOSpecs.
-        kinds: each output's label kind (SPARSE or DENSE, see data_fit).
+        kinds: each output's label kind (SPARSE or DENSE, see `core.data.fit`).
         labels: each output's training labels (for their dtype and values).
         compile_config: the model's saved compile config, if any.
         override: the user's loss name, if any.

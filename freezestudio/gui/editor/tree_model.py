@@ -74,7 +74,7 @@ def _check_value(value) -> Qt.CheckState:
 
 
 class LayerTreeModel(CellsMixin, QAbstractItemModel):
-    """Tree model of a `Document`; edits go through `editor` (a `commands.Editor`).
+    """Tree model of a `Document`; edits go through `editor` (an `undo.Editor`).
 
     Signals:
         refreshed(): after the model re-read the document (an edit, undo, redo).
