@@ -30,17 +30,6 @@ def parse_json(run):
     return json.loads(run.stdout)  # exactly one JSON object on stdout
 
 
-class ScopedModule(tf.Module):
-    def __init__(self):
-        super().__init__()
-        self.kernel = tf.Variable(tf.ones((2, 3)), name="encoder/kernel")
-        self.head = tf.Variable(tf.ones((3, 1)), name="head/kernel")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
-    def __call__(self, x):
-        return tf.matmul(tf.matmul(x, self.kernel), self.head)
-
-
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("contract")
@@ -53,7 +42,7 @@ def cli(tmp_path_factory):
         {"match": "head:bias", "value": False},
     ], "stop_gradient_after": []}))
     generic = folder / "generic"
-    module = ScopedModule()
+    module = mb.ScopedModule()
     tf.saved_model.save(module, str(generic), signatures={"serving_default": module.__call__})
     jobs = {
         "apply_generic": ["apply", generic, "--freeze", "encoder", "-o", folder / "generic_out"],

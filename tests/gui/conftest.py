@@ -1,4 +1,5 @@
-"""GUI test fixtures: offscreen Qt, isolated settings, small real Keras models on disk."""
+"""GUI test fixtures: offscreen Qt, isolated settings, small real Keras models on disk
+(built by tests/model_builders.py)."""
 
 from __future__ import annotations
 
@@ -40,76 +41,23 @@ def keras():
     return keras_module
 
 
-def _nested_model(keras):
-    """image -> backbone(conv, bn, relu, pool) -> head_dense -> head_dropout -> out."""
-    inputs = keras.Input((8, 8, 3), name="image")
-    x = keras.layers.Conv2D(4, 3, name="conv", padding="same")(inputs)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.ReLU(name="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    backbone = keras.Model(inputs, x, name="backbone")
-    outer_in = keras.Input((8, 8, 3), name="input")
-    y = backbone(outer_in)
-    y = keras.layers.Dense(5, name="head_dense")(y)
-    y = keras.layers.Dropout(0.1, name="head_dropout")(y)
-    out = keras.layers.Dense(2, name="out")(y)
-    return keras.Model(outer_in, out, name="nested")
-
-
-def _shared_model(keras):
-    """A Dense layer called twice (two insertion points) and an embedding branch."""
-    a = keras.Input((4,), name="a")
-    b = keras.Input((4,), name="b")
-    shared = keras.layers.Dense(3, name="shared")
-    merged = keras.layers.Concatenate(name="concat")([shared(a), shared(b)])
-    out = keras.layers.Dense(1, name="out")(merged)
-    return keras.Model([a, b], out, name="shared_model")
-
-
-def _lambda_model(keras):
-    inputs = keras.Input((3,), name="x")
-    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
-    return keras.Model(inputs, keras.layers.Dense(1, name="d")(x), name="with_lambda")
-
-
-CUSTOM_MODULE = '''
-import keras
-
-
-@keras.saving.register_keras_serializable(package="guitest")
-class Scale(keras.layers.Layer):
-    def build(self, input_shape):
-        self.factor = self.add_weight(shape=(), initializer="ones", name="factor")
-
-    def call(self, x):
-        return x * self.factor
-'''
-
-
 @pytest.fixture(scope="session")
 def model_files(keras, tmp_path_factory):
     """Paths of small saved models: nested, shared, lambda, custom (+ its module), bad."""
+    import model_builders as mb  # here: TensorFlow is imported quietly first (`keras`)
+
     root = tmp_path_factory.mktemp("models")
     files = {}
-    for name, build in (("nested", _nested_model), ("shared", _shared_model),
-                        ("lambda", _lambda_model)):
+    for name, build in (("nested", mb.functional_with_backbone),
+                        ("shared", mb.shared_two_inputs_one_output),
+                        ("lambda", mb.doubling_lambda)):
         path = root / f"{name}.keras"
-        build(keras).save(path)
+        build().save(path)
         files[name] = path
     nested = keras.saving.load_model(files["nested"], compile=False)
     nested.save(root / "nested.h5")
     files["nested_h5"] = root / "nested.h5"
-    module = root / "custom_layer.py"
-    module.write_text(CUSTOM_MODULE)
-    namespace: dict = {}
-    exec(compile(CUSTOM_MODULE, str(module), "exec"), namespace)  # noqa: S102 - our own code
-    inputs = keras.Input((2,), name="x")
-    custom = keras.Model(inputs, namespace["Scale"](name="scale")(inputs), name="custom")
-    custom.save(root / "custom.keras")
-    files["custom"] = root / "custom.keras"
-    files["custom_module"] = module
-    # make the registered class unknown again, as it is in a fresh process
-    keras.saving.get_custom_objects().pop("guitest>Scale", None)
+    files["custom"], files["custom_module"] = mb.make_custom_scale_model(root)
     bad = root / "broken.keras"
     bad.write_text("this is not a model")
     files["bad"] = bad

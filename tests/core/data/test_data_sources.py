@@ -1,6 +1,7 @@
 """Data sources, validation split, the fit check and the loss choice."""
 
 import keras
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -30,15 +31,6 @@ def save_and_open(model, folder, name="m"):
     return open_document(path)
 
 
-def two_in_two_out():
-    a = keras.Input((3,), name="a")
-    b = keras.Input((2,), name="b")
-    merged = keras.layers.Concatenate(name="cat")([a, b])
-    cls = keras.layers.Dense(4, activation="softmax", name="cls")(merged)
-    reg = keras.layers.Dense(1, name="reg")(merged)
-    return keras.Model([a, b], [cls, reg], name="two")
-
-
 # --- sources ------------------------------------------------------------------------------
 def test_demo_npz_with_explicit_validation(cnn):
     data = load_data("demo", model_io(cnn), model_path=cnn.source_path)
@@ -64,7 +56,7 @@ def test_validation_split_zero_and_fraction(cnn):
 
 
 def test_per_input_name_arrays_for_a_two_input_model(tmp_path):
-    document = save_and_open(two_in_two_out(), tmp_path)
+    document = save_and_open(mb.two_in_two_out(), tmp_path)
     rng = np.random.default_rng(0)
     arrays = {"a": rng.normal(size=(20, 3)), "b": rng.normal(size=(20, 2)),
               "cls": rng.integers(0, 4, 20), "reg": rng.normal(size=(20, 1)),

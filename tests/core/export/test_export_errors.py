@@ -9,10 +9,9 @@ cannot take.
 import os
 import sys
 
-import keras
+import model_builders as mb
 import numpy as np
 import pytest
-from model_builders import mlp
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.export import (
@@ -35,7 +34,7 @@ FILE_FORMATS = ["keras", "h5", "tflite", "onnx", "frozen-graph"]
 @pytest.fixture(scope="module")
 def document(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "mlp.keras"
-    mlp().save(path)
+    mb.mlp().save(path)
     return open_document(path)
 
 
@@ -247,21 +246,9 @@ def test_editable_format_needs_its_suffix(document, tmp_path):
         export_document(document, "keras", tmp_path / "model.h5")
 
 
-def _recurrent(length, nested=False):
-    tokens = keras.Input((length,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(20, 4, name="embedding")(tokens)
-    if nested:
-        seq = keras.Input((length, 4))
-        block = keras.Model(seq, keras.layers.LSTM(3, name="lstm")(seq), name="block")
-        x = block(x)
-    else:
-        x = keras.layers.LSTM(3, name="lstm")(x)
-    return keras.Model(tokens, keras.layers.Dense(2, name="out")(x), name="rnn")
-
-
 def test_tflite_refuses_a_variable_length_lstm_with_the_reason(tmp_path):
     path = tmp_path / "rnn.keras"
-    _recurrent(None).save(path)
+    mb.lstm_tokens(None).save(path)
     with pytest.raises(UserError) as info:
         export_document(open_document(path), "tflite", tmp_path / "rnn.tflite")
     message = str(info.value)
@@ -271,7 +258,7 @@ def test_tflite_refuses_a_variable_length_lstm_with_the_reason(tmp_path):
 
 def test_tflite_unrolls_an_lstm_inside_a_nested_model(tmp_path):
     path = tmp_path / "rnn.keras"
-    model = _recurrent(7, nested=True)
+    model = mb.lstm_tokens(7, nested=True)
     model.save(path)
     document = open_document(path)
     report = export_document(document, "tflite", tmp_path / "rnn.tflite")

@@ -12,10 +12,10 @@ one bias frozen on its own).
 import warnings
 
 import keras
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
-from model_builders import sequential_with_backbone, shared_two_outputs
 
 from freezestudio.core.edits.stop_gradient import add_stop_gradient_points
 from freezestudio.core.export import ExportOptions, export_document
@@ -35,48 +35,12 @@ SUFFIX = {"keras": ".keras", "h5": ".h5", "savedmodel": "", "tflite": ".tflite",
           "onnx": ".onnx", "frozen-graph": ".pb"}
 TOL = 1e-4
 
-
-def calibrate_batchnorm(model, x):
-    """Moving statistics = the statistics of one batch, so inference outputs are O(1)."""
-    layers = [la for la in model._flatten_layers()
-              if isinstance(la, keras.layers.BatchNormalization)]
-    for layer in layers:
-        layer.momentum = 0.0
-    model(x, training=True)
-    for layer in layers:
-        layer.momentum = 0.99
-
-
-def mobilenet():
-    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
-                                           classes=10, classifier_activation=None)
-    calibrate_batchnorm(model, np.random.default_rng(1).standard_normal((16, 32, 32, 3)))
-    return model
-
-
-def text_model():
-    tokens = keras.Input((12,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(60, 8, name="embedding")(tokens)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True), name="bilstm")(x)
-    x = keras.layers.GRU(5, name="gru")(x)
-    out = keras.layers.Dense(3, name="logits")(x)
-    model = keras.Model(tokens, out, name="text")
-    rng = np.random.default_rng(2)  # weights large enough that outputs are O(1)
-    model.get_layer("embedding").set_weights([rng.standard_normal((60, 8))])
-    model.get_layer("logits").set_weights([rng.standard_normal((5, 3)) * 3, np.zeros(3)])
-    return model
-
-
-def edited():
-    model = sequential_with_backbone()
-    calibrate_batchnorm(model, np.random.default_rng(3).standard_normal((8, 8, 8, 3)))
-    return model
-
-
-BUILDERS = {"mobilenet": (mobilenet, ["block_16_project"], ["block_*"]),
-            "text": (text_model, ["embedding"], []),
-            "two_outputs": (shared_two_outputs, [], []),
-            "edited": (edited, ["backbone/bn"], ["backbone", "head:bias"])}
+BUILDERS = {"mobilenet": (mb.mobilenet_v2_calibrated_logits, ["block_16_project"],
+                          ["block_*"]),
+            "text": (mb.text_bilstm_gru, ["embedding"], []),
+            "two_outputs": (mb.shared_two_outputs, [], []),
+            "edited": (mb.sequential_with_backbone_calibrated, ["backbone/bn"],
+                       ["backbone", "head:bias"])}
 
 
 @pytest.fixture(scope="module")

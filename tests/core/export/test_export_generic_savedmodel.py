@@ -1,6 +1,7 @@
 """Generic SavedModels (no Keras layers) export through their serving signature."""
 
 import keras
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,25 +17,10 @@ from freezestudio.core.training.trainer import Trainer
 SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx", "frozen-graph": ".pb"}
 
 
-class Scorer(tf.Module):
-    def __init__(self):
-        super().__init__()
-        rng = np.random.default_rng(0)
-        with tf.name_scope("dense"):
-            self.kernel = tf.Variable(rng.standard_normal((4, 3)).astype("float32"),
-                                      name="kernel")
-            self.bias = tf.Variable(rng.standard_normal(3).astype("float32"), name="bias")
-
-    @tf.function(input_signature=[tf.TensorSpec((None, 4), tf.float32, name="features")])
-    def serve(self, features):
-        scores = tf.nn.relu(tf.matmul(features, self.kernel) + self.bias)
-        return {"scores": scores, "total": tf.reduce_sum(scores, axis=1, keepdims=True)}
-
-
 @pytest.fixture(scope="module")
 def document(tmp_path_factory):
     path = tmp_path_factory.mktemp("generic") / "scorer"
-    module = Scorer()
+    module = mb.Scorer()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return open_document(path)
 

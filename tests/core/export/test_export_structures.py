@@ -2,6 +2,7 @@
 stop-gradient on an output layer, a Sequential model, unusual names."""
 
 import keras
+import model_builders as mb
 import numpy as np
 import pytest
 
@@ -13,33 +14,13 @@ from freezestudio.core.files.loading import open_document
 FORMATS = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx", "frozen-graph": ".pb"}
 
 
-def dict_model():
-    inputs = {"image": keras.Input((4,), name="image"),
-              "count": keras.Input((1,), dtype="int32", name="count")}
-    count = keras.layers.Embedding(5, 4, name="count_embedding")(inputs["count"])
-    merged = keras.layers.Concatenate(name="merge")(
-        [inputs["image"], keras.layers.Flatten(name="flat")(count)])
-    return keras.Model(inputs, {"score": keras.layers.Dense(1, name="score_head")(merged),
-                                "class": keras.layers.Dense(3, name="class_head")(merged)},
-                       name="dicts")
-
-
-def odd_names_model():
-    x = keras.Input((3,), name="x in:put")
-    return keras.Model(x, keras.layers.Dense(2, name="dense.out")(x), name="odd")
-
-
-def sequential():
-    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="d1"),
-                             keras.layers.Dense(2, name="d2")], name="seq")
-
-
 @pytest.fixture(scope="module")
 def documents(tmp_path_factory):
     folder = tmp_path_factory.mktemp("structures")
     found = {}
-    for name, build in [("dicts", dict_model), ("odd", odd_names_model), ("seq", sequential),
-                        ("stop_on_output", lambda: keras.models.clone_model(dict_model()))]:
+    for name, build in [("dicts", mb.dict_model), ("odd", mb.odd_names_model),
+                        ("seq", mb.two_dense_sequential),
+                        ("stop_on_output", lambda: keras.models.clone_model(mb.dict_model()))]:
         path = folder / f"{name}.keras"
         build().save(path)
         found[name] = open_document(path)

@@ -2,7 +2,7 @@
 with random texts made of its vocabulary; the others say why they cannot, and write
 nothing."""
 
-import keras
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -18,13 +18,7 @@ CORPUS = ["the cat sat", "a dog ran far", "the dog sat on the mat", "cats and do
 
 @pytest.fixture(scope="module")
 def document(tmp_path_factory):
-    vectorize = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=6,
-                                               name="vectorize")
-    vectorize.adapt(np.array(CORPUS))
-    text = keras.Input((1,), dtype="string", name="text")
-    x = keras.layers.Embedding(50, 4, name="embedding")(vectorize(text))
-    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    model = keras.Model(text, keras.layers.Dense(2, name="out")(x), name="reader")
+    model = mb.text_vectorization_reader(CORPUS)
     path = tmp_path_factory.mktemp("text") / "reader.keras"
     model.save(path)
     return open_document(path)

@@ -1,6 +1,7 @@
 """Opening every supported format: tf.keras 2.x SavedModel and .h5, Keras 3 .h5, and a
 generic SavedModel written from a plain `tf.Module`."""
 
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,30 +14,6 @@ from freezestudio.core.model.document import PARTIAL
 
 # tf_keras warns about legacy .h5 and input_shape: expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-def tf_keras_flat():
-    model = tf_keras.Sequential([
-        tf_keras.layers.Dense(6, activation="relu", name="d1", input_shape=(4,)),
-        tf_keras.layers.BatchNormalization(name="bn"),
-        tf_keras.layers.Dropout(0.2, name="drop"),
-        tf_keras.layers.Dense(3, name="d2"),
-    ], name="legacy")
-    model.get_layer("d1").trainable = False
-    return model
-
-
-def tf_keras_nested():
-    """The transfer-learning shape: a functional backbone called inside a functional model."""
-    inner_in = tf_keras.Input((4,))
-    inner_out = tf_keras.layers.Dense(6, name="b1")(inner_in)
-    inner_out = tf_keras.layers.BatchNormalization(name="bbn")(inner_out)
-    backbone = tf_keras.Model(inner_in, inner_out, name="backbone")
-    inputs = tf_keras.Input((4,), name="x")
-    outputs = tf_keras.layers.Dense(3, name="head")(backbone(inputs))
-    model = tf_keras.Model(inputs, outputs, name="legacy_nested")
-    backbone.trainable = False
-    return model
 
 
 def legacy_paths(model, prefix=""):
@@ -76,7 +53,7 @@ def check_against_tf_keras(document, legacy):
 def legacy_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("legacy")
     files = {}
-    for name, build in (("flat", tf_keras_flat), ("nested", tf_keras_nested)):
+    for name, build in (("flat", mb.tf_keras_flat), ("nested", mb.tf_keras_nested)):
         model = build()
         model.save(folder / f"{name}_savedmodel")
         model.save(folder / f"{name}.h5")
@@ -124,45 +101,10 @@ def test_tf_keras_h5_nested_backbone(legacy_files):
     check_against_tf_keras(document, models["nested"])
 
 
-def tf_keras_mobilenet_transfer():
-    """The canonical tf.keras 2.x transfer model: a frozen MobileNetV2 backbone and a head."""
-    base = tf_keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
-                                             include_top=False, weights=None)
-    base.trainable = False
-    inputs = tf_keras.Input((32, 32, 3))
-    x = tf_keras.layers.GlobalAveragePooling2D(name="gap")(base(inputs, training=False))
-    return tf_keras.Model(inputs, tf_keras.layers.Dense(3, name="head")(x), name="transfer")
-
-
-def tf_keras_sequential_transfer():
-    """The other canonical tf.keras transfer model: Sequential([frozen base, pooling, head])."""
-    base = tf_keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35,
-                                             include_top=False, weights=None)
-    base.trainable = False
-    return tf_keras.Sequential([base, tf_keras.layers.GlobalAveragePooling2D(name="gap"),
-                                tf_keras.layers.Dense(3, name="head")], name="transfer")
-
-
-def tf_keras_augmentation():
-    augment = tf_keras.Sequential([tf_keras.layers.RandomFlip("horizontal", name="flip"),
-                                   tf_keras.layers.Rescaling(1 / 255.0, name="scale")],
-                                  name="augment")
-    inputs = tf_keras.Input((8, 8, 3))
-    x = tf_keras.layers.Conv2D(2, 3, name="conv")(augment(inputs))
-    return tf_keras.Model(inputs, tf_keras.layers.GlobalAveragePooling2D(name="gap")(x))
-
-
-def tf_keras_sequential_of_functional():
-    inner_in = tf_keras.Input((4,))
-    backbone = tf_keras.Model(inner_in, tf_keras.layers.Dense(6, name="b1")(inner_in),
-                              name="backbone")
-    return tf_keras.Sequential([backbone, tf_keras.layers.Dense(2, name="head")], name="seq")
-
-
 @pytest.mark.parametrize("build", ["functional", "sequential"])
 def test_tf_keras_mobilenet_transfer_h5(tmp_path, build):
-    legacy = (tf_keras_mobilenet_transfer if build == "functional"
-              else tf_keras_sequential_transfer)()
+    legacy = (mb.tf_keras_mobilenet_transfer if build == "functional"
+              else mb.tf_keras_sequential_transfer)()
     legacy.save(tmp_path / "transfer.h5")
     document = open_document(tmp_path / "transfer.h5")
     check_against_tf_keras(document, legacy)
@@ -181,7 +123,7 @@ def test_tf_keras_mobilenet_transfer_h5(tmp_path, build):
 
 @pytest.mark.slow
 def test_tf_keras_mobilenet_transfer_savedmodel(tmp_path):
-    legacy = tf_keras_mobilenet_transfer()
+    legacy = mb.tf_keras_mobilenet_transfer()
     legacy.save(tmp_path / "transfer")
     document = open_document(tmp_path / "transfer")
     check_against_tf_keras(document, legacy)
@@ -189,7 +131,7 @@ def test_tf_keras_mobilenet_transfer_savedmodel(tmp_path):
 
 @pytest.mark.parametrize("kind", ["h5", "savedmodel"])
 def test_tf_keras_augmentation_sequential(tmp_path, kind):
-    legacy = tf_keras_augmentation()
+    legacy = mb.tf_keras_augmentation()
     path = tmp_path / ("aug.h5" if kind == "h5" else "aug")
     legacy.save(path)
     document = open_document(path)
@@ -198,7 +140,7 @@ def test_tf_keras_augmentation_sequential(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["h5", "savedmodel"])
 def test_tf_keras_sequential_starting_with_functional(tmp_path, kind):
-    legacy = tf_keras_sequential_of_functional()
+    legacy = mb.tf_keras_sequential_of_functional()
     legacy.build((None, 4))
     path = tmp_path / ("seq.h5" if kind == "h5" else "seq")
     legacy.save(path)
@@ -219,7 +161,6 @@ def test_tf_keras_explicit_list_of_one_output_opens(tmp_path):
 
 def test_keras3_h5_nested_model(tmp_path):
     import keras
-    import model_builders as mb
 
     model = mb.sequential_with_backbone()
     model.get_layer("backbone").get_layer("bn").trainable = False
@@ -236,30 +177,10 @@ def test_keras3_h5_nested_model(tmp_path):
     assert isinstance(document.model, keras.Model)
 
 
-class ScopedNet(tf.Module):
-    """A plain tf.Module: no Keras metadata, variables named with scopes."""
-
-    def __init__(self):
-        super().__init__()
-        rng = np.random.default_rng(0)
-        self.k1 = tf.Variable(rng.standard_normal((3, 4)).astype("float32"),
-                              name="encoder/dense/kernel")
-        self.b1 = tf.Variable(rng.standard_normal(4).astype("float32"),
-                              name="encoder/dense/bias")
-        self.k2 = tf.Variable(rng.standard_normal((4, 2)).astype("float32"), name="head/kernel")
-        self.b2 = tf.Variable(rng.standard_normal(2).astype("float32"), name="head/bias")
-        self.steps = tf.Variable(0, dtype=tf.int64, name="steps")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
-    def __call__(self, x):
-        hidden = tf.nn.relu(tf.matmul(x, self.k1) + self.b1)
-        return {"y": tf.matmul(hidden, self.k2) + self.b2}
-
-
 @pytest.fixture(scope="module")
 def generic(tmp_path_factory):
     path = tmp_path_factory.mktemp("generic") / "net"
-    net = ScopedNet()
+    net = mb.ScopedNet()
     tf.saved_model.save(net, str(path), signatures={"serving_default": net.__call__})
     assert not (path / "keras_metadata.pb").exists()
     x = np.random.default_rng(1).standard_normal((5, 3)).astype("float32")

@@ -218,17 +218,6 @@ def test_missing_target_folder_is_user_error(files, tmp_path):
         save_document(document, tmp_path / "no" / "such" / "model.keras")
 
 
-class TinyModule(tf.Module):
-    def __init__(self):
-        super().__init__()
-        self.kernel = tf.Variable(np.ones((2, 2), "float32"), name="block/kernel")
-        self.bias = tf.Variable(np.zeros(2, "float32"), name="block/bias")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
-    def __call__(self, x):
-        return tf.matmul(x, self.kernel) + self.bias
-
-
 def tree_bytes(folder):
     folder = Path(folder)
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
@@ -236,7 +225,7 @@ def tree_bytes(folder):
 
 def test_failed_savedmodel_save_keeps_old_directory(tmp_path, monkeypatch):
     source = tmp_path / "source"
-    module = TinyModule()
+    module = mb.TinyModule()
     tf.saved_model.save(module, str(source), signatures={"serving_default": module.__call__})
     document = open_document(source)
     out = tmp_path / "out"

@@ -12,6 +12,7 @@ import random
 from collections import defaultdict
 
 import keras
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,81 +22,16 @@ from freezestudio.core.errors import PlanError
 from freezestudio.core.files.loading import open_document
 from freezestudio.core.graph import gradient_flow
 
-
-def text_model():
-    tokens = keras.Input((12,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(100, 16, name="embedding")(tokens)
-    x = keras.layers.LSTM(8, name="lstm")(x)
-    x = keras.layers.Dense(8, activation="relu", name="hidden")(x)
-    return keras.Model(tokens, keras.layers.Dense(3, name="classifier")(x), name="text")
-
-
-def shared_two_outputs():
-    inp = keras.Input((10,), name="features")
-    shared = keras.layers.Dense(8, activation="tanh", name="shared")
-    a = shared(inp)
-    b = shared(keras.layers.Dense(10, name="pre")(inp))
-    # +1: a zero index would give after_argmax a zero kernel gradient on this input
-    argmax = keras.ops.cast(keras.ops.argmax(b, axis=-1), "float32") + 1.0  # no gradient
-    side = keras.layers.Dense(2, name="after_argmax")(keras.ops.expand_dims(argmax, -1))
-    out1 = keras.layers.Dense(3, name="out1")(a)
-    out2 = keras.layers.Add(name="merge")([keras.layers.Dense(2, name="out2")(b), side])
-    return keras.Model(inp, [out1, out2], name="shared_model")
-
-
-def nested_sequential():
-    backbone = keras.Sequential([
-        keras.Input((8, 8, 3)),
-        keras.layers.Conv2D(4, 3, name="conv"),
-        keras.layers.BatchNormalization(name="bn"),
-        keras.layers.ReLU(name="relu"),
-        keras.Sequential([keras.layers.Conv2D(4, 3, name="deep_conv")], name="deeper"),
-        keras.layers.GlobalAveragePooling2D(name="gap"),
-    ], name="backbone")
-    inp = keras.Input((8, 8, 3), name="image")
-    return keras.Model(inp, keras.layers.Dense(2, name="head")(backbone(inp)), name="wrapper")
-
-
-@keras.saving.register_keras_serializable(package="oracle")
-class Encoder(keras.Model):
-    """A subclassed model calling a functional model it owns, then a layer of its own."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        inputs = keras.Input((6,), name="encoder_in")
-        hidden = keras.layers.Dense(5, activation="tanh", name="inner_dense")(inputs)
-        self.inner = keras.Model(inputs, keras.layers.Dense(4, name="inner_out")(hidden),
-                                 name="inner")
-        self.project = keras.layers.Dense(3, name="project")
-
-    def call(self, x):
-        return self.project(self.inner(x))
-
-
-def subclassed_around_functional():
-    inp = keras.Input((6,), name="features")
-    encoded = Encoder(name="encoder")(inp)
-    side = keras.layers.Dense(3, name="side")(inp)
-    merged = keras.layers.Concatenate(name="merge")([encoded, side])
-    return keras.Model(inp, keras.layers.Dense(2, name="head")(merged), name="outer")
-
-
-def app(name):
-    def build():
-        return getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3),
-                                                 classes=5)
-    return build
-
-
 CASES = [
-    pytest.param(text_model, 6, id="embedding-lstm"),
-    pytest.param(shared_two_outputs, 8, id="shared-two-outputs"),
-    pytest.param(nested_sequential, 8, id="nested-sequential"),
-    pytest.param(subclassed_around_functional, 8, id="subclassed-around-functional"),
-    pytest.param(app("MobileNetV2"), 3, id="mobilenetv2"),
-    pytest.param(app("ResNet50"), 2, id="resnet50", marks=pytest.mark.slow),
-    pytest.param(app("DenseNet121"), 2, id="densenet121", marks=pytest.mark.slow),
-    pytest.param(app("EfficientNetB0"), 2, id="efficientnetb0", marks=pytest.mark.slow),
+    pytest.param(mb.text_lstm_hidden_classifier, 6, id="embedding-lstm"),
+    pytest.param(mb.shared_on_one_input_with_argmax, 8, id="shared-two-outputs"),
+    pytest.param(mb.sequential_in_sequential_cnn, 8, id="nested-sequential"),
+    pytest.param(mb.subclassed_around_functional, 8, id="subclassed-around-functional"),
+    pytest.param(mb.keras_application("MobileNetV2"), 3, id="mobilenetv2"),
+    pytest.param(mb.keras_application("ResNet50"), 2, id="resnet50", marks=pytest.mark.slow),
+    pytest.param(mb.keras_application("DenseNet121"), 2, id="densenet121", marks=pytest.mark.slow),
+    pytest.param(mb.keras_application("EfficientNetB0"), 2, id="efficientnetb0",
+                 marks=pytest.mark.slow),
 ]
 
 
@@ -205,7 +141,7 @@ def test_analysis_agrees_with_gradient_tape(build, rounds, tmp_path):
 
 def test_text_model_embedding_cut_by_its_stop_gradient(tmp_path):
     path = tmp_path / "text.keras"
-    text_model().save(path)
+    mb.text_lstm_hidden_classifier().save(path)
     document = open_document(path)
     stop_gradient.add_stop_gradient_points(document, ["embedding"])
     embedding = document.layer("embedding")
@@ -218,7 +154,7 @@ def test_text_model_embedding_cut_by_its_stop_gradient(tmp_path):
 def test_a_wrong_analysis_is_caught(tmp_path, monkeypatch):
     """The oracle can fail: an analysis that ignores stop-gradient points is detected."""
     path = tmp_path / "text.keras"
-    text_model().save(path)
+    mb.text_lstm_hidden_classifier().save(path)
     document = open_document(path)
     stop_gradient.add_stop_gradient_points(document, ["embedding"])
     monkeypatch.setattr(gradient_flow, "cuts_gradient", lambda layer: False)
@@ -229,7 +165,7 @@ def test_a_wrong_analysis_is_caught(tmp_path, monkeypatch):
 
 def test_shared_layer_points_are_per_call(tmp_path):
     path = tmp_path / "shared.keras"
-    shared_two_outputs().save(path)
+    mb.shared_on_one_input_with_argmax().save(path)
     document = open_document(path)
     assert stop_gradient.insertion_points(document, document.layer("shared")) == [
         "shared[0]", "shared[1]"]
@@ -251,7 +187,7 @@ def test_shared_layer_points_are_per_call(tmp_path):
 def test_models_called_by_a_subclassed_model_hold_no_points(tmp_path):
     """Its models are attributes a rebuild cannot replace: only its boundary is a point."""
     path = tmp_path / "model.keras"
-    subclassed_around_functional().save(path)
+    mb.subclassed_around_functional().save(path)
     document = open_document(path)
     table = stop_gradient.addresses_by_layer(document)
     assert "encoder" in table and not [p for p in table if p.startswith("encoder/")]

@@ -6,7 +6,7 @@ TensorFlow itself is the oracle: each model is traced in a `tf.function`, and
 
 from __future__ import annotations
 
-import keras
+import model_builders as mb
 import pytest
 import tensorflow as tf
 
@@ -29,13 +29,6 @@ NAMES = [  # (model name, inner layer name, input name)
 ]
 
 
-def _build(model_name, layer_name, input_name):
-    inputs = keras.Input((4,), name=input_name)
-    inner = keras.Sequential([keras.layers.Dense(3, name=layer_name)], name="inner")
-    return keras.Model(inputs, keras.layers.Dense(2, name="out")(inner(inputs)),
-                       name=model_name)
-
-
 def _tensorflow_traces(model) -> bool:
     try:
         tf.function(lambda x: model(x, training=True))(tf.ones((2, 4)))
@@ -47,7 +40,7 @@ def _tensorflow_traces(model) -> bool:
 @pytest.mark.parametrize("model_name, layer_name, input_name", NAMES)
 def test_refused_exactly_when_tensorflow_cannot_trace(model_name, layer_name,
                                                       input_name):
-    model = _build(model_name, layer_name, input_name)
+    model = mb.named_model(model_name, layer_name, input_name)
     traces = _tensorflow_traces(model)
     if traces:
         check_traceable(model, "train this model")
@@ -56,11 +49,11 @@ def test_refused_exactly_when_tensorflow_cannot_trace(model_name, layer_name,
         check_traceable(model, "train this model")
     message = str(error.value)
     assert message.startswith("cannot train this model: TensorFlow refuses the layer name")
-    culprit = layer_name if not _tensorflow_traces(_build("model", layer_name, "x")) \
+    culprit = layer_name if not _tensorflow_traces(mb.named_model("model", layer_name, "x")) \
         else model_name
     assert repr(culprit) in message
 
 
 def test_the_oracle_sees_both_outcomes():
-    outcomes = {_tensorflow_traces(_build(*names)) for names in NAMES}
+    outcomes = {_tensorflow_traces(mb.named_model(*names)) for names in NAMES}
     assert outcomes == {True, False}

@@ -7,12 +7,6 @@ from freezestudio.core.files.loading import open_document
 from freezestudio.core.files.saving import save_document
 
 
-def single_layer_model(layer, shape=(3,)):
-    inputs = keras.Input(shape, name="x")
-    x = keras.layers.Dense(shape[-1], name="d")(inputs)
-    return keras.Model(inputs, layer(x), name="m")
-
-
 def check_ids(document, model):
     ids = document.weight_ids
     assert len(ids) == len(set(ids))
@@ -40,20 +34,20 @@ def test_wrapper_layers_have_unique_keys(tmp_path):
 
 
 def test_same_name_weights_get_unique_ids(tmp_path):
-    single_layer_model(mb.SameNameWeights(name="same")).save(tmp_path / "m.keras")
+    mb.single_layer_model(mb.SameNameWeights(name="same")).save(tmp_path / "m.keras")
     document = open_document(tmp_path / "m.keras")
     check_ids(document, document.model)
 
 
 def test_unnamed_weight_ids_are_stable_across_openings(tmp_path):
-    single_layer_model(mb.UnnamedWeights(name="u")).save(tmp_path / "m.keras")
+    mb.single_layer_model(mb.UnnamedWeights(name="u")).save(tmp_path / "m.keras")
     first = open_document(tmp_path / "m.keras").weight_ids
     second = open_document(tmp_path / "m.keras").weight_ids
     assert first == second
 
 
 def test_per_weight_freeze_of_unnamed_weight_survives_save(tmp_path):
-    single_layer_model(mb.UnnamedWeights(name="u")).save(tmp_path / "m.keras")
+    mb.single_layer_model(mb.UnnamedWeights(name="u")).save(tmp_path / "m.keras")
     document = open_document(tmp_path / "m.keras")
     second = [w for w in document.weights if w.layer.path == "u"][1]
     document.set_trainable([second], False)

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import keras
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -129,27 +130,8 @@ def test_mirrored_strategy_on_two_logical_cpus():
         assert step["conv_base/block1_conv"] is None and step["head_out"] > 0
 
 
-def _generic_savedmodel(path):
-    class Regressor(tf.Module):
-        def __init__(self):
-            super().__init__()
-            with tf.name_scope("dense"):
-                self.kernel = tf.Variable(tf.random.stateless_normal((3, 1), (1, 2)),
-                                          name="kernel")
-                self.bias = tf.Variable(tf.zeros((1,)), name="bias")
-            with tf.name_scope("scale"):
-                self.gain = tf.Variable(tf.ones((1,)), name="gain")
-
-        @tf.function(input_signature=[tf.TensorSpec((None, 3), tf.float32, name="features")])
-        def __call__(self, features):
-            return {"value": (tf.matmul(features, self.kernel) + self.bias) * self.gain}
-
-    module = Regressor()
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
-
-
 def test_generic_savedmodel_trains_through_the_wrapper(tmp_path):
-    _generic_savedmodel(tmp_path / "sm")
+    mb.save_generic_regressor(tmp_path / "sm")
     document = open_document(tmp_path / "sm")
     assert document.source_format == "savedmodel"
     gain = next(w for w in document.weights if w.id.startswith("scale:"))

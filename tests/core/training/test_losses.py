@@ -2,6 +2,7 @@
 and what is said about the rest (real Keras compile configs, saved and reopened)."""
 
 import keras
+import model_builders as mb
 import numpy as np
 
 from freezestudio.core.data import Split, TrainingData
@@ -14,8 +15,7 @@ X = RNG.normal(size=(32, 4)).astype("float32")
 
 
 def compiled(tmp_path, outputs: dict, **compile_args):
-    inputs = keras.Input((4,), name="x")
-    model = keras.Model(inputs, {name: layer(inputs) for name, layer in outputs.items()})
+    model = mb.dict_outputs(outputs)
     model.compile(optimizer="adam", **compile_args)
     model.save(tmp_path / "m.keras")
     return open_document(tmp_path / "m.keras")

@@ -6,6 +6,7 @@ import threading
 import time
 
 import keras
+import model_builders as mb
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -154,19 +155,8 @@ def test_unfreezing_between_runs_rebuilds_the_optimizer():
 
 
 # --- the gradient norms against TensorFlow ------------------------------------------------
-def _norm_model():
-    inputs = keras.Input((6,), name="x")
-    a = keras.layers.Dense(8, activation="tanh", name="a")(inputs)
-    b = keras.layers.BatchNormalization(name="bn")(a)
-    c = keras.layers.Dense(8, activation="relu", name="c")(b)
-    side = keras.layers.Dense(8, name="side")(inputs)
-    merged = keras.layers.Add(name="add")([c, side])
-    out = keras.layers.Dense(3, activation="softmax", name="out")(merged)
-    return keras.Model(inputs, out, name="norms")
-
-
 def test_grad_norms_equal_gradient_tape_on_the_same_batch(tmp_path):
-    document = save_and_open(_norm_model(), tmp_path)
+    document = save_and_open(mb.gradient_norms_model(), tmp_path)
     apply_plan_(document, load_plan_dict({"trainable": [{"match": "c:bias", "value": False}],
                                           "stop_gradient_after": ["a"]}))
     rng = np.random.default_rng(0)
@@ -406,12 +396,7 @@ def test_metrics_csv_columns_are_empty_exactly_without_gradient(tmp_path):
 
 # --- more models and faults ---------------------------------------------------------------
 def test_two_inputs_two_outputs_get_a_loss_and_metric_each(tmp_path):
-    a = keras.Input((3,), name="a")
-    b = keras.Input((2,), name="b")
-    merged = keras.layers.Concatenate(name="cat")([a, b])
-    cls = keras.layers.Dense(4, activation="softmax", name="cls")(merged)
-    reg = keras.layers.Dense(1, name="reg")(merged)
-    document = save_and_open(keras.Model([a, b], [cls, reg], name="two"), tmp_path)
+    document = save_and_open(mb.two_in_two_out(), tmp_path)
     rng = np.random.default_rng(0)
     xa, xb = rng.normal(size=(96, 3)), rng.normal(size=(96, 2))
     data = TrainingData("a", Split([xa, xb], [(xa[:, 0] > 0).astype("int64") + 2 *
@@ -502,14 +487,6 @@ def test_tensorboard_events_hold_loss_grad_norms_and_epochs(tmp_path):
     assert set(scalars("validation")) == {"epoch_loss", "epoch_accuracy"}
 
 
-def _prefix_model(middle):
-    inputs = keras.Input((6,), name="x")
-    x = keras.layers.Dense(5, name="pre")(inputs)
-    x = middle(x)
-    x = keras.layers.Dense(4, name="post")(x)
-    return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
-
-
 @pytest.mark.parametrize(("middle", "auto", "inexact"), [
     (keras.layers.Dropout(0.0, name="mid"), True, None),
     (keras.layers.Dropout(0.3, name="mid"), False, "'mid' (Dropout) behaves differently"),
@@ -521,7 +498,7 @@ def test_cache_plan_is_exact_only_for_training_independent_prefixes(tmp_path, mi
                                                                       inexact):
     from freezestudio.core.training.feature_cache import plan_cache
 
-    document = save_and_open(_prefix_model(middle), tmp_path)
+    document = save_and_open(mb.pre_middle_post(middle), tmp_path)
     apply_plan_(document, load_plan_dict({"stop_gradient_after": ["mid"]}))
     document.set_trainable(matching_nodes(document, "pre"), False)
     plan = plan_cache(document, document.model, "auto")  # exact only: may stop earlier
@@ -538,7 +515,7 @@ def test_cache_plan_is_exact_only_for_training_independent_prefixes(tmp_path, mi
 def test_cache_on_without_a_frozen_prefix_is_refused(tmp_path):
     from freezestudio.core.errors import UserError
 
-    document = save_and_open(_prefix_model(keras.layers.Dense(5, name="mid")), tmp_path)
+    document = save_and_open(mb.pre_middle_post(keras.layers.Dense(5, name="mid")), tmp_path)
     data = TrainingData("a", Split([np.zeros((8, 6), "float32")], [np.zeros(8, "int64")]))
     with pytest.raises(UserError, match="--cache-features on: no cacheable prefix \\('pre' "
                                         "receives gradient\\)"):
