@@ -649,6 +649,17 @@ class Gizmo(keras.layers.Layer):
 '''
 
 
+def import_source_file(path, name: str):
+    """Imports a Python file written by a test (e.g. custom layers for --custom-objects)
+    under `name`, registering what it registers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_missing_class_model(folder):
     """A .keras and an .h5 using class `Gizmo` defined in `gizmo_layers.py`, which is then
     unregistered from this process, as if it had been written on another machine.
@@ -656,15 +667,12 @@ def make_missing_class_model(folder):
     Returns:
         (keras_path, h5_path, module_path).
     """
-    import importlib.util
     from pathlib import Path
 
     folder = Path(folder)
     module_path = folder / "gizmo_layers.py"
     module_path.write_text(GIZMO_MODULE)
-    spec = importlib.util.spec_from_file_location("fs_tests_gizmo_builder", module_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_source_file(module_path, "fs_tests_gizmo_builder")
     inputs = keras.Input((3,), name="x")
     model = keras.Model(inputs, module.Gizmo(2, name="giz")(inputs), name="gizmo_model")
     model.save(folder / "gizmo.keras")

@@ -3,12 +3,12 @@ means an unexpected failure with a log file)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import textwrap
 
 import numpy as np
 from cli_runner import run_cli
+from model_builders import import_source_file
 
 from freezestudio.commands.exit_codes import ExitCode
 
@@ -35,9 +35,7 @@ DRIFTING_LAYER = textwrap.dedent('''
 def _drifting_model(tmp_path):
     module_path = tmp_path / "drifting.py"
     module_path.write_text(DRIFTING_LAYER)
-    spec = importlib.util.spec_from_file_location("drifting_for_exit_codes", module_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_source_file(module_path, "drifting_for_exit_codes")
     import keras
 
     inputs = keras.Input((4,), name="x")
