@@ -10,6 +10,9 @@ edits through the same commands the user's clicks run, and saves PNGs:
     docs/screenshots/dark.png            the stop-gradient view in a dark palette
     docs/screenshots/training.png        fine-tuning the CNN's top block: live loss, per-layer
                                          gradient lines and the layers x steps heatmap
+    docs/screenshots/first_window_1366x768.png   the first-run window on a 1366x768 screen
+    docs/screenshots/first_window_1920x1080.png  ... and on a 1920x1080 screen (all columns
+                                                 of the tree in view, details pane narrow)
 
 Usage:
     python scripts/screenshots.py [--out docs/screenshots]
@@ -25,13 +28,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (1400, 860)
+FIRST_RUN_SCREENS = ((1366, 768), (1920, 1080))
+"""Screens the first-run window is shown on (its size from `first_run_geometry`)."""
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="freezestudio-shots-")  # no recents
 sys.path.insert(0, str(REPO))
 
-from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, QRect, QTimer  # noqa: E402
 
 from freezestudio.gui.app import create_application  # noqa: E402
 from freezestudio.resources import DEMO_DIR  # noqa: E402
@@ -98,6 +103,7 @@ def main(argv=None) -> int:
     tree.expand(window.model.index_of(document.layer("head_out")))
     tree.select_nodes([document.layer("conv_base/block3_bn")])
     shoot(app, window, args.out / "cnn_partial.png")
+    shoot_first_windows(app, window, args.out)
 
     # 2. A stop-gradient after the embedding (the demo's plan), then the same view filtered.
     window.editor.stack.setClean()
@@ -150,6 +156,21 @@ def main(argv=None) -> int:
     window.editor.stack.setClean()
     window.close()
     return 0
+
+
+def shoot_first_windows(app, window, out: Path) -> None:
+    """The window at its first-run size on each of `FIRST_RUN_SCREENS`, its columns fitted
+    to that size as on opening, then back at `SIZE`."""
+    from freezestudio.gui.window.settings import first_run_geometry
+
+    for width, height in FIRST_RUN_SCREENS:
+        window.setGeometry(first_run_geometry(QRect(0, 0, width, height)))
+        settle(app)
+        window.tree.fit_columns()
+        shoot(app, window, out / f"first_window_{width}x{height}.png")
+    window.resize(*SIZE)
+    settle(app)
+    window.tree.fit_columns()
 
 
 def dark_palette():

@@ -31,6 +31,9 @@ from freezestudio.gui.editor.tree_model import (
 
 BOX = 14
 GAP = 4
+SQUEEZABLE = (NAME, CLASS, SHAPE)
+"""Columns narrowed (their text elided) when the tree's viewport is too narrow for all."""
+MIN_NAME_WIDTH = 140
 
 
 class StopPointDelegate(QStyledItemDelegate):
@@ -264,11 +267,35 @@ class LayerTreeView(QTreeView):
         widths[NAME] = min(widths[NAME], 420)
         widths[SHAPE] = min(widths[SHAPE], 260)
         widths[CLASS] = min(widths[CLASS], 240)
+        if self.isVisible():  # a hidden view's viewport has no real width yet
+            floors = {c: metrics.horizontalAdvance(COLUMNS[c]) + pad for c in SQUEEZABLE}
+            floors[NAME] = max(floors[NAME], MIN_NAME_WIDTH)
+            squeeze_to_width(widths, floors, self.viewport().width())
         for column, width in widths.items():
             self.setColumnWidth(column, width)
 
     def sizeHintForColumn(self, column: int) -> int:  # keep Qt from scanning every row
         return self.columnWidth(column)
+
+
+def squeeze_to_width(widths: dict[int, int], floors: dict[int, int], room: int) -> None:
+    """Narrows the columns in `floors` (not below their floor) until all columns fit in
+    `room` pixels, taking from each in proportion to what it has above its floor; so the
+    Freeze, Stop gradient and Gradient columns stay in view without scrolling.
+
+    Args:
+        widths: column -> width; changed in place.
+        floors: the columns that may be narrowed -> their least width.
+        room: the viewport's width.
+    """
+    excess = sum(widths.values()) - room
+    slack = {c: max(widths[c] - floors[c], 0) for c in floors}
+    total = sum(slack.values())
+    if excess <= 0 or total == 0:
+        return
+    take = min(excess, total)
+    for column, spare in slack.items():
+        widths[column] -= -(-take * spare // total)  # rounded up: the sum fits
 
 
 def _tree_order(index: QModelIndex) -> tuple:

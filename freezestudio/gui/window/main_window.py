@@ -31,13 +31,14 @@ from freezestudio.gui.training.session import install_training
 from freezestudio.gui.window.actions import Actions
 from freezestudio.gui.window.busy_page import BusyPage
 from freezestudio.gui.window.file_flows import FileFlowsMixin, display_name
-from freezestudio.gui.window.settings import Settings
+from freezestudio.gui.window.settings import Settings, first_run_geometry
 from freezestudio.gui.window.start_page import StartPage
 from freezestudio.gui.window.summary import Legend, SummaryBar
 
 APP_NAME = "FreezeStudio"
-
-
+DETAILS_WIDTH = 300
+"""The details pane's width on opening (its text wraps); the tree gets the rest."""
+MIN_DETAILS_WIDTH = 200
 
 class TensorFlowState(Enum):
     """Where the background import of TensorFlow is (the status bar says it)."""
@@ -82,7 +83,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.actions = Actions(self)
         self._connect()
         if not self.settings.restore_window(self):
-            self.resize(1280, 800)
+            self.setGeometry(first_run_geometry(self.screen().availableGeometry()))
         self.refresh_recent()
         self.set_document(None)
         if import_tf:
@@ -117,9 +118,11 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.details)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([980, 400])
+        self.splitter.setStretchFactor(0, 1)  # a wider window widens the tree, not the details
+        self.splitter.setStretchFactor(1, 0)
+        self.splitter.setCollapsible(0, False)
+        self.details.setMinimumWidth(MIN_DETAILS_WIDTH)
+        self.splitter.setSizes([4000, DETAILS_WIDTH])
         self.editor_page = QWidget()
         editor_layout = QVBoxLayout(self.editor_page)
         editor_layout.setContentsMargins(0, 0, 0, 0)
@@ -140,6 +143,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.busy.cancel_requested.connect(self.cancel_loading)
         self.editor.stack.indexChanged.connect(self._on_stack_changed)
         self.editor.stack.cleanChanged.connect(self.update_title)
+        self.editor.stack.cleanChanged.connect(self.update_summary)
         self.editor.failed.connect(self._edit_failed)
         self.model.values_changed.connect(self.details.forget_values)
         self.model.refreshed.connect(self._on_refreshed)
@@ -171,11 +175,11 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.actions.set_classes(document)
         if document is not None:
             self.tree.expand(self.model.index(0, 0))
-            self.tree.fit_columns()
             self.tree.setCurrentIndex(self.model.index(0, 0))
             if self.filter_bar.active():
                 self.filter_bar.apply()
             self.pages.setCurrentWidget(self.editor_page)
+            self.tree.fit_columns()  # after the page shows: fits the viewport it has
             self.tree.setFocus()
         else:
             self.details.show_node(None, None)
@@ -194,10 +198,15 @@ class MainWindow(FileFlowsMixin, QMainWindow):
     @Slot()
     def _on_stack_changed(self, *_args) -> None:
         self.model.flush()
+        self.update_summary()  # a run pushed without a tree refresh still clears the marker
+
+    def update_summary(self, *_args) -> None:
+        """The summary bar: totals, and the recompile marker while edits are unsaved."""
+        self.summary.update_from(self.document, edited=self.is_modified())
 
     @Slot()
     def _on_refreshed(self) -> None:
-        self.summary.update_from(self.document)
+        self.update_summary()
         self._show_current()
         self._update_actions()
 

@@ -1,14 +1,50 @@
-"""What the app remembers between runs (QSettings, INI format): recent files, geometry."""
+"""What the app remembers between runs (QSettings, INI format): recent files, geometry;
+and the window's geometry on a first run, when nothing is remembered yet."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QMargins, QRect, QSettings
 
 ORGANIZATION = "FreezeStudio"
 APPLICATION = "FreezeStudio"
 MAX_RECENT = 10
+
+FRAME = QMargins(8, 40, 8, 8)
+"""Room left around the window for the frame and title bar the window manager adds."""
+FULL_WIDTH_BELOW = 1500
+"""Screens narrower than this (1366, 1440) get a window as wide as they allow."""
+FULL_HEIGHT_BELOW = 900
+"""Screens lower than this (768, 800) get a window as high as they allow."""
+FIRST_RUN_WIDTH = (1440, 1800)
+FIRST_RUN_HEIGHT = (860, 1100)
+"""Least and most size of a first-run window on larger screens (then 85% of the screen)."""
+
+
+def first_run_geometry(available: QRect) -> QRect:
+    """The window's geometry (without its frame) when no geometry is stored yet.
+
+    Small screens get all the room they have, so that every column of the tree, up to
+    Freeze, Stop gradient and Gradient, is visible at 1366x768; larger screens get 85% of
+    it, at least `FIRST_RUN_WIDTH[0]` x `FIRST_RUN_HEIGHT[0]`, centred.
+
+    Args:
+        available: the screen's available geometry (without task bars and docks).
+
+    Returns:
+        A rectangle inside `available` with room for the window frame (`FRAME`).
+    """
+    room = available.marginsRemoved(FRAME)
+    width, height = max(room.width(), 1), max(room.height(), 1)
+    if width >= FULL_WIDTH_BELOW:
+        width = min(width, max(FIRST_RUN_WIDTH[0], min(FIRST_RUN_WIDTH[1], int(0.85 * width))))
+    if height >= FULL_HEIGHT_BELOW:
+        height = min(height,
+                     max(FIRST_RUN_HEIGHT[0], min(FIRST_RUN_HEIGHT[1], int(0.85 * height))))
+    left = room.left() + (room.width() - width) // 2
+    top = room.top() + (room.height() - height) // 2
+    return QRect(left, top, width, height)
 
 
 def _as_list(value) -> list[str]:

@@ -1,12 +1,28 @@
-"""The summary bar (parameter totals, recompile marker) and the colour legend."""
+"""The summary bar (parameter totals, the recompile marker after edits) and the colour
+legend."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QWidget,
+)
 
 from freezestudio.gui.common import style
+
+RECOMPILE_TEXT = "Edited: recompile before training with Keras"
+RECOMPILE_TIP = (
+    "Keras fixes the set of trainable weights when a model is compiled. These edits change "
+    "it: if you train this model with Keras yourself, call compile() again (with a new "
+    "optimizer) after loading it, or the edits have no effect.\n"
+    "FreezeStudio's own training always compiles the current state, so nothing is needed "
+    "to train here.")
 
 
 def _percent(part: int, whole: int) -> str:
@@ -25,17 +41,23 @@ class SummaryBar(QFrame):
         self.totals.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.recompile_icon = QLabel()
         self.recompile_icon.setPixmap(style.pixmap(style.WARNING, 16))
-        self.recompile = QLabel("Must recompile before training")
-        self.recompile.setToolTip(
-            "Keras fixes the trainable set at compile(): after any edit, compile the model "
-            "again (with a new optimizer) before training, or the edit has no effect.")
+        self.recompile = QLabel(RECOMPILE_TEXT)
+        self.recompile.setToolTip(RECOMPILE_TIP)
+        self.recompile_icon.setToolTip(RECOMPILE_TIP)
         layout.addWidget(self.totals, 1)
         layout.addWidget(self.recompile_icon)
         layout.addWidget(self.recompile)
         self.update_from(None)
 
-    def update_from(self, document) -> None:
-        """Shows the document's totals."""
+    def update_from(self, document, edited: bool = False) -> None:
+        """Shows the document's totals, and the recompile marker if it tells something.
+
+        Args:
+            document: the document shown (None: no model).
+            edited: whether it differs from its file (unsaved edits). The marker shows only
+                then, and only while no FreezeStudio run has compiled the current edits:
+                right after opening there is nothing to recompile for.
+        """
         if document is None:
             self.totals.setText("No model")
             self.set_recompile(False)
@@ -49,7 +71,7 @@ class SummaryBar(QFrame):
             f" &nbsp;·&nbsp; receiving gradient <b>{receiving:,}</b>"
             f"{_percent(receiving, params)} &nbsp;·&nbsp; "
             f"non-trainable {params - trainable:,}")
-        self.set_recompile(bool(document.needs_recompile))
+        self.set_recompile(edited and bool(document.needs_recompile))
 
     def set_recompile(self, needed: bool) -> None:
         self.recompile.setVisible(needed)
@@ -114,6 +136,8 @@ class Legend(QWidget):
             layout.addWidget(swatch)
             layout.addSpacing(8)
         layout.addStretch(1)
+        # The legend never widens the window: on a narrow one its end is cut off instead.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
     def changeEvent(self, event) -> None:
         super().changeEvent(event)

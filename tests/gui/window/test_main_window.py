@@ -333,3 +333,28 @@ def test_a_portable_copy_drops_stop_gradients_and_keeps_the_document(qtbot, open
     assert window.isWindowModified()  # the document itself is still unsaved
     assert window.document.stop_points == ["head_dense"]
     assert open_document(tmp_path / "portable.keras").stop_points == []
+
+
+def test_the_recompile_marker_shows_only_after_an_edit(qtbot, opened, tmp_path):
+    """Right after opening it would read like an error; after an edit it says what to do
+    when the model is trained with Keras; saving (or undoing back to the file) hides it."""
+    from freezestudio.gui.window.summary import RECOMPILE_TEXT
+
+    window = opened
+    marker, icon = window.summary.recompile, window.summary.recompile_icon
+    assert window.document.needs_recompile, "the core flag is raised on opening"
+    assert not marker.isVisibleTo(window) and not icon.isVisibleTo(window)
+    window.editor.set_trainable([window.document.layer("head_dense")], False)
+    assert marker.isVisibleTo(window) and icon.isVisibleTo(window)
+    assert marker.text() == RECOMPILE_TEXT == "Edited: recompile before training with Keras"
+    assert "compile()" in marker.toolTip() and "FreezeStudio's own training" in \
+        marker.toolTip()
+    window.actions.undo.trigger()
+    assert not marker.isVisibleTo(window), "back to the file: nothing to recompile"
+    window.actions.redo.trigger()
+    assert marker.isVisibleTo(window)
+    with qtbot.waitSignal(window.saved, timeout=60_000):
+        window.save_to(str(tmp_path / "edited.keras"))
+    assert not marker.isVisibleTo(window), "the saved file compiles its edits on loading"
+    window.close_model()
+    assert not marker.isVisibleTo(window)
