@@ -16,7 +16,7 @@ import importlib.util
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QPointF, QStandardPaths, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -42,6 +42,7 @@ from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
 from freezestudio.gui.export.worker import ExportRequest, run_export
+from freezestudio.resources import DEMO_DIR
 
 DESCRIPTIONS = {
     "keras": "Keras (.keras): the editable model, flags kept",
@@ -52,6 +53,25 @@ DESCRIPTIONS = {
     "frozen-graph": "Frozen graph (.pb): variables folded into constants",
 }
 ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
+
+
+def _inside_demos(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(DEMO_DIR.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def default_folder(source, directory: str = "") -> Path:
+    """Where an export goes by default: `directory`, else beside the model; never into the
+    bundled demos (read-only templates): then the user's documents folder, else home."""
+    folder = Path(directory or Path(source).parent).resolve()
+    if not _inside_demos(folder):
+        return folder
+    documents = QStandardPaths.writableLocation(
+        QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(documents) if documents and Path(documents).is_dir() else Path.home()
 
 
 def get_export_path(parent, fmt: str, suggested: str) -> str | None:
@@ -144,7 +164,7 @@ class ExportDialog(QDialog):
         layout.addWidget(self.report, 1)
         layout.addWidget(self.buttons)
         self.resize(620, 480)
-        self._directory = str(Path(directory or Path(document.source_path).parent).resolve())
+        self._directory = str(default_folder(document.source_path, directory))
         self._suffix = None
         self.format.currentIndexChanged.connect(self._format_changed)
         self.browse.clicked.connect(self._browse)

@@ -3,6 +3,11 @@
 Loading and saving run as tasks on the window's background thread (`threads.TaskHost`,
 `window.runner`); their handlers run on the GUI thread. Questions (trust, custom classes,
 unsaved changes) and errors go through `dialogs`, so tests can answer them.
+
+The bundled demos (`freezestudio.resources.DEMO_DIR`) open as read-only templates: Save
+asks where to put a copy (suggesting the user's documents folder, with the demo's name),
+nothing is ever written into the package, and the package's folder is never remembered as
+the last folder (so the Open, Save and Export dialogs do not start there).
 """
 
 from __future__ import annotations
@@ -10,9 +15,15 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from PySide6.QtCore import QStandardPaths
+
 from freezestudio.core.errors import MissingCustomObjectError, UntrustedCodeError, UserError
 from freezestudio.core.model.source import SourceFormat
 from freezestudio.gui.common import dialogs
+from freezestudio.resources import DEMO_DIR
+
+DEMO_READ_ONLY = ("The bundled demos are read-only templates: save your copy outside "
+                  "FreezeStudio's installation")
 
 _SAVED_IN_PLACE = (SourceFormat.KERAS, SourceFormat.H5, SourceFormat.SAVEDMODEL)
 """Formats a document is saved back to as it is (others are saved as .keras)."""
@@ -30,6 +41,27 @@ def _save(document, target: str, portable: bool, job):
     from freezestudio.core.files.saving import save_document
 
     return save_document(document, target, portable=portable)
+
+
+def is_bundled_demo(path) -> bool:
+    """Whether `path` is inside the package's demo folder (a read-only template)."""
+    try:
+        Path(path).resolve().relative_to(DEMO_DIR.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def user_folder() -> Path:
+    """Where copies of templates go by default: the user's documents folder, else home."""
+    documents = QStandardPaths.writableLocation(
+        QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(documents) if documents and Path(documents).is_dir() else Path.home()
+
+
+def beside(source: Path, name: str) -> Path:
+    """`name` in the folder of `source`, or in `user_folder()` when that is a demo's."""
+    return (user_folder() if is_bundled_demo(source) else source.parent) / name
 
 
 def display_name(path) -> str:
@@ -58,7 +90,8 @@ class FileFlowsMixin:
             return
         if self._load_job is not None:
             self._load_job.abandon()
-        self.settings.set_last_directory(path)
+        if not is_bundled_demo(path):
+            self.settings.set_last_directory(path)
         self._load_job = self.runner.submit(
             partial(_load, path, trust, tuple(modules)), on_done=partial(self._loaded, path),
             on_error=partial(self._load_failed, path, trust, tuple(modules)))
@@ -136,7 +169,8 @@ class FileFlowsMixin:
         document = self.document
         if document is None:
             return False
-        if document.source_format in _SAVED_IN_PLACE:
+        if document.source_format in _SAVED_IN_PLACE and \
+                not is_bundled_demo(document.source_path):
             self.save_to(str(document.source_path), then)
             return True
         return self.save_as(then)
@@ -147,13 +181,12 @@ class FileFlowsMixin:
             return False
         generic = document.source_format == SourceFormat.SAVEDMODEL
         source = Path(document.source_path)
-        suggested = str(source if document.source_format in _SAVED_IN_PLACE
-                        else source.with_name(source.name.rstrip("/") + ".keras"))
-        path = dialogs.get_save_path(self, suggested, directory_only=generic)
+        name = source.name if document.source_format in _SAVED_IN_PLACE \
+            else source.name.rstrip("/") + ".keras"
+        path = dialogs.get_save_path(self, str(beside(source, name)), directory_only=generic)
         if not path:
             return False
-        self.save_to(path, then)
-        return True
+        return self.save_to(path, then)
 
     def save_portable_copy(self) -> bool:
         """Saves a copy without the stop-gradient layers (plain Keras loads it); the
@@ -162,23 +195,30 @@ class FileFlowsMixin:
         if document is None or document.source_format == "savedmodel":
             return False
         source = Path(document.source_path)
-        suggested = str(source.with_name(f"{source.stem}_portable.keras"))
+        suggested = str(beside(source, f"{source.stem}_portable.keras"))
         path = dialogs.get_save_path(self, suggested, directory_only=False)
         if not path:
             return False
-        self.save_to(path, portable=True)
-        return True
+        return self.save_to(path, portable=True)
 
-    def save_to(self, target: str, then=None, portable: bool = False) -> None:
-        """Saves in the background; the editor is read-only until it is done."""
+    def save_to(self, target: str, then=None, portable: bool = False) -> bool:
+        """Saves in the background; the editor is read-only until it is done.
+
+        Returns:
+            False if refused: a run is going, or `target` is inside the bundled demos.
+        """
+        if is_bundled_demo(target):
+            dialogs.show_error(self, "Cannot save into the demos", f"{DEMO_READ_ONLY}.")
+            return False
         if not all(task.may_save() for task in self.background_tasks):
-            return
+            return False
         self._saving = True
         self.set_editing_enabled(False)
         self.statusBar().showMessage(f"Saving {target}…")
         self.runner.submit(partial(_save, self.document, target, portable),
                            on_done=partial(self._saved, then, portable),
                            on_error=self._save_failed)
+        return True
 
     def _saved(self, then, portable: bool, report) -> None:
         self._saving = False
@@ -210,9 +250,13 @@ class FileFlowsMixin:
 
         if self.document is None:
             return
-        suggested = str(Path(self.document.source_path).with_suffix("")) + "_plan.json"
+        source = Path(self.document.source_path)
+        suggested = str(beside(source, f"{source.stem}_plan.json"))
         path = dialogs.get_plan_path(self, suggested, save=True)
         if not path:
+            return
+        if is_bundled_demo(path):
+            dialogs.show_error(self, "Cannot save into the demos", f"{DEMO_READ_ONLY}.")
             return
         try:
             save_plan(derive_plan(self.document), path)
