@@ -139,7 +139,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        console.finish(result, saved)
+        console.finish(result, saved, summary.get("notes", ()))
     if result.status == COMPLETED:
         if not result.integrity.ok:
             print(f"freezestudio: integrity violation: frozen weights changed: "
@@ -216,12 +216,14 @@ class _Console(Reporter):
     def run_finished(self, result) -> None:
         self._clear()
 
-    def finish(self, result, saved) -> None:
+    def finish(self, result, saved, notes=()) -> None:
         loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "-"
         self._out(f"{result.status}: {result.steps} steps in {result.seconds:.1f} s "
                   f"({result.steps_per_second:.1f} steps/s), final loss {loss}")
         if result.integrity is not None:
             for line in result.integrity.summary_lines():
                 self._out(line)
+        for note in notes:  # the save report's: what plain Keras will see (compile config)
+            self._out(f"note: {note}")
         if saved:
             self._out(f"saved {saved}")

@@ -2,10 +2,18 @@
 
 A failure at any point (serialization, disk full, a crash before the rename) leaves the
 original file or directory byte-for-byte as it was.
+
+Every `.keras`/`.h5` save keeps a usable compile config (optimizer, loss, metrics), so plain
+Keras can `fit` the file without `compile()`: the document's (the original file's, or what
+a FreezeStudio run trained with). The model is compiled with it only for the write and put
+back uncompiled after (FreezeStudio's engine builds its own step and optimizer). What was
+written, or why nothing could be, is said in the report's notes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -69,13 +77,17 @@ def save_document(document: Document, target, portable: bool = False,
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"{target}: the folder {directory} does not exist")
+    compile_notes: list[str] = []
+    compile_args = None if fmt == formats.SAVEDMODEL else \
+        _compile_arguments(document, fmt, compile_notes)
     try:
         if fmt == formats.SAVEDMODEL:
             _replace_directory(target, lambda tmp: _write(model, tmp, fmt, plan))
         else:
             if fmt == formats.H5:
                 _layer_level_variable_flags(document)
-            _replace_file(target, lambda tmp: _write(model, tmp, fmt, plan))
+            _replace_file(target, lambda tmp: _write(model, tmp, fmt, plan, compile_args,
+                                                     compile_notes))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure leaves the original intact
@@ -83,7 +95,7 @@ def save_document(document: Document, target, portable: bool = False,
                         "the existing file was left unchanged") from None
     finally:
         document.write_flags()
-    notes = plain_keras_notes(document, plan)
+    notes = plain_keras_notes(document, plan) + compile_notes
     if portable and document.stop_points:
         notes.append(f"portable copy: {len(document.stop_points)} stop-gradient point(s) dropped "
                      f"({', '.join(document.stop_points[:3])}); whoever trains it will send "
@@ -115,13 +127,146 @@ def _layer_level_variable_flags(document: Document) -> None:
             weight.variable.trainable = document.layer_flag(weight.layer)
 
 
-def _write(model, path: Path, fmt: str, plan) -> None:
+def _write(model, path: Path, fmt: str, plan, compile_args=None, notes=None) -> None:
     if fmt == formats.H5:
         _check_h5_can_hold(model)
-    model.save(path)
+    _save_compiled(model, path, fmt, compile_args, notes if notes is not None else [])
     if fmt == formats.H5:
         _check_h5_reloads(model, path)
     write_state(path, fmt, plan.to_dict())
+
+
+# --- the compile config ---------------------------------------------------------------
+def _compile_arguments(document: Document, fmt: str, notes: list[str]) -> dict | None:
+    """The `model.compile` keyword arguments of the document's compile config (None if it
+    has none, or it cannot be restored: a note says so)."""
+    import keras
+
+    config, origin = document.compile_config, document.compile_config_origin
+    if not config and document.source_format == formats.H5 and origin is None:
+        return _h5_training_arguments(document.source_path, notes)
+    if not config:
+        return None
+    where = f"from {origin}" if origin else "kept from the original file"
+    try:
+        args = keras.saving.deserialize_keras_object(dict(config))
+        if not isinstance(args, dict):
+            raise TypeError(f"a {type(args).__name__}, not a dict")
+    except Exception as exc:  # noqa: BLE001 - a custom/unregistered loss, metric, optimizer
+        notes.append(f"the compile config {where} could not be restored "
+                     f"({first_line(exc, 160, default=type(exc).__name__)}): the file is saved "
+                     "without one, so plain Keras needs compile() before fit()")
+        return None
+    if fmt == formats.H5:
+        args = _h5_loadable(args)
+    notes.append(f"compile config {where}: {_describe(config)}")
+    return args
+
+
+def _h5_training_arguments(path: Path, notes: list[str]) -> dict | None:
+    """`model.compile` arguments from the `training_config` of the `.h5` the document was
+    opened from (the document holds compile configs of `.keras` files only)."""
+    try:
+        import h5py
+        from keras.src.legacy.saving import saving_utils
+
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("training_config")
+        if raw is None:
+            return None
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        args = saving_utils.compile_args_from_training_config(config)
+    except Exception as exc:  # noqa: BLE001 - unreadable: said, not a failed save
+        notes.append(f"the original .h5's training config could not be restored "
+                     f"({first_line(exc, 160, default=type(exc).__name__)}): the file is saved "
+                     "without one, so plain Keras needs compile() before fit()")
+        return None
+    notes.append("compile config kept from the original file: "
+                 f"{_describe({'optimizer': config.get('optimizer_config'), **config})}")
+    return _h5_loadable(args)
+
+
+def _h5_loadable(args: dict) -> dict:
+    """Keras 3 reads a loss given by alias ("mae", "mse") back from `.h5` as the metric of
+    that name and fails: losses given by name are passed as the Keras loss function."""
+    import keras
+
+    def plain(loss):
+        if isinstance(loss, str):
+            return keras.losses.get(loss)
+        if isinstance(loss, list | tuple):
+            return [plain(item) for item in loss]
+        if isinstance(loss, dict):
+            return {key: plain(item) for key, item in loss.items()}
+        return loss
+
+    return {**args, "loss": plain(args.get("loss"))}
+
+
+def _describe(config: dict) -> str:
+    """"optimizer Adam, loss mae, metrics mae" for the user."""
+    def name(item):
+        if isinstance(item, dict):
+            if "class_name" in item:
+                inner = item.get("config")
+                return str(inner if isinstance(inner, str) else item["class_name"])
+            return "{" + ", ".join(f"{k}: {name(v)}" for k, v in item.items()) + "}"
+        if isinstance(item, list | tuple):
+            return "[" + ", ".join(name(v) for v in item) + "]"
+        return str(item)
+
+    parts = [f"{key} {name(config.get(key))}" for key in ("optimizer", "loss", "metrics")
+             if config.get(key)]
+    return ", ".join(parts) or "empty"
+
+
+def _save_compiled(model, path: Path, fmt: str, compile_args: dict | None,
+                   notes: list[str]) -> None:
+    """`model.save`, with the model compiled from `compile_args` for the write only.
+
+    `.keras`: the optimizer is built on the trainable variables, as Keras's own
+    `compile_from_config` does on load, so a reload finds the optimizer variables it
+    expects. `.h5`: the optimizer state is dropped from the file (Keras 3.15 reloads it
+    into an optimizer built for no variables, and `fit` then fails); `training_config`
+    stays. A config Keras cannot serialise: saved without it, and a note says so.
+    """
+    if not compile_args:
+        model.save(path)
+        return
+    try:
+        with _compiled(model, compile_args, build=fmt == formats.KERAS):
+            model.save(path)
+    except Exception as exc:  # noqa: BLE001 - a loss or metric Keras cannot serialise
+        notes[:] = [n for n in notes if not n.startswith("compile config ")]
+        notes.append(f"the compile config could not be saved "
+                     f"({first_line(exc, 160, default=type(exc).__name__)}): the file is saved "
+                     "without one, so plain Keras needs compile() before fit()")
+        if path.exists():
+            path.unlink()
+        model.save(path)
+        return
+    if fmt == formats.H5:
+        import h5py
+
+        with h5py.File(path, "a") as handle:
+            if "optimizer_weights" in handle:
+                del handle["optimizer_weights"]
+
+
+@contextlib.contextmanager
+def _compiled(model, compile_args: dict, build: bool):
+    """The model compiled for the block; after it, its attributes exactly as before (so
+    the document's model is not left compiled with a stale trainable set)."""
+    before = dict(vars(model))
+    try:
+        model.compile(**compile_args)
+        if build and getattr(model, "optimizer", None) is not None:
+            model.optimizer.build(model.trainable_variables)
+        yield
+    finally:
+        for key in set(vars(model)) - set(before):
+            del vars(model)[key]
+        vars(model).update(before)
 
 
 def _check_h5_can_hold(model) -> None:

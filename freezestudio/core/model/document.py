@@ -75,6 +75,7 @@ class Document:
         self._needs_recompile = True
         self._modified = False
         self._compile_config = compile_config
+        self._compile_origin: str | None = None
         self._notes = list(notes)
         self._flow = None
         self._derived: dict = {}
@@ -119,7 +120,15 @@ class Document:
 
     @property
     def compile_config(self) -> dict | None:
+        """The compile configuration (optimizer, loss, metrics) saves write, serialised
+        as Keras stores it (`model.get_compile_config()`); None if there is none."""
         return self._compile_config
+
+    @property
+    def compile_config_origin(self) -> str | None:
+        """Where `compile_config` comes from, for the user: None while it is the one
+        stored in the file the model was opened from."""
+        return self._compile_origin
 
     @property
     def notes(self) -> list[str]:
@@ -322,6 +331,17 @@ class Document:
     def mark_unmodified(self) -> None:
         """The document equals its file (after opening it and re-applying stored state)."""
         self._modified = False
+
+    def set_compile_config(self, config: dict | None, origin: str) -> None:
+        """Replaces the compile configuration saves write (e.g. with what a training
+        run trained with). Does not notify: it may be called from a worker thread.
+
+        Args:
+            config: serialised as `model.get_compile_config()` returns it, or None.
+            origin: where it comes from, for the user ("FreezeStudio's training run").
+        """
+        self._compile_config = dict(config) if config is not None else None
+        self._compile_origin = origin
 
     def mark_compiled(self) -> None:
         """The training engine compiled the model for the current edit state."""

@@ -229,3 +229,26 @@ def _parse_loss(loss):
                 continue
         return None, False, f"{label}({dropped})"
     return None
+
+
+def trained_compile_config(choices: list[LossChoice], optimizer, metrics: bool) -> dict:
+    """The compile config of what a run trained with, serialised as Keras stores it
+    (`model.get_compile_config()`), so a saved file keeps it: `optimizer` (a fresh optimizer
+    of the run's kind), one loss per output (by name; cross-entropies as objects, which keep
+    `from_logits`) and the run's metric per output (or none). Keras's default reduction,
+    not the step's per-sample one."""
+    import keras
+
+    serialize = keras.saving.serialize_keras_object
+    losses, metric_objects = [], []
+    for choice in choices:
+        built = choice.build()
+        losses.append(serialize(type(built)(from_logits=choice.from_logits))
+                      if choice.name in _CROSS_ENTROPIES else choice.name)
+        metric_objects.append([serialize(choice.metric())] if metrics else None)
+    single = len(choices) == 1
+    return {"optimizer": serialize(optimizer),
+            "loss": losses[0] if single else losses,
+            "loss_weights": None,
+            "metrics": (metric_objects[0] if single else metric_objects) if metrics else None,
+            "weighted_metrics": None}

@@ -55,7 +55,7 @@ from freezestudio.core.training.feature_cache import (
     plan_cache,
 )
 from freezestudio.core.training.integrity import WeightSnapshot, check_integrity
-from freezestudio.core.training.losses import choose_losses
+from freezestudio.core.training.losses import choose_losses, trained_compile_config
 from freezestudio.core.training.step import (
     StepSpec,
     make_eval_step,
@@ -130,6 +130,10 @@ class Trainer:
             if restore_policy is not None:
                 restore_policy()
         self._copy_back(setup, result)
+        if result.steps:  # what the weights were trained with is what saves keep
+            self.document.set_compile_config(trained_compile_config(
+                setup.losses, make_optimizer(self.config, setup.info.total_steps),
+                self.config.metrics), origin="FreezeStudio's training run")
         missing = {setup.receiving[i].id for i in setup.missing}
         received = {w.id for w in setup.receiving} - missing
         result.received = sorted(received)
