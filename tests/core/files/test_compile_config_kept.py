@@ -77,6 +77,7 @@ def test_save_document_keeps_the_originals_loss_and_metrics(mae_file, data, tmp_
     assert any(n.startswith("compile config kept from the original file") and "mae" in n
                for n in report.notes), report.notes
     assert not document.model.compiled  # compiled for the write only
+    assert getattr(document.model, "optimizer", None) is None
     model = plain_keras_fit(out, x, y)
     assert_loss_is(model, x, y, "mae")
     loss, metric = model.evaluate(x, y, batch_size=len(x), verbose=0)  # the metric is MAE
@@ -124,6 +125,30 @@ def test_a_loss_that_cannot_be_restored_is_a_note_not_a_crash(tmp_path, data, ex
     report = save_document(document, out)
     assert any("could not be restored" in n and "compile()" in n for n in report.notes), \
         report.notes
+    model = keras.saving.load_model(out, compile=False)
+    assert model.predict(data[0], verbose=0).shape == (32, 2)
+
+
+@pytest.mark.parametrize("ext", EXTS)
+def test_a_config_keras_cannot_serialise_is_a_note_not_a_crash(mae_file, tmp_path, monkeypatch,
+                                                               data, ext):
+    def refuse(*args, **kwargs):
+        raise TypeError("cannot serialise <lambda>")
+
+    def compile_config(model):  # as Keras does for a compiled model holding a lambda loss
+        if model.compiled:
+            refuse()
+        return {}
+
+    document = open_document(mae_file)
+    monkeypatch.setattr(keras.Model, "get_compile_config", compile_config)
+    monkeypatch.setattr("keras.src.legacy.saving.saving_utils._serialize_nested_config", refuse)
+    out = tmp_path / f"out.{ext}"
+    report = save_document(document, out)
+    monkeypatch.undo()
+    assert any("could not be saved" in n and "<lambda>" in n for n in report.notes), report.notes
+    assert not any(n.startswith("compile config kept") for n in report.notes), report.notes
+    assert not document.model.compiled
     model = keras.saving.load_model(out, compile=False)
     assert model.predict(data[0], verbose=0).shape == (32, 2)
 
