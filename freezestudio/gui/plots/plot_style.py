@@ -18,11 +18,39 @@ def palette_colors() -> tuple[QColor, QColor]:
     return (palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text))
 
 
+def plain_number(value: float) -> str:
+    """A tick label in plain digits (0.001, 0.4, 20, 15000); beyond them, 1e-06 style."""
+    if not np.isfinite(value) or value <= 0:
+        return ""
+    if 1e-4 <= value < 1e6:
+        return np.format_float_positional(value, precision=3, fractional=False, trim="-")
+    return f"{value:.0e}"
+
+
+class PlainAxis(pg.AxisItem):
+    """An axis labelled in the plotted values themselves.
+
+    pyqtgraph's default scales the ticks by an SI multiplier shown beside the label
+    ("(x0.001)"), and on a log scale writes powers of ten of the scaled values, so a tick
+    "4·10²" meant 0.4. Here there is no multiplier (`enableAutoSIPrefix(False)`), and a
+    log axis writes plain values (`logTickStrings`): 0.001, 0.01, 0.1, 1.
+    """
+
+    def __init__(self, orientation: str, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.enableAutoSIPrefix(False)
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph's name)
+        return [plain_number(10.0 ** float(v) * scale) for v in values]
+
+
 def make_plot(title: str, left: str, bottom: str = "step") -> pg.PlotWidget:
-    """A PlotWidget with the palette's colours, a grid, and no mouse-wheel zoom surprises
-    (the view follows the data until the user pans or zooms; double-click auto-ranges)."""
+    """A PlotWidget with the palette's colours, a grid, axes in plain values
+    (`PlainAxis`), and no mouse-wheel zoom surprises (the view follows the data until the
+    user pans or zooms; double-click auto-ranges)."""
     background, foreground = palette_colors()
-    widget = pg.PlotWidget(background=background)
+    widget = pg.PlotWidget(background=background,
+                           axisItems={name: PlainAxis(name) for name in ("left", "bottom")})
     item = widget.getPlotItem()
     item.setTitle(title, color=foreground.name(), size="9pt")
     for name in ("left", "bottom"):

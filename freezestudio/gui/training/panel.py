@@ -204,6 +204,22 @@ class TrainingPanel(QWidget):
         self.set_state(PanelState.IDLE)
         self.rate.setStyleSheet("" if ok else "color: #c0392b")
 
+    def clear_run(self, layers: list) -> None:
+        """Forgets the last run (another document, or none): empty plots (the heatmap's
+        rows labelled with `layers`), no progress, summary or outcome, the Data tab."""
+        self.plots.show_idle(layers)
+        self.info = None
+        self.last_step = None
+        self.result.clear()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.rate.setText("")
+        self.rate.setToolTip("")
+        self.rate.setStyleSheet("")
+        self.tabs.setCurrentWidget(self.data_box)
+        self.set_state(PanelState.IDLE)  # Save Plots / Save Metrics: nothing to save
+
     def highlight(self, paths: list) -> None:
         self.plots.highlight(paths)
 

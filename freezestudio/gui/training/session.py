@@ -28,7 +28,7 @@ from functools import partial
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMenu, QStyle
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QMenu, QStyle
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.training.config import (
@@ -168,9 +168,8 @@ class TrainingSession(QObject, BackgroundTask):
         self.panel.data_box.set_document(document)
         self.panel.setEnabled(document is not None)
         self.panel.set_can_start(False)
-        self.panel.plots.show_idle([n.path for n in document.root.walk() if n.weights]
-                                   if document is not None else [])
-        self.panel.result.clear()
+        self.panel.clear_run([n.path for n in document.root.walk() if n.weights]
+                             if document is not None else [])
         self.request_preview()
 
     @Slot()
@@ -241,7 +240,7 @@ class TrainingSession(QObject, BackgroundTask):
         self.control = TrainingControl()
         request = TrainRequest(self.document, spec, config, self.control, data, self._run_id)
         self._lock(True)
-        self.panel.set_state(PanelState.PREPARING)
+        self._keeping_focus(partial(self.panel.set_state, PanelState.PREPARING))
         self.run_task = self.runner.submit(partial(train, request), on_done=self._apply,
                                            on_partial=partial(self._on_run_event, self._run_id))
         self.window.statusBar().showMessage("Training started", 3000)
@@ -264,7 +263,7 @@ class TrainingSession(QObject, BackgroundTask):
         """Asks the run to stop (within one step); the outcome arrives as usual."""
         if self.run_task is not None and self.is_running():
             self.run_task.cancel()
-            self.panel.set_state(PanelState.STOPPING)
+            self._keeping_focus(partial(self.panel.set_state, PanelState.STOPPING))
 
     def stop_and_wait(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stops the run and blocks until its task has ended, then applies the outcome
@@ -303,7 +302,7 @@ class TrainingSession(QObject, BackgroundTask):
                 self.document, text, outcome.before, outcome.after, self._weights_changed))
             self._weights_changed()
         lines, ok = support.outcome_lines(outcome)
-        self.panel.run_ended(lines, ok)
+        self._keeping_focus(partial(self.panel.run_ended, lines, ok))
         self.window.statusBar().showMessage("Training " + lines[0], 10000)
         self._report(outcome)
         self.control = None
@@ -324,6 +323,19 @@ class TrainingSession(QObject, BackgroundTask):
     def _weights_changed(self) -> None:
         if self.document is not None:
             self.document.weights_changed()  # the details pane's weight statistics
+
+    def _keeping_focus(self, change) -> None:
+        """Runs `change()` (which disables buttons) and keeps the keyboard focus where it
+        was; if that widget can no longer have it (the Start or Stop button just clicked),
+        on the tree. Otherwise Qt hands it to the next widget in the chain, the filter box,
+        where Ctrl+Z undoes typing instead of the run and keys go into the filter."""
+        before = QApplication.focusWidget()
+        change()
+        target = before if before is not None and before.isEnabled() and \
+            before.isVisible() and before.focusPolicy() != Qt.FocusPolicy.NoFocus \
+            else self.window.tree
+        if QApplication.focusWidget() is not target and self.window.isActiveWindow():
+            target.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def _lock(self, locked: bool) -> None:
         """Undo/redo wait for the run (edits are refused by the guarded `Editor.run`)."""

@@ -11,7 +11,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
 
 from freezestudio.core.training.config import RunInfo, StepReport, TrainingConfig, TrainingControl
 from freezestudio.core.training.preview import DataSpec
@@ -345,3 +345,87 @@ def test_a_diverging_run_ends_with_a_clear_message_and_stays_undoable(qtbot, win
     assert window.editor.stack.undoText().endswith("diverged)")
     window.editor.stack.undo()
     assert all(np.array_equal(v, before[k]) for k, v in weights(document).items())
+
+
+def test_start_keeps_the_focus_ctrl_z_undoes_the_run_and_the_marker_goes(qtbot, window,
+                                                                         session):
+    """Clicking Start used to hand the focus to the filter box (the disabled button's next
+    in the chain): Ctrl+Z then undid typing, not the run, and keys went into the filter."""
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    document = window.document
+    window.editor.set_trainable([document.layer("conv_base/block3_conv")], True)
+    marker = window.summary.recompile
+    assert marker.isVisibleTo(window), "an edit: recompile before training with Keras"
+    panel = session.panel
+    panel.form.epochs.setValue(1)
+    panel.start_button.setFocus()
+    assert QApplication.focusWidget() is panel.start_button
+    with qtbot.waitSignal(session.run_done, timeout=RUN_TIMEOUT_MS):
+        qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
+        assert QApplication.focusWidget() is window.tree, "not the filter box"
+    qtbot.waitUntil(lambda: not panel.plots.pending(), timeout=5000)
+    assert QApplication.focusWidget() is window.tree
+    assert not marker.isVisibleTo(window), "FreezeStudio's run compiled the edits"
+    assert window.editor.stack.undoText().startswith("Training run")
+    runs_at = window.editor.stack.index()
+    QTest.keyClick(window.tree, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.editor.stack.index() == runs_at - 1, "Ctrl+Z undid the run"
+    assert window.filter_bar.edit.text() == ""
+    # focus elsewhere (the filter box, on purpose) stays there through a run
+    window.filter_bar.edit.setFocus()
+    with qtbot.waitSignal(session.run_done, timeout=RUN_TIMEOUT_MS):
+        assert session.start()
+    assert QApplication.focusWidget() is window.filter_bar.edit
+
+
+def test_the_previous_runs_results_go_when_the_document_changes(qtbot, window, session,
+                                                                model_files, open_and_wait):
+    outcome = run(qtbot, session)
+    assert outcome.result.status == "completed"
+    panel = session.panel
+    assert panel.result.toPlainText() and panel.save_plots.isEnabled()
+
+    def cleared(layers_expected: list) -> None:
+        plots = panel.plots
+        assert panel.result.toPlainText() == "" and panel.info is None
+        assert panel.progress.format() == "" and panel.progress.value() <= 0
+        assert panel.rate.text() == "" and panel.rate.toolTip() == ""
+        assert not panel.save_plots.isEnabled() and not panel.save_metrics.isEnabled()
+        assert plots.metrics is None
+        assert all(len(curve.getData()[0] if curve.getData()[0] is not None else []) == 0
+                   for curve in (plots.loss.raw, plots.loss.smoothed, plots.loss.train))
+        assert plots.lines.curves == {}
+        assert plots.heatmap.shown_image is None and plots.heatmap.image.image is None
+        assert plots.heatmap.layers == layers_expected
+        assert panel.tabs.currentWidget() is panel.data_box
+
+    window.close_model()
+    cleared([])
+    assert open_and_wait(qtbot, window, model_files["nested"])
+    cleared([n.path for n in window.document.root.walk() if n.weights])
+
+
+def test_the_gradient_norm_axis_is_labelled_in_plain_values(qtbot, window, session):
+    """Not "(x0.001)" beside ticks like 4·10² that meant 0.4."""
+    from freezestudio.gui.plots.plot_style import PlainAxis
+
+    run(qtbot, session)
+    axis = session.panel.plots.lines.item.getAxis("left")
+    assert isinstance(axis, PlainAxis) and axis.logMode
+    assert "(x" not in axis.labelString() and axis.autoSIPrefixScale == 1.0
+    assert axis.tickStrings([-3.0, -2.0, -1.0, 0.0, 1.0], axis.autoSIPrefixScale, 1.0) == \
+        ["0.001", "0.01", "0.1", "1", "10"]
+    assert axis.tickStrings([float(np.log10(0.4))], 1.0, 0.1) == ["0.4"]
+    low, high = axis.range
+    levels = axis.tickValues(low, high, 200)
+    values = [v for _spacing, ticks in levels for v in ticks]
+    strings = axis.tickStrings(values, axis.autoSIPrefixScale * axis.scale, 1.0)
+    assert strings and all("·" not in s and "10" + "\u00b2" not in s for s in strings)
+    assert all(abs(float(s) - 10 ** v) <= 0.01 * 10 ** v for s, v in zip(strings, values,
+                                                                          strict=True) if s)
+    loss_axis = session.panel.plots.loss.widget.getPlotItem().getAxis("left")
+    assert isinstance(loss_axis, PlainAxis) and "(x" not in loss_axis.labelString()
