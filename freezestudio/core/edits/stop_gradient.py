@@ -23,8 +23,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from freezestudio.core.errors import PlanError
-from freezestudio.core.graph.functional import execution_order, replay
-from freezestudio.core.graph.gradient_flow import LIVE, carries_gradient, cuts_gradient, graph_of
+from freezestudio.core.graph.functional import (
+    execution_order,
+    graph_of,
+    inbound_call,
+    inputs_struct,
+    replay,
+)
+from freezestudio.core.graph.gradient_flow import LIVE, carries_gradient, cuts_gradient
 from freezestudio.core.model.document import Document
 from freezestudio.core.model.layer_graph import base_layer
 from freezestudio.core.model.tree import LayerNode
@@ -219,7 +225,7 @@ def _rerun_graph(graph, name: str, selected: set, replaced: dict):
     outputs = replay(graph, {id(t): t for t in graph.inputs},
                      layer_of=lambda node: replaced.get(id(node.operation), node.operation),
                      after=cut)
-    return keras.Model(graph._inputs_struct, outputs, name=name)
+    return keras.Model(inputs_struct(graph), outputs, name=name)
 
 
 def _unique(name: str, taken: set) -> str:
@@ -257,30 +263,32 @@ def _all_layers(model):
 
 
 def _strip(model, found: set, done: dict):
+    """`model` re-run without its StopGradient layers (nested graphs too, each stripped
+    once and shared by its calls), adding to `found` the (id(call node), output index) in
+    the new graph that each removed layer followed."""
     import keras
 
     graph = graph_of(model)
     if graph is None:
         return model
-    tensors = {id(t): t for t in graph.inputs}
-    for node in execution_order(graph):
+
+    def identity(tensor, *args, **kwargs):
+        node, index = inbound_call(tensor)
+        found.add((id(node), index))
+        return tensor
+
+    def layer_of(node):
         layer = node.operation
-        args, kwargs = node.arguments.fill_in(tensors)
         if cuts_gradient(layer):
-            history = args[0]._keras_history
-            found.add((id(history.operation._inbound_nodes[history.node_index]),
-                       history.tensor_index))
-            tensors[id(node.outputs[0])] = args[0]
-            continue
+            return identity
         if graph_of(layer) is not None and any(cuts_gradient(sub) for sub in _all_layers(layer)):
             if id(layer) not in done:
                 done[id(layer)] = _strip(layer, found, done)
-            layer = done[id(layer)]
-        outputs = keras.tree.flatten(layer(*args, **kwargs))
-        for old, new in zip(node.outputs, outputs, strict=True):
-            tensors[id(old)] = new
-    outputs = keras.tree.map_structure(lambda t: tensors[id(t)], graph._outputs_struct)
-    return keras.Model(graph._inputs_struct, outputs, name=model.name)
+            return done[id(layer)]
+        return layer
+
+    outputs = replay(graph, {id(t): t for t in graph.inputs}, layer_of=layer_of)
+    return keras.Model(inputs_struct(graph), outputs, name=model.name)
 
 
 def freeze_upstream(document: Document, address: str) -> None:
@@ -313,6 +321,5 @@ def _upstream_nodes(document: Document, container: LayerNode, call) -> list[Laye
         child = by_layer.get(id(node.operation))
         if child is not None:
             upstream.append(child)
-        stack += [t._keras_history.operation._inbound_nodes[t._keras_history.node_index]
-                  for t in node.input_tensors]
+        stack += [inbound_call(t)[0] for t in node.input_tensors]
     return upstream

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.files import formats
+from freezestudio.core.graph.functional import inputs_struct, layer_calls, outputs_struct, producer
 from freezestudio.core.model.signature import check_traceable
 
 DEFAULT_INT_BOUND = 2
@@ -155,16 +156,16 @@ def from_keras_model(model) -> InferenceModel:
     if not tensors:
         raise UserError(f"model '{model.name}' has no fixed inputs (a subclassed model that was "
                         "never built on keras.Input): it cannot be exported for deployment")
-    structure = getattr(model, "_inputs_struct", None)
+    structure = inputs_struct(model)
     if isinstance(model, keras.Sequential) or structure is None:
         structure = tensors[0] if len(tensors) == 1 else tensors
     tensors = keras.tree.flatten(structure)
     inputs = _unique([TensorInfo(_input_name(t), _shape(t), _dtype(t)) for t in tensors])
-    outputs_struct = getattr(model, "_outputs_struct", None)
-    if outputs_struct is None:
-        outputs_struct = model.outputs[0] if len(model.outputs) == 1 else model.outputs
-    out_tensors = keras.tree.flatten(outputs_struct)
-    names = _output_names(model, outputs_struct, len(out_tensors))
+    out_structure = outputs_struct(model)
+    if out_structure is None:
+        out_structure = model.outputs[0] if len(model.outputs) == 1 else model.outputs
+    out_tensors = keras.tree.flatten(out_structure)
+    names = _output_names(model, out_structure, len(out_tensors))
     outputs = _unique([TensorInfo(n, _shape(t), _dtype(t))
                        for n, t in zip(names, out_tensors, strict=True)])
 
@@ -234,8 +235,8 @@ def _unique(infos: list[TensorInfo]) -> list[TensorInfo]:
 
 
 def _input_name(tensor) -> str:
-    history = getattr(tensor, "_keras_history", None)
-    return history.operation.name if history is not None else tensor.name
+    layer = producer(tensor)
+    return layer.name if layer is not None else tensor.name
 
 
 def _shape(tensor) -> tuple:
@@ -277,7 +278,7 @@ def _input_hints(model, tensors, inputs: list[TensorInfo]) -> InputHints:
             size = layer.num_tokens
         elif isinstance(layer, keras.layers.TextVectorization | keras.layers.StringLookup):
             tokens = [t for t in layer.get_vocabulary() if t]
-        fed = [by_id[id(t)] for node in layer._inbound_nodes for t in node.input_tensors
+        fed = [by_id[id(t)] for node in layer_calls(layer) for t in node.input_tensors
                if id(t) in by_id]
         for info in fed:
             if size is not None and "int" in info.dtype:

@@ -11,7 +11,7 @@ graph cannot be rebuilt, cannot be exported: the error says why.
 from __future__ import annotations
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.graph.gradient_flow import graph_of
+from freezestudio.core.graph.functional import graph_of, layer_calls
 
 WHY = ("Keras 3 runs recurrent layers as a TensorFlow while loop that TFLite's built-in ops "
        "cannot express (it needs the Flex delegate, which the stock tf.lite.Interpreter lacks)")
@@ -49,7 +49,7 @@ def rolled_layers(model, prefix: str = "") -> list[tuple[str, object, bool]]:
 
 
 def _sequence_lengths(layer) -> set:
-    return {node.input_tensors[0].shape[1] for node in layer._inbound_nodes
+    return {node.input_tensors[0].shape[1] for node in layer_calls(layer)
             if node.input_tensors and len(node.input_tensors[0].shape) > 1}
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from freezestudio.core.graph.functional import execution_order, graph_of
+
 LIVE = "live"
 
 
@@ -42,15 +44,6 @@ def carries_gradient(tensor) -> bool:
 def cuts_gradient(layer) -> bool:
     """Whether a layer is a FreezeStudio stop-gradient point."""
     return bool(getattr(layer, "freezestudio_stop_gradient", False))
-
-
-def graph_of(model):
-    """The functional graph of a model (Sequential: its inner Functional), or None."""
-    if type(model).__name__ == "Sequential":
-        model = getattr(model, "_functional", None)
-    if model is None or not hasattr(model, "_nodes_by_depth"):
-        return None
-    return model
 
 
 @dataclass
@@ -94,16 +87,15 @@ def _propagate(graph, output_states, result: FlowResult) -> list:
 
     for tensor, state in zip(graph.outputs, output_states, strict=True):
         join_into(tensor, state)
-    for depth in sorted(graph._nodes_by_depth):
-        for node in graph._nodes_by_depth[depth]:
-            layer = node.operation
-            result.graph_layers.add(id(layer))
-            if node.is_input:
-                continue
-            outs = [states.get(id(t)) for t in node.outputs]
-            for state in _input_states(layer, outs, node, result):
-                if state[1] is not None:
-                    join_into(*state)
+    for node in execution_order(graph, reverse=True, include_inputs=True):
+        layer = node.operation
+        result.graph_layers.add(id(layer))
+        if node.is_input:
+            continue
+        outs = [states.get(id(t)) for t in node.outputs]
+        for state in _input_states(layer, outs, node, result):
+            if state[1] is not None:
+                join_into(*state)
     return [states.get(id(t)) for t in graph.inputs]
 
 

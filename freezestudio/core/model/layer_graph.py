@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from freezestudio.core.graph.functional import execution_order
-from freezestudio.core.graph.gradient_flow import graph_of
+from freezestudio.core.graph.functional import all_calls, execution_order, graph_of, producer
 
 if TYPE_CHECKING:
     from freezestudio.core.model.document import Document
@@ -45,13 +44,12 @@ def neighbours(document: Document, node: LayerNode) -> tuple[list[str], list[str
     graph = base_graph(document, node.parent)
     if graph is None:
         return [], []
-    all_calls = [c for nodes in graph._nodes_by_depth.values() for c in nodes]
-    mine = [c for c in all_calls if c.operation is node.layer]
+    calls = all_calls(graph)
+    mine = [c for c in calls if c.operation is node.layer]
     outputs = {id(t) for c in mine for t in c.outputs}
-    inbound = list(dict.fromkeys(t._keras_history.operation.name
-                                 for call in mine for t in call.input_tensors))
+    inbound = list(dict.fromkeys(producer(t).name for call in mine for t in call.input_tensors))
     outbound = list(dict.fromkeys(
-        call.operation.name for call in all_calls
+        call.operation.name for call in calls
         if call.operation is not node.layer and any(id(t) in outputs for t in call.input_tensors)))
     if any(id(t) in outputs for t in graph.outputs):
         outbound.append("(model output)")

@@ -11,7 +11,13 @@ import re
 from dataclasses import dataclass
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.graph.gradient_flow import graph_of
+from freezestudio.core.graph.functional import (
+    graph_of,
+    inbound_call,
+    inputs_struct,
+    is_keras_operation,
+    producer,
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class ModelIO:
 
 
 def is_keras(document) -> bool:
-    return hasattr(document.model, "_inbound_nodes") or hasattr(document.model, "layers")
+    return is_keras_operation(document.model) or hasattr(document.model, "layers")
 
 
 def model_io(document) -> ModelIO:
@@ -65,8 +71,8 @@ def keras_io(model) -> ModelIO:
         raise UserError(f"model '{model.name}' has no defined inputs/outputs (a subclassed "
                         "model that was never built): it cannot be trained here")
     return ModelIO(
-        tuple(IOSpec(_producer(t).name, tuple(t.shape), _dtype_name(t.dtype)) for t in inputs),
-        tuple(IOSpec(_producer(t).name, tuple(t.shape), _dtype_name(t.dtype), _activation(t))
+        tuple(IOSpec(producer(t).name, tuple(t.shape), _dtype_name(t.dtype)) for t in inputs),
+        tuple(IOSpec(producer(t).name, tuple(t.shape), _dtype_name(t.dtype), _activation(t))
               for t in outputs),
     )
 
@@ -103,21 +109,18 @@ def check_traceable(model, what: str) -> None:
                         "the model again")
 
 
-def _producer(tensor):
-    return tensor._keras_history.operation
-
-
 def _activation(tensor) -> str | None:
     """The final activation that produced a symbolic output tensor, looking into nested
     models and through weightless pass-through layers (e.g. a stop-gradient)."""
     for _ in range(100):
-        history = getattr(tensor, "_keras_history", None)
-        if history is None:
+        origin = inbound_call(tensor)
+        if origin is None:
             return None
-        layer = history.operation
+        node, index = origin
+        layer = node.operation
         inner = graph_of(layer)
         if inner is not None:
-            tensor = inner.outputs[history.tensor_index]  # nested model: its own output
+            tensor = inner.outputs[index]  # nested model: its own output
             continue
         name = type(layer).__name__
         if name == "Softmax":
@@ -126,7 +129,6 @@ def _activation(tensor) -> str | None:
         if activation is not None:
             return getattr(activation, "__name__", str(activation))
         if name in ("StopGradient", "Dropout", "Identity", "Reshape", "Flatten"):
-            node = layer._inbound_nodes[history.node_index]
             if len(node.input_tensors) != 1:
                 return None
             tensor = node.input_tensors[0]
@@ -161,7 +163,7 @@ def forward_fn(document, model=None):
 
     if model is not None or is_keras(document):
         model = document.model if model is None else model
-        struct = model._inputs_struct if hasattr(model, "_inputs_struct") else None
+        struct = inputs_struct(model)
 
         def forward(inputs, training):
             packed = keras.tree.pack_sequence_as(struct, list(inputs)) if struct is not None \

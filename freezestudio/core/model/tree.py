@@ -4,7 +4,14 @@ A layer path is the chain of layer names below the top model joined by `/` (the 
 model's path is ""); a weight id is `<layer path>:<key>`, the key being the variable's
 name, or its path below the layer where names repeat inside that layer.
 
-This module is TensorFlow-free: it reads Keras objects through their public attributes.
+This module is TensorFlow-free. It reads Keras objects through their public attributes
+and three private layer attributes (no graph attributes: those are read in
+`core/graph/functional.py` alone), because Keras has no public way to tell a layer's own
+variables from its sub-layers':
+
+- `layer._trainable_variables`, `layer._non_trainable_variables`: the variables the layer
+  created itself, in creation order (its sub-layers' not included);
+- `layer._layers`: its direct sub-layers, in the order they were assigned.
 """
 
 from __future__ import annotations

@@ -22,8 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.graph.functional import replay
-from freezestudio.core.graph.gradient_flow import graph_of
+from freezestudio.core.graph.functional import (
+    execution_order,
+    graph_of,
+    inputs_struct,
+    producer,
+    replay,
+)
 
 AUTO_LIMIT_BYTES = 2 * 1024**3
 _RNN = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D",
@@ -49,11 +54,6 @@ class CachePlan:
     head: object = None
     frontier: list = field(default_factory=list)
     prefix_layers: int = 0
-
-
-def _nodes(graph):
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        yield from graph._nodes_by_depth[depth]
 
 
 def _leaf_layers(layer):
@@ -146,9 +146,7 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
     for tensor in graph.inputs:
         static.add(id(tensor))
     consumers_nonstatic, prefix_nodes = set(), set()
-    for node in _nodes(graph):
-        if node.is_input:
-            continue
+    for node in execution_order(graph):
         inputs_static = all(id(t) in static for t in node.input_tensors)
         block, soft = _static_problem(document, node.operation, layer_nodes)
         if soft and exact_only:
@@ -163,7 +161,7 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
                 reasons.append(block)
             consumers_nonstatic.update(id(t) for t in node.input_tensors)
     frontier, seen = [], set()
-    for node in _nodes(graph):
+    for node in execution_order(graph, include_inputs=True):
         for tensor in list(node.outputs) + (list(graph.inputs) if node.is_input else []):
             if id(tensor) in static and id(tensor) in consumers_nonstatic and \
                     id(tensor) not in seen:
@@ -177,7 +175,7 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
         if static_outputs:
             why = "no output depends on a weight that receives gradient"
         return CachePlan(False, False, f"no cacheable prefix ({why})")
-    names = [t._keras_history.operation.name for t in frontier]
+    names = [producer(t).name for t in frontier]
     prefix = keras.Model(graph.inputs, frontier, name="freezestudio_prefix")
     head = _head_model(graph, frontier, prefix_nodes)
     exact = not inexact
@@ -196,7 +194,7 @@ def _head_model(graph, frontier: list, prefix_nodes: set):
     import keras
 
     inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype,
-                          name=f"{t._keras_history.operation.name}_features")
+                          name=f"{producer(t).name}_features")
               for t in frontier]
     tensors = {id(old): new for old, new in zip(frontier, inputs, strict=True)}
     return keras.Model(inputs, replay(graph, tensors, skip=prefix_nodes),
@@ -214,7 +212,7 @@ def compute_features(plan: CachePlan, dataset) -> list:
     import keras
     import tensorflow as tf
 
-    struct = plan.prefix._inputs_struct
+    struct = inputs_struct(plan.prefix)
 
     @tf.function(reduce_retracing=True)
     def features(x):

@@ -19,6 +19,11 @@ inside Keras (layers, models, losses, optimizers), exactly as under `model.fit`,
 graph is the same. Converting this module's functions cost ~0.45 s of the first run's
 trace on the demo CNN (0.9 s instead of 1.3 s to the first step), all of it Python
 holding the GIL against the GUI thread's plot painting.
+
+Private Keras attributes read here (by `seed_run`): `model._flatten_layers(...)`
+(every layer inside the model, nested ones included) and `layer._seed_generators` (the
+random-seed generators a Dropout, noise or augmentation layer owns). Graph attributes are
+read in `core/graph/functional.py` alone.
 """
 
 from __future__ import annotations
