@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from freezestudio.core.graph.gradient_flow import graph_of
+from freezestudio.core.graph.functional import graph_of
 from freezestudio.core.model.document import Document
 from freezestudio.core.model.tree import LayerNode
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from freezestudio.core.edits import stop_gradient
 from freezestudio.core.errors import PlanError
 from freezestudio.core.files.loading import open_document
-from freezestudio.core.graph import gradient_flow
+from freezestudio.core.graph import functional, gradient_flow
 
 CASES = [
     pytest.param(mb.text_lstm_hidden_classifier, 6, id="embedding-lstm"),
@@ -83,7 +83,7 @@ def run_twin(graph, inputs, stops):
                 continue
             args, kwargs = node.arguments.fill_in(values)
             op = node.operation
-            inner = gradient_flow.graph_of(op)
+            inner = functional.graph_of(op)
             if inner is not None:
                 outputs = keras.tree.flatten(run_twin(inner, args[0], stops))
             else:
@@ -120,7 +120,7 @@ def mismatch(document, seed):
     stops = twin_stops(document)
     twin_set = nonzero_gradients(
         lambda: weighted_sum(keras.tree.flatten(
-            run_twin(gradient_flow.graph_of(base), inputs, stops)), r), variables)
+            run_twin(functional.graph_of(base), inputs, stops)), r), variables)
     analysis = {id(w.variable) for w in document.weights if document.receives_gradient(w)}
     name = {id(w.variable): w.id for w in document.weights}
     return ({name[i] for i in app_set ^ analysis}, {name[i] for i in twin_set ^ analysis})
