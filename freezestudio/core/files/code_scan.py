@@ -8,12 +8,11 @@ is scanned here first.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
-from freezestudio.core.errors import ModelFileError
-from freezestudio.core.files import formats
+from freezestudio.core.errors import ModelFileError, first_line
+from freezestudio.core.files import formats, limits
 
 _CODE_LAYER_CLASSES = {"Lambda"}
 
@@ -42,10 +41,11 @@ def find_code_objects(config) -> list[str]:
 
 
 def stored_configs(path: Path, fmt: str) -> list:
-    """The JSON configurations stored in a model file, read without deserializing objects.
+    """The JSON configurations stored in a model file, read without deserializing objects,
+    after the file passes the bounds of `limits` (size, nesting, zip bombs, HDF5 shapes).
 
     Raises:
-        ModelFileError: the file is corrupt or holds no model configuration.
+        ModelFileError: the file is corrupt, breaks a bound or holds no model configuration.
     """
     if fmt == formats.KERAS:
         return [_keras_archive_config(path)]
@@ -56,32 +56,65 @@ def stored_configs(path: Path, fmt: str) -> list:
     return []
 
 
+_WEIGHTS_MEMBER = "model.weights.h5"
+
+
 def _keras_archive_config(path: Path):
+    """The archive's config.json, after the archive and its weights pass `limits`."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("config.json"))
-    except KeyError:
-        raise ModelFileError(f"{path}: not a Keras model archive (no config.json)") from None
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: corrupt or truncated .keras archive ({exc})") from None
+            limits.check_archive(archive, path)
+            try:
+                member = archive.getinfo("config.json")
+            except KeyError:
+                raise ModelFileError(
+                    f"{path}: not a Keras model archive (no config.json)") from None
+            limits.check_member_size(member, path)
+            raw = archive.read(member)
+            if _WEIGHTS_MEMBER in archive.namelist():
+                _check_archive_weights(archive, path)
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+            NotImplementedError, RuntimeError, KeyError) as exc:
+        # NotImplementedError: an unsupported compression method; RuntimeError: encrypted
+        raise ModelFileError(f"{path}: corrupt or truncated .keras archive "
+                             f"({first_line(exc)})") from None
+    return limits.parse_config(raw, path)
+
+
+def _check_archive_weights(archive: zipfile.ZipFile, path: Path) -> None:
+    """`limits.check_h5` on the weights inside the archive (read in place)."""
+    import h5py
+
+    try:
+        with archive.open(_WEIGHTS_MEMBER) as member, h5py.File(member, "r") as handle:
+            limits.check_h5(handle, path)
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
+            zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{path}: the weights ({_WEIGHTS_MEMBER}) are corrupt or "
+                             f"truncated ({first_line(exc)})") from None
 
 
 def _h5_config(path: Path):
     import h5py
 
+    limits.check_h5_file(path)
     try:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
-    except OSError as exc:
-        raise ModelFileError(f"{path}: corrupt or truncated HDF5 file ({exc})") from None
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated HDF5 file "
+                             f"({first_line(exc)})") from None
     if raw is None:
         raise ModelFileError(
             f"{path}: holds weights only, no model architecture (saved with save_weights?)"
         )
-    try:
-        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except ValueError as exc:
-        raise ModelFileError(f"{path}: the stored model config is not valid JSON ({exc})") from None
+    if not isinstance(raw, bytes | str):
+        raise ModelFileError(f"{path}: the stored model config is not a JSON string")
+    return limits.parse_config(raw, path)
 
 
 def _keras_metadata_configs(path: Path) -> list:
@@ -96,6 +129,7 @@ def _keras_metadata_configs(path: Path) -> list:
     proto = saved_metadata_pb2.SavedMetadata()
     try:
         proto.ParseFromString((path / "keras_metadata.pb").read_bytes())
-        return [json.loads(node.metadata) for node in proto.nodes]
     except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
-        raise ModelFileError(f"{path}: corrupt keras_metadata.pb ({exc})") from None
+        raise ModelFileError(f"{path}: corrupt keras_metadata.pb ({first_line(exc)})") from None
+    return [limits.parse_config(node.metadata, path, "a layer's metadata in keras_metadata.pb")
+            for node in proto.nodes]

@@ -25,6 +25,8 @@ from freezestudio.core.model.document import Document
 from freezestudio.core.model.tree import build_keras_tree
 from freezestudio.core.tf_import import import_tensorflow_quietly
 
+# Layers Keras 3 cannot read back from .h5 ("too many positional arguments").
+_H5_UNREADABLE = {"MultiHeadAttention"}
 _MISSING_CLASS_PATTERNS = (
     re.compile(r"Could not locate (?:class|function) '([^']+)'"),
     re.compile(r"Unknown (?:layer|object|class|loss|metric|activation)[\w ]*: '?([\w.>]+)'?"),
@@ -63,7 +65,7 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
         document = open_generic_savedmodel(path)
     else:
         notes: list[str] = []
-        model = _load_keras_model(path, fmt, trust, custom, notes)
+        model = _load_keras_model(path, fmt, trust, custom, notes, configs)
         document = _keras_document(model, path, fmt, _compile_config(configs, fmt), notes)
     _restore_state(document, path, fmt)
     return document
@@ -84,7 +86,14 @@ def _keras_document(model, path: Path, fmt: str, compile_config: dict | None,
     return document
 
 
-def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict, notes: list):
+def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict, notes: list,
+                      configs: list):
+    """Runs the loader for `fmt`; any failure of it on the file is a `UserError`.
+
+    The file has passed `limits` already, but a hostile config can still make Keras's
+    deserialisation recurse out, run out of memory or overflow, and h5py/zipfile raise
+    their own errors: all of these are the file's fault, so all become one line.
+    """
     import keras
 
     import freezestudio.core.graph.stop_gradient_layer  # noqa: F401 - registers StopGradient
@@ -99,11 +108,23 @@ def _load_keras_model(path: Path, fmt: str, trust: bool, custom: dict, notes: li
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - every loader failure is reported to the user
-        raise _as_user_error(exc, path, fmt) from None
+        # (Exception covers RecursionError, MemoryError, OverflowError and TF's own errors)
+        raise _as_user_error(exc, path, fmt, configs) from None
 
 
-def _as_user_error(exc: Exception, path: Path, fmt: str) -> UserError:
+def _as_user_error(exc: Exception, path: Path, fmt: str, configs: list = ()) -> UserError:
     message = str(exc)
+    if fmt == formats.H5 and "positional argument" in message:
+        attention = _layers_of_class(configs, _H5_UNREADABLE)
+        if attention:
+            return ModelFileError(
+                f"{path}: Keras 3 cannot read {attention[0]} from .h5 (a Keras limitation, "
+                "even for files Keras 3 wrote itself); save the model as .keras instead")
+    if isinstance(exc, RecursionError):
+        return ModelFileError(f"{path}: the stored model config nests too deeply to load")
+    if isinstance(exc, MemoryError):
+        return ModelFileError(f"{path}: loading it needs more memory than is available "
+                              "(the file may declare implausibly large weights)")
     for pattern in _MISSING_CLASS_PATTERNS:
         match = pattern.search(message)
         if match:
@@ -115,9 +136,27 @@ def _as_user_error(exc: Exception, path: Path, fmt: str) -> UserError:
 
 def _compile_config(configs: list, fmt: str) -> dict | None:
     """The training configuration stored with the model (loss, metrics), if any."""
-    if fmt == formats.KERAS and configs:
-        return configs[0].get("compile_config")
+    if fmt == formats.KERAS and configs and isinstance(configs[0], dict):
+        config = configs[0].get("compile_config")
+        return config if isinstance(config, dict) else None
     return None
+
+
+def _layers_of_class(configs: list, classes: set[str]) -> list[str]:
+    """"the CLASS layer 'NAME'" for every layer of one of `classes` in the configs."""
+    found = []
+    stack = list(configs)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            config = node.get("config")
+            if node.get("class_name") in classes:
+                name = config.get("name") if isinstance(config, dict) else None
+                found.append(f"the {node['class_name']} layer '{name}'")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def _restore_state(document: Document, path: Path, fmt: str) -> None:

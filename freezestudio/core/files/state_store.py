@@ -18,7 +18,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from freezestudio.core.files import formats
+from freezestudio.core.errors import ModelFileError
+from freezestudio.core.files import formats, limits
 
 _MEMBER = "freezestudio.json"
 _H5_ATTRIBUTE = "freezestudio"
@@ -26,26 +27,36 @@ _SAVEDMODEL_FILE = Path("assets.extra") / "freezestudio.json"
 
 
 def read_state(path: Path, fmt: str) -> dict | None:
-    """The stored state of a model file, or None if it has none or it is unreadable."""
+    """The stored state of a model file, or None if it has none or it is unreadable
+    (corrupt, beyond the bounds of `limits`, or not a JSON object)."""
     try:
         raw = _read_raw(Path(path), fmt)
-        return json.loads(raw) if raw else None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        state = limits.parse_config(raw, path, "the stored edit state") if raw else None
+    except (ModelFileError, OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError,
+            NotImplementedError, zipfile.BadZipFile):
         return None
+    return state if isinstance(state, dict) else None
 
 
 def _read_raw(path: Path, fmt: str):
     if fmt == formats.KERAS:
         with zipfile.ZipFile(path) as archive:
-            return archive.read(_MEMBER) if _MEMBER in archive.namelist() else None
+            if _MEMBER not in archive.namelist():
+                return None
+            member = archive.getinfo(_MEMBER)
+            limits.check_member_size(member, path)
+            return archive.read(member)
     if fmt == formats.H5:
         import h5py
 
         with h5py.File(path, "r") as handle:
-            return handle.attrs.get(_H5_ATTRIBUTE)
+            raw = handle.attrs.get(_H5_ATTRIBUTE)
+        return raw if isinstance(raw, str | bytes) else None
     if fmt in (formats.SAVEDMODEL, formats.TF_KERAS_SAVEDMODEL):
         file = path / _SAVEDMODEL_FILE
-        return file.read_text() if file.is_file() else None
+        if not file.is_file() or file.stat().st_size > limits.MAX_CONFIG_BYTES:
+            return None
+        return file.read_bytes()
     return None
 
 

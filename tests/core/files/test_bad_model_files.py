@@ -101,3 +101,33 @@ def test_good_file_beside_the_bad_ones_opens(bad):
     folder = bad["empty"].parent
     assert open_document(folder / "good.keras").counts().params == 77
     assert open_document(folder / "good.h5").counts().params == 77
+
+
+def test_multi_head_attention_h5_that_keras_cannot_read_says_save_as_keras(tmp_path,
+                                                                          monkeypatch):
+    # Keras 3 fails on some MultiHeadAttention .h5 files with its raw "too many positional
+    # arguments" (docs/architecture.md, Known traps); the user is told to use .keras.
+    import keras
+
+    path = tmp_path / "attention.h5"
+    mb.attention_model().save(path)
+
+    def refuse(*args, **kwargs):
+        raise TypeError("Layer.__call__() got too many positional arguments")
+
+    monkeypatch.setattr(keras.saving, "load_model", refuse)
+    with pytest.raises(ModelFileError) as info:
+        open_document(path)
+    message = str(info.value)
+    assert "attention.h5" in message and "\n" not in message
+    assert "MultiHeadAttention layer 'mha'" in message and "save the model as .keras" in message
+
+
+def test_deeply_nested_config_is_a_user_error(tmp_path):
+    import zipfile
+
+    path = tmp_path / "deep.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelFileError, match="deep.keras: .*nests 100000 levels deep"):
+        open_document(path)
