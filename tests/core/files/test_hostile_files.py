@@ -437,7 +437,7 @@ def _cli_sample(cases, size):
     names = sorted(cases)
     chosen = rng.sample(names, min(size, len(names)))
     for must in ("npz", "cnn_keras_nested100000", "text_keras_bomb_weights"):
-        if must not in chosen:
+        if must in cases and must not in chosen:
             chosen[0:1] = []
             chosen.append(must)
     return chosen
