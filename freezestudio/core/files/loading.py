@@ -17,7 +17,7 @@ from freezestudio.core.errors import (
     UserError,
     first_line,
 )
-from freezestudio.core.files import formats, tf_keras_compat
+from freezestudio.core.files import formats, limits, tf_keras_compat
 from freezestudio.core.files.code_scan import find_code_objects, stored_configs
 from freezestudio.core.files.custom_objects import import_custom_objects
 from freezestudio.core.files.state_store import read_state
@@ -66,7 +66,9 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
     else:
         notes: list[str] = []
         model = _load_keras_model(path, fmt, trust, custom, notes, configs)
-        document = _keras_document(model, path, fmt, _compile_config(configs, fmt), notes)
+        compile_config = _compile_config(configs, fmt) if fmt != formats.H5 \
+            else _h5_compile_config(path, notes)
+        document = _keras_document(model, path, fmt, compile_config, notes)
     _restore_state(document, path, fmt)
     return document
 
@@ -140,6 +142,33 @@ def _compile_config(configs: list, fmt: str) -> dict | None:
         config = configs[0].get("compile_config")
         return config if isinstance(config, dict) else None
     return None
+
+
+_H5_COMPILE_KEYS = ("loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
+                    "steps_per_execution", "jit_compile")
+"""The compile arguments an `.h5` `training_config` stores as given (names or configs)."""
+
+
+def _h5_compile_config(path: Path, notes: list[str]) -> dict | None:
+    """The `.h5` file's `training_config`, in the form of Keras 3's compile config (what
+    `model.get_compile_config()` gives), or None; one that cannot be read is a note."""
+    import h5py
+    import keras
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("training_config")
+        if raw is None:
+            return None
+        config = limits.parse_config(raw.encode() if isinstance(raw, str) else raw, path)
+        compile_config = {key: config.get(key) for key in _H5_COMPILE_KEYS}
+        optimizer = keras.optimizers.deserialize(config["optimizer_config"])
+        compile_config["optimizer"] = keras.saving.serialize_keras_object(optimizer)
+        return compile_config
+    except Exception as exc:  # noqa: BLE001 - an unreadable training config is not a bad model
+        notes.append(f"the file's training config (loss, metrics) could not be read "
+                     f"({first_line(exc, 160)}): training chooses a loss itself")
+        return None
 
 
 def _layers_of_class(configs: list, classes: set[str]) -> list[str]:

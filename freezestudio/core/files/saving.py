@@ -13,7 +13,6 @@ written, or why nothing could be, is said in the report's notes.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -143,8 +142,6 @@ def _compile_arguments(document: Document, fmt: str, notes: list[str]) -> dict |
     import keras
 
     config, origin = document.compile_config, document.compile_config_origin
-    if not config and document.source_format == formats.H5 and origin is None:
-        return _h5_training_arguments(document.source_path, notes)
     if not config:
         return None
     where = f"from {origin}" if origin else "kept from the original file"
@@ -161,29 +158,6 @@ def _compile_arguments(document: Document, fmt: str, notes: list[str]) -> dict |
         args = _h5_loadable(args)
     notes.append(f"compile config {where}: {_describe(config)}")
     return args
-
-
-def _h5_training_arguments(path: Path, notes: list[str]) -> dict | None:
-    """`model.compile` arguments from the `training_config` of the `.h5` the document was
-    opened from (the document holds compile configs of `.keras` files only)."""
-    try:
-        import h5py
-        from keras.src.legacy.saving import saving_utils
-
-        with h5py.File(path, "r") as handle:
-            raw = handle.attrs.get("training_config")
-        if raw is None:
-            return None
-        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        args = saving_utils.compile_args_from_training_config(config)
-    except Exception as exc:  # noqa: BLE001 - unreadable: said, not a failed save
-        notes.append(f"the original .h5's training config could not be restored "
-                     f"({first_line(exc, 160, default=type(exc).__name__)}): the file is saved "
-                     "without one, so plain Keras needs compile() before fit()")
-        return None
-    notes.append("compile config kept from the original file: "
-                 f"{_describe({'optimizer': config.get('optimizer_config'), **config})}")
-    return _h5_loadable(args)
 
 
 def _h5_loadable(args: dict) -> dict:

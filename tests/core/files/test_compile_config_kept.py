@@ -211,3 +211,18 @@ def test_train_with_loss_huber_saves_huber_and_says_so(cli_runs, data, ext):
     assert "huber" in note and "Adam" in note, note
     model = plain_keras_fit(folder / f"huber.{ext}", *data)
     assert_loss_is(model, *data, "huber")
+
+
+def test_an_h5_opened_then_saved_as_keras_keeps_its_config_on_every_save(data, tmp_path):
+    """The `.h5`'s training_config is read at opening, so the document holds it wherever
+    it is saved next (it used to be re-read from the source file, lost after Save As)."""
+    x, y = data
+    source = tmp_path / "mae.h5"
+    regression_model().save(source)
+    document = open_document(source)
+    loss = keras.saving.deserialize_keras_object(dict(document.compile_config))["loss"]
+    assert keras.losses.get(loss).__name__ == "mean_absolute_error"
+    save_document(document, tmp_path / "as.keras")  # Save As: the document is this file now
+    report = save_document(document, tmp_path / "again.keras")
+    assert any("kept from the original file" in n for n in report.notes), report.notes
+    assert_loss_is(plain_keras_fit(tmp_path / "again.keras", x, y), x, y, "mae")
