@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.export import options as fmts
 from freezestudio.core.export.frozen_graph import companion_path
+from freezestudio.core.export.options import ExportFormat
 from freezestudio.core.files.saving import replace_directory, replace_file
 
 SUFFIXES = {
-    fmts.KERAS: (".keras",),
-    fmts.H5: (".h5", ".hdf5"),
-    fmts.SAVEDMODEL: (),
-    fmts.TFLITE: (".tflite",),
-    fmts.ONNX: (".onnx",),
-    fmts.FROZEN_GRAPH: (".pb",),
+    ExportFormat.KERAS: (".keras",),
+    ExportFormat.H5: (".h5", ".hdf5"),
+    ExportFormat.SAVEDMODEL: (),
+    ExportFormat.TFLITE: (".tflite",),
+    ExportFormat.ONNX: (".onnx",),
+    ExportFormat.FROZEN_GRAPH: (".pb",),
 }
 """The usual file name endings (first: the default): `.keras`/`.h5` are required, and no
 export may take a name that ends like another format's (model.keras for a TFLite file)."""
@@ -39,7 +39,7 @@ def check_destination(out: Path, fmt: str) -> None:
         raise UserError(f"{out}: cannot be written: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"{out}: cannot be written: no permission to write in {parent}")
-    if fmt in (fmts.KERAS, fmts.H5) and out.suffix.lower() not in SUFFIXES[fmt]:
+    if fmt in (ExportFormat.KERAS, ExportFormat.H5) and out.suffix.lower() not in SUFFIXES[fmt]:
         raise UserError(f"{out}: a {fmt} export needs a name ending in {SUFFIXES[fmt][0]}")
     other = next((f for f, endings in SUFFIXES.items()
                   if f != fmt and out.suffix.lower() in endings), None)
@@ -47,7 +47,7 @@ def check_destination(out: Path, fmt: str) -> None:
         wanted = f"a name ending in {SUFFIXES[fmt][0]}" if SUFFIXES[fmt] else "a folder name"
         raise UserError(f"{out}: the name says {other}, but this is a {fmt} export: give it "
                         f"{wanted}")
-    if fmt == fmts.SAVEDMODEL:
+    if fmt == ExportFormat.SAVEDMODEL:
         if out.exists() and not out.is_dir():
             raise UserError(f"{out}: is a file; a SavedModel is a folder: choose another name")
         if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").is_file():
@@ -55,7 +55,7 @@ def check_destination(out: Path, fmt: str) -> None:
                             "replaces a SavedModel folder: choose a new name")
     elif out.is_dir():
         raise UserError(f"{out}: is a folder; a {fmt} export is a file: give a file name")
-    if fmt == fmts.FROZEN_GRAPH and companion_path(out).is_dir():
+    if fmt == ExportFormat.FROZEN_GRAPH and companion_path(out).is_dir():
         raise UserError(f"{companion_path(out)}: is a folder; the frozen graph's tensor list "
                         "goes there")
 
@@ -73,10 +73,10 @@ def commit(out: Path, fmt: str, write: Callable[[Path], None]) -> list[Path]:
         UserError: the destination cannot be written (nothing is left behind).
     """
     try:
-        if fmt == fmts.SAVEDMODEL:
+        if fmt == ExportFormat.SAVEDMODEL:
             replace_directory(out, write)
             return [out]
-        if fmt == fmts.FROZEN_GRAPH:
+        if fmt == ExportFormat.FROZEN_GRAPH:
             replace_file(out, lambda tmp: _write_with_companion(tmp, out, write))
             return [out, companion_path(out)]
         replace_file(out, write)

@@ -22,15 +22,14 @@ class ExportFormat(str, Enum):
     __format__ = str.__format__
 
 
-KERAS, H5, SAVEDMODEL, TFLITE, ONNX, FROZEN_GRAPH = ExportFormat
-
 FORMATS = tuple(ExportFormat)
 """Every export format, in the order a user interface lists them."""
 
-EDITABLE_FORMATS = (KERAS, H5)
+EDITABLE_FORMATS = (ExportFormat.KERAS, ExportFormat.H5)
 """Formats that keep the editable model (flags, stop-gradient points)."""
 
-DEPLOYMENT_FORMATS = (SAVEDMODEL, TFLITE, ONNX, FROZEN_GRAPH)
+DEPLOYMENT_FORMATS = (ExportFormat.SAVEDMODEL, ExportFormat.TFLITE, ExportFormat.ONNX,
+                      ExportFormat.FROZEN_GRAPH)
 """Formats for inference: stop-gradient layers are dropped (identity at inference)."""
 
 DEFAULT_OPSET = 17

@@ -27,10 +27,7 @@ from freezestudio.core.export.options import (
     DEPLOYMENT_FORMATS,
     EDITABLE_FORMATS,
     FORMATS,
-    FROZEN_GRAPH,
-    ONNX,
-    SAVEDMODEL,
-    TFLITE,
+    ExportFormat,
     ExportOptions,
     Progress,
 )
@@ -118,9 +115,9 @@ def check_request(fmt: str, out, options: ExportOptions | None = None, document=
     if document is not None and fmt not in available_formats(document):
         raise UserError(f"a generic SavedModel has no Keras layers to save as {fmt}: export it "
                         f"as {', '.join(DEPLOYMENT_FORMATS)}")
-    if options.quantize and fmt != TFLITE:
+    if options.quantize and fmt != ExportFormat.TFLITE:
         raise UserError("quantisation applies to the tflite format only")
-    if options.opset is not None and fmt != ONNX:
+    if options.opset is not None and fmt != ExportFormat.ONNX:
         raise UserError("an opset applies to the onnx format only")
     if options.portable and fmt not in EDITABLE_FORMATS:
         raise UserError(f"'portable' applies to keras/h5 only ({fmt} exports never contain "
@@ -128,7 +125,7 @@ def check_request(fmt: str, out, options: ExportOptions | None = None, document=
     if not options.tolerance > 0 or options.batch_size < 1:
         raise UserError("the verification tolerance must be > 0 and the batch size >= 1")
     check_destination(Path(out), fmt)
-    if fmt == ONNX:
+    if fmt == ExportFormat.ONNX:
         from freezestudio.core.export.dependencies import require_onnx
         from freezestudio.core.export.onnx import check_opset
 
@@ -170,7 +167,8 @@ def _deployment_writer(document, fmt, options, report, step):
         if options.verify:
             step(0.7, f"verifying with {verify.RUNTIMES[fmt]}")
             actual = verify.run_export(fmt, tmp, inference, feeds)
-            tolerance = None if fmt == TFLITE and options.quantize else options.tolerance
+            quantized = fmt == ExportFormat.TFLITE and options.quantize
+            tolerance = None if quantized else options.tolerance
             _record(report, fmt, verify.compare(inference.output_names, expected, actual,
                                                 tolerance), feeds)
         step(0.95, "moving into place")
@@ -238,8 +236,8 @@ def _write_frozen_graph(*args):
 
 
 _WRITERS = {
-    SAVEDMODEL: _write_savedmodel,
-    TFLITE: _write_tflite,
-    ONNX: _write_onnx,
-    FROZEN_GRAPH: _write_frozen_graph,
+    ExportFormat.SAVEDMODEL: _write_savedmodel,
+    ExportFormat.TFLITE: _write_tflite,
+    ExportFormat.ONNX: _write_onnx,
+    ExportFormat.FROZEN_GRAPH: _write_frozen_graph,
 }

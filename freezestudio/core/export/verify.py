@@ -13,17 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from freezestudio.core.errors import UserError
-from freezestudio.core.export import options as fmts
 from freezestudio.core.export.inference_model import DEFAULT_INT_BOUND, InferenceModel
+from freezestudio.core.export.options import ExportFormat
 from freezestudio.core.export.report import OutputCheck
 
 RUNTIMES = {
-    fmts.KERAS: "FreezeStudio's loader (keras.saving.load_model)",
-    fmts.H5: "FreezeStudio's loader (keras.saving.load_model)",
-    fmts.SAVEDMODEL: "tf.saved_model.load (serving_default)",
-    fmts.TFLITE: "tf.lite.Interpreter (serving_default)",
-    fmts.ONNX: "onnxruntime (CPU)",
-    fmts.FROZEN_GRAPH: "tf.import_graph_def in a fresh graph + tf.compat.v1.Session",
+    ExportFormat.KERAS: "FreezeStudio's loader (keras.saving.load_model)",
+    ExportFormat.H5: "FreezeStudio's loader (keras.saving.load_model)",
+    ExportFormat.SAVEDMODEL: "tf.saved_model.load (serving_default)",
+    ExportFormat.TFLITE: "tf.lite.Interpreter (serving_default)",
+    ExportFormat.ONNX: "onnxruntime (CPU)",
+    ExportFormat.FROZEN_GRAPH: "tf.import_graph_def in a fresh graph + tf.compat.v1.Session",
 }
 VARIABLE_DIM = 8
 """Size given to unknown non-batch dimensions of random inputs."""
@@ -120,19 +120,19 @@ def compare(names, expected, actual, tolerance: float | None) -> list[OutputChec
 
 def run_export(fmt: str, path: Path, inference: InferenceModel, feeds: dict) -> list:
     """The outputs of the export at `path` on `feeds`, in `inference.outputs` order."""
-    if fmt == fmts.SAVEDMODEL:
+    if fmt == ExportFormat.SAVEDMODEL:
         from freezestudio.core.export.savedmodel import run_savedmodel
 
         return run_savedmodel(path, inference, feeds)
-    if fmt == fmts.TFLITE:
+    if fmt == ExportFormat.TFLITE:
         from freezestudio.core.export.tflite import run_tflite
 
         return run_tflite(path, inference, feeds)
-    if fmt == fmts.ONNX:
+    if fmt == ExportFormat.ONNX:
         from freezestudio.core.export.onnx import run_onnx
 
         return run_onnx(path, inference, feeds)
-    if fmt == fmts.FROZEN_GRAPH:
+    if fmt == ExportFormat.FROZEN_GRAPH:
         from freezestudio.core.export.frozen_graph import run_frozen_graph
 
         return run_frozen_graph(path, inference, feeds)
