@@ -9,6 +9,7 @@ saved: exit 2 with one `freezestudio: error:` line.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -35,12 +36,13 @@ def _fraction(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse names the option in the error)."""
     try:
         value = int(text)
     except ValueError:
-        raise UserError(f"'{text}' is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
     if value < 1:
-        raise UserError(f"expected a number of at least 1, got {text}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 

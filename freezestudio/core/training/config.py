@@ -73,11 +73,13 @@ class TrainingConfig:
     def validate(self) -> None:
         """Raises UserError for a value out of range."""
         if self.epochs < 1:
-            raise UserError(f"epochs must be at least 1, got {self.epochs}")
+            raise UserError(f"epochs (--epochs) must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise UserError(f"batch size must be at least 1, got {self.batch_size}")
+            raise UserError("batch size (--batch-size) must be at least 1, "
+                            f"got {self.batch_size}")
         if not self.learning_rate > 0:
-            raise UserError(f"learning rate must be positive, got {self.learning_rate}")
+            raise UserError("learning rate (--learning-rate) must be positive, "
+                            f"got {self.learning_rate}")
         if isinstance(self.mixed_precision, str) and \
                 self.mixed_precision not in ("mixed_float16", "mixed_bfloat16"):
             raise UserError(f"unknown mixed precision policy '{self.mixed_precision}' "
