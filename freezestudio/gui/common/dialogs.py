@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import QStandardPaths
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;SavedModel (saved_model.pb);;All files (*)"
@@ -16,6 +17,13 @@ PLAN_FILTER = "FreezeStudio plans (*.json);;All files (*)"
 SAVE = "save"
 DISCARD = "discard"
 CANCEL = "cancel"
+
+
+def user_folder() -> Path:
+    """Where copies of templates go by default: the user's documents folder, else home."""
+    documents = QStandardPaths.writableLocation(
+        QStandardPaths.StandardLocation.DocumentsLocation)
+    return Path(documents) if documents and Path(documents).is_dir() else Path.home()
 
 
 def show_error(parent: QWidget | None, title: str, message: str, details: str = "") -> None:

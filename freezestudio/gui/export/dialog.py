@@ -16,7 +16,7 @@ import importlib.util
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QPointF, QStandardPaths, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -42,7 +42,7 @@ from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
 from freezestudio.gui.export.worker import ExportRequest, run_export
-from freezestudio.resources import DEMO_DIR
+from freezestudio.resources import is_bundled_demo
 
 DESCRIPTIONS = {
     "keras": "Keras (.keras): the editable model, flags kept",
@@ -55,23 +55,11 @@ DESCRIPTIONS = {
 ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
 
 
-def _inside_demos(path: Path) -> bool:
-    try:
-        path.resolve().relative_to(DEMO_DIR.resolve())
-    except (ValueError, OSError):
-        return False
-    return True
-
-
 def default_folder(source, directory: str = "") -> Path:
     """Where an export goes by default: `directory`, else beside the model; never into the
     bundled demos (read-only templates): then the user's documents folder, else home."""
     folder = Path(directory or Path(source).parent).resolve()
-    if not _inside_demos(folder):
-        return folder
-    documents = QStandardPaths.writableLocation(
-        QStandardPaths.StandardLocation.DocumentsLocation)
-    return Path(documents) if documents and Path(documents).is_dir() else Path.home()
+    return dialogs.user_folder() if is_bundled_demo(folder) else folder
 
 
 def get_export_path(parent, fmt: str, suggested: str) -> str | None:

@@ -15,12 +15,11 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths
-
 from freezestudio.core.errors import MissingCustomObjectError, UntrustedCodeError, UserError
 from freezestudio.core.model.source import SourceFormat
 from freezestudio.gui.common import dialogs
-from freezestudio.resources import DEMO_DIR
+from freezestudio.gui.common.dialogs import user_folder
+from freezestudio.resources import is_bundled_demo
 
 DEMO_READ_ONLY = ("The bundled demos are read-only templates: save your copy outside "
                   "FreezeStudio's installation")
@@ -41,22 +40,6 @@ def _save(document, target: str, portable: bool, job):
     from freezestudio.core.files.saving import save_document
 
     return save_document(document, target, portable=portable)
-
-
-def is_bundled_demo(path) -> bool:
-    """Whether `path` is inside the package's demo folder (a read-only template)."""
-    try:
-        Path(path).resolve().relative_to(DEMO_DIR.resolve())
-    except (ValueError, OSError):
-        return False
-    return True
-
-
-def user_folder() -> Path:
-    """Where copies of templates go by default: the user's documents folder, else home."""
-    documents = QStandardPaths.writableLocation(
-        QStandardPaths.StandardLocation.DocumentsLocation)
-    return Path(documents) if documents and Path(documents).is_dir() else Path.home()
 
 
 def beside(source: Path, name: str) -> Path:
