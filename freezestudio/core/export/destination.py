@@ -3,7 +3,7 @@
 Every export is written to a temporary name beside the destination, verified there, and
 renamed over the destination only when complete, so a failure (a conversion error, a
 verification failure, a full disk, a cancel) leaves nothing new behind and any earlier
-file at that name untouched. The helpers are `saving.replace_file`/`replace_directory`.
+file at that name untouched. The helpers are `files.atomic.replace_file`/`replace_directory`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from freezestudio.core.errors import UserError
 from freezestudio.core.export.frozen_graph import companion_path
 from freezestudio.core.export.options import ExportFormat
-from freezestudio.core.files.saving import replace_directory, replace_file
+from freezestudio.core.files.atomic import replace_directory, replace_file
 
 SUFFIXES = {
     ExportFormat.KERAS: (".keras",),

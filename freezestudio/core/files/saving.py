@@ -1,7 +1,8 @@
-"""Saving a document: write to a temporary path beside the target, then rename it over.
+"""Saving a document: write to a staging folder beside the target, then rename it over.
 
-A failure at any point (serialization, disk full, a crash before the rename) leaves the
-original file or directory byte-for-byte as it was.
+A failure at any point (serialization, disk full, a kill before the rename) leaves the
+original file or directory byte-for-byte as it was; a killed save's staging folder is
+removed by the next save of that target (`atomic`).
 
 Every `.keras`/`.h5` save keeps a usable compile config (optimizer, loss, metrics), so plain
 Keras can `fit` the file without `compile()`: the document's (the original file's, or what
@@ -13,14 +14,12 @@ written, or why nothing could be, is said in the report's notes.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from freezestudio.core.errors import UserError, first_line
 from freezestudio.core.files import formats
+from freezestudio.core.files.atomic import replace_directory, replace_file
 from freezestudio.core.files.state_store import write_state
 from freezestudio.core.model.document import Document
 
@@ -81,11 +80,11 @@ def save_document(document: Document, target, portable: bool = False,
         _compile_arguments(document, fmt, compile_notes)
     try:
         if fmt == formats.SAVEDMODEL:
-            _replace_directory(target, lambda tmp: _write(model, tmp, fmt, plan))
+            replace_directory(target, lambda tmp: _write(model, tmp, fmt, plan))
         else:
             if fmt == formats.H5:
                 _layer_level_variable_flags(document)
-            _replace_file(target, lambda tmp: _write(model, tmp, fmt, plan, compile_args,
+            replace_file(target, lambda tmp: _write(model, tmp, fmt, plan, compile_args,
                                                      compile_notes))
     except UserError:
         raise
@@ -270,41 +269,6 @@ def _check_h5_reloads(model, path: Path) -> None:
             from None
 
 
-def _replace_file(target: Path, write) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix,
-                                    dir=target.parent if str(target.parent) else ".")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        tmp.unlink()
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _replace_directory(target: Path, write) -> None:
-    parent = target.parent if str(target.parent) else Path(".")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    backup = parent / f".{target.name}.old"
-    try:
-        shutil.rmtree(tmp)
-        write(tmp)
-        if target.exists():
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(target, backup)
-        os.replace(tmp, target)
-        shutil.rmtree(backup, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if backup.exists() and not target.exists():
-            os.replace(backup, target)
-
-
 def plain_keras_notes(document: Document, plan) -> list[str]:
     """What a reload in plain Keras (without FreezeStudio) will not reproduce."""
     notes = []
@@ -332,8 +296,3 @@ def plain_keras_notes(document: Document, plan) -> list[str]:
                      "first "
                      "(or save a portable copy, which drops them)")
     return notes
-
-
-# Public names for the atomic write-then-rename helpers (used by `freezestudio.core.export`).
-replace_file = _replace_file
-replace_directory = _replace_directory
