@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 DEMO := freezestudio/resources/demo/cnn_transfer.keras
 
-.PHONY: run test lint clean
+.PHONY: run test lint package clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,12 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# A one-folder build in dist/freezestudio/ (PyInstaller, packaging/freezestudio.spec); not in CI.
+package: $(STAMP_RUN)
+	$(BIN)/python -m pip install --quiet pyinstaller
+	$(BIN)/pyinstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller \
+		packaging/freezestudio.spec
+	dist/freezestudio/freezestudio --version
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build dist

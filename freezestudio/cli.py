@@ -2,7 +2,8 @@
 
 Exit codes: `commands.exit_codes.ExitCode` (0 success, 2 user error with one line
 `freezestudio: error: ...` on stderr, 1 unexpected failure with the traceback in a log
-file, 3 an integrity violation after training, 130 interrupted).
+file, 3 an integrity violation after training, 130 interrupted). The log file is the
+platform's (`core.diagnostics.log_file`), the one Help > Open Log Folder shows.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import importlib
 import os
 import pkgutil
 import sys
-import tempfile
 import traceback
 import warnings
-from pathlib import Path
 
+from freezestudio import __version__
 from freezestudio.commands.exit_codes import ExitCode
+from freezestudio.core.diagnostics.log_file import record_failure
 from freezestudio.core.errors import UserError
 
 
@@ -40,7 +41,8 @@ def _command_modules() -> dict:
 def build_parser(commands: dict) -> argparse.ArgumentParser:
     parser = _Parser(prog="freezestudio",
                      description="Edit what a Keras model may learn. Without a sub-command, "
-                                 "opens the editor: freezestudio [FILE] [--screenshot OUT.png]")
+                                 "opens the editor: freezestudio [FILE] [--screenshot OUT.png]; "
+                                 "freezestudio --version; freezestudio --install-desktop")
     subparsers = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, module in commands.items():
         module.configure(subparsers.add_parser(name, help=module.HELP))
@@ -52,13 +54,27 @@ def build_gui_parser() -> argparse.ArgumentParser:
     parser.add_argument("file", nargs="?", help="model to open")
     parser.add_argument("--screenshot", metavar="OUT.png",
                         help="render the window, save it as PNG and exit")
+    parser.add_argument("--version", action="store_true",
+                        help="print the version and exit")
+    parser.add_argument("--install-desktop", action="store_true",
+                        help="install the desktop entry, icon and .keras file type for the "
+                             "current user (Linux, BSD) and exit")
     return parser
 
 
-def _log_failure() -> str:
-    log = Path(tempfile.gettempdir()) / f"freezestudio-error-{os.getpid()}.log"
-    log.write_text(traceback.format_exc())
-    return str(log)
+def _install_desktop() -> int:
+    from freezestudio.commands.install_desktop import install_desktop
+
+    written = install_desktop()
+    print(f"installed {len(written)} files, the desktop entry as {written[0]}")
+    return ExitCode.OK
+
+
+def _failure_message(exc: Exception, argv: list[str]) -> str:
+    """The one stderr line of an unexpected failure, naming the log that has the details."""
+    log = record_failure(traceback.format_exc(), "freezestudio " + " ".join(argv))
+    where = f"details in {log}" if log else "no log file could be written"
+    return f"freezestudio: unexpected failure: {type(exc).__name__}: {exc} ({where})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             build_parser(commands).print_help()
             return ExitCode.OK
         args = build_gui_parser().parse_args(argv)
+        if args.version:
+            print(f"freezestudio {__version__}")
+            return ExitCode.OK
+        if args.install_desktop:
+            return _install_desktop()
         from freezestudio.gui.app import run_gui
 
         return run_gui(args.file, screenshot=args.screenshot)
@@ -88,7 +109,5 @@ def main(argv: list[str] | None = None) -> int:
         print("freezestudio: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - last resort: short message, traceback in a log
-        log = _log_failure()
-        print(f"freezestudio: unexpected failure: {type(exc).__name__}: {exc} "
-              f"(details in {log})", file=sys.stderr)
+        print(_failure_message(exc, argv), file=sys.stderr)
         return ExitCode.FAILURE

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
 from freezestudio.commands.exit_codes import ExitCode
+from freezestudio.core.diagnostics.log_file import record_failure
 from freezestudio.core.errors import UserError
 from freezestudio.core.training.config import Reporter
 
@@ -152,10 +151,10 @@ def run(args) -> int:
         print(f"freezestudio: {result.message}; nothing was saved", file=sys.stderr)
         return ExitCode.INTERRUPTED
     if result.status == FAILED and result.details:
-        log = Path(tempfile.gettempdir()) / f"freezestudio-train-{os.getpid()}.log"
-        log.write_text(result.details)
-        print(f"freezestudio: error: training {result.message}; nothing was saved "
-              f"(details in {log})", file=sys.stderr)
+        log = record_failure(result.details, f"freezestudio train {args.file}")
+        where = f"details in {log}" if log else "no log file could be written"
+        print(f"freezestudio: error: training {result.message}; nothing was saved ({where})",
+              file=sys.stderr)
         return ExitCode.USER_ERROR
     print(f"freezestudio: error: training stopped: {result.message}; nothing was saved",
           file=sys.stderr)

@@ -33,14 +33,18 @@ def no_display_message() -> str:
 def create_application():
     from PySide6.QtWidgets import QApplication
 
+    from freezestudio import __version__
     from freezestudio.gui.common import style
     from freezestudio.gui.window import settings
+    from freezestudio.resources import APP_ID
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(settings.ORGANIZATION)
     app.setApplicationName(settings.APPLICATION)
     app.setApplicationDisplayName("FreezeStudio")
-    app.setWindowIcon(style.icon("app"))
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(APP_ID)  # Wayland: the window's entry and icon
+    app.setWindowIcon(style.app_icon())
     return app
 
 
@@ -81,22 +85,22 @@ def run_gui(file: str | None = None, screenshot: str | None = None) -> int:
 
 def _make_excepthook(window):
     """A bug in a slot must not pass silently nor kill the window: say so, keep the
-    traceback in a log file (as the CLI does for unexpected failures)."""
-    import tempfile
+    traceback in the log file the CLI writes too (Help > Open Log Folder shows it)."""
     import traceback
 
+    from freezestudio.core.diagnostics.log_file import record_failure
     from freezestudio.gui.common import dialogs
 
     def hook(kind, value, tb):
         details = "".join(traceback.format_exception(kind, value, tb))
-        log = os.path.join(tempfile.gettempdir(), f"freezestudio-error-{os.getpid()}.log")
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(details + "\n")
-        print(f"freezestudio: unexpected failure: {kind.__name__}: {value} (details in {log})",
+        log = record_failure(details, "freezestudio (window)")
+        where = f"details in {log}" if log else "no log file could be written"
+        print(f"freezestudio: unexpected failure: {kind.__name__}: {value} ({where})",
               file=sys.stderr)
         if kind is not KeyboardInterrupt:
             dialogs.show_error(window, "Unexpected error",
-                               f"{kind.__name__}: {value}\n\nThe details were written to {log}.",
+                               f"{kind.__name__}: {value}\n\n"
+                               + (f"The details were written to {log}." if log else where),
                                details)
     return hook
 

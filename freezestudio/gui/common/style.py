@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from functools import cache
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPalette, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QApplication
+
+from freezestudio.resources import ICON_SIZES, icon_png
 
 FROZEN = "frozen"
 TRAINABLE = "trainable"
@@ -145,17 +147,6 @@ def _bn(p: QPainter, s: float) -> None:
     p.drawPoint(QPointF(s * 0.85, s * 0.85))
 
 
-def _app(p: QPainter, s: float) -> None:
-    p.setPen(Qt.PenStyle.NoPen)
-    p.setBrush(QColor(30, 60, 110))
-    p.drawRoundedRect(QRectF(s * 0.04, s * 0.04, s * 0.92, s * 0.92), s * 0.2, s * 0.2)
-    p.save()
-    p.translate(s * 0.1, s * 0.1)
-    p.scale(0.8, 0.8)
-    _snowflake(p, s)
-    p.restore()
-
-
 def _undo(p: QPainter, s: float) -> None:
     """A curved arrow pointing back, in a blue readable on light and dark toolbars (the
     style's standard arrows are black: invisible in a dark palette)."""
@@ -187,7 +178,6 @@ _PAINTERS = {
     STOP: _octagon,
     WARNING: _warning,
     BN_INFERENCE: _bn,
-    "app": _app,
     "undo": _undo,
     "redo": _redo,
     "blank": lambda p, s: None,
@@ -203,6 +193,16 @@ def icon(kind: str) -> QIcon:
         _PAINTERS[kind](painter, float(size))
         painter.end()
         result.addPixmap(pixmap)
+    return result
+
+
+@cache
+def app_icon() -> QIcon:
+    """The application icon: the packaged PNG sizes (`resources.ICON_SIZES`), drawn from
+    `resources.ICON_SVG` by `scripts/make_icons.py`."""
+    result = QIcon()
+    for size in ICON_SIZES:
+        result.addFile(str(icon_png(size)), QSize(size, size))
     return result
 
 

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMenu, QStyle, QToolBar
 
 from freezestudio.core.model.tree import LayerNode, WeightNode
 from freezestudio.gui.common import style
+from freezestudio.gui.window import help_menu
 
 
 def _std_icon(window, name: str, theme: str) -> QIcon:
@@ -80,7 +81,10 @@ class Actions:
         self.show_legend = self._action("&Legend", None, checkable=True)
         self.show_legend.setChecked(True)
         self.show_legend.toggled.connect(w.legend.setVisible)
-        self.about = self._action("&About FreezeStudio", w.show_about)
+        self.about = self._action("&About FreezeStudio", partial(help_menu.show_about, w))
+        self.open_log_folder = self._action(
+            "Open &Log Folder", help_menu.open_log_folder,
+            tip="Show the folder of the log file where unexpected errors are written")
         self.class_freeze_menu = QMenu("Freeze All of &Class", w)
         self.class_unfreeze_menu = QMenu("Unfreeze All of C&lass", w)
         self.recent_menu = QMenu("Open &Recent", w)
@@ -127,6 +131,8 @@ class Actions:
                      self.show_legend):
             self._add(view, item)
         self.help_menu = self._menu(bar, "&Help", "help_menu")
+        self.help_menu.addAction(self.open_log_folder)
+        self.help_menu.addSeparator()
         self.help_menu.addAction(self.about)
 
     @staticmethod

@@ -82,7 +82,7 @@ class FileFlowsMixin:
             self.pages.currentWidget() is not self.busy else self._page_before_busy
         self.busy.start(f"Opening {display_name(path)}…", self._tf_detail())
         self.pages.setCurrentWidget(self.busy)
-        self.statusBar().showMessage(f"Opening {path}…")
+        self.statusBar().showMessage(f"Opening {display_name(path)}…")
 
     def cancel_loading(self) -> None:
         if self._load_job is not None:
@@ -97,7 +97,7 @@ class FileFlowsMixin:
         self.settings.add_recent(path)
         self.refresh_recent()
         self.set_document(document)
-        self.statusBar().showMessage(f"Opened {path}", 5000)
+        self.statusBar().showMessage(f"Opened {display_name(path)}", 5000)
         self.load_finished.emit(True)
 
     def _load_failed(self, path: str, trust: bool, modules: tuple, job) -> None:

@@ -10,7 +10,6 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
-    QMessageBox,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -75,7 +74,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.background_tasks: list[BackgroundTask] = []  # training runs, exports
         self._hiding = False
         self._tf_state = TensorFlowState.LOADING
-        self.setWindowIcon(style.icon("app"))
+        self.setWindowIcon(style.app_icon())
         self.setAcceptDrops(True)
         self.runner = TaskHost("freezestudio-worker", self)  # imports, opens, saves
         self.editor = Editor(self)
@@ -358,12 +357,6 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         QTimer.singleShot(0, lambda: self.open_path(path))  # leave the drop handler first
 
     # --- closing -------------------------------------------------------------------------------
-    def show_about(self) -> None:
-        QMessageBox.about(self, f"About {APP_NAME}",
-                          f"<h3>{APP_NAME}</h3><p>Edit what a Keras/TensorFlow model may learn: "
-                          "freeze layers and weights, insert stop-gradient points, and check "
-                          "which weights receive gradient.</p>")
-
     def closeEvent(self, event) -> None:
         if self._saving:
             event.ignore()

@@ -46,7 +46,7 @@ class StartPage(QWidget):
         outer.setContentsMargins(40, 30, 40, 30)
         title_row = QHBoxLayout()
         logo = QLabel()
-        logo.setPixmap(style.icon("app").pixmap(56, 56))
+        logo.setPixmap(style.app_icon().pixmap(56, 56))
         title = QLabel("FreezeStudio")
         font = QFont(title.font())
         font.setPointSizeF(font.pointSizeF() * 2.0)
@@ -131,7 +131,7 @@ class StartPage(QWidget):
             item = QListWidgetItem(f"{path.name}\n{description}" if description else path.name)
             item.setData(PATH_ROLE, str(path))
             item.setToolTip(str(path))
-            item.setIcon(style.icon("app"))
+            item.setIcon(style.app_icon())
             self.demos.addItem(item)
         if not paths:
             item = QListWidgetItem("No demo models found in the installed package")
