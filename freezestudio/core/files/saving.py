@@ -14,6 +14,7 @@ written, or why nothing could be, is said in the report's notes.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,10 +129,33 @@ def _layer_level_variable_flags(document: Document) -> None:
 def _write(model, path: Path, fmt: str, plan, compile_args=None, notes=None) -> None:
     if fmt == formats.H5:
         _check_h5_can_hold(model)
-    _save_compiled(model, path, fmt, compile_args, notes if notes is not None else [])
+    with _without_h5_legacy_warning():
+        _save_compiled(model, path, fmt, compile_args, notes if notes is not None else [])
     if fmt == formats.H5:
         _check_h5_reloads(model, path)
     write_state(path, fmt, plan.to_dict())
+
+
+_H5_LEGACY_WARNING = "You are saving your model as an HDF5 file"
+
+
+class _DropH5LegacyWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_H5_LEGACY_WARNING)
+
+
+@contextlib.contextmanager
+def _without_h5_legacy_warning():
+    """Keras logs "...HDF5 file... considered legacy" (absl's logger, on stderr) on every
+    `.h5` save: FreezeStudio writes `.h5` only when the user named one, and says itself what
+    that format cannot keep, so its own writes drop that one warning (nothing else)."""
+    logger = logging.getLogger("absl")
+    dropper = _DropH5LegacyWarning()
+    logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
 
 
 # --- the compile config ---------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Which loss (and metric) to train with, and why: always shown to the user.
 
+The metrics come from the saved compile config too (`core/training/metrics.py`).
+
 Order of preference per output: the user's choice; the loss in the model's saved compile
 config (adjusted between sparse and one-hot cross-entropy to the labels at hand); else a
 guess from the output's final activation, its shape and the labels' kind and dtype. For a
@@ -16,6 +18,8 @@ import numpy as np
 from freezestudio.core.data.fit import DENSE, SPARSE
 from freezestudio.core.errors import UserError
 from freezestudio.core.model.signature import IOSpec
+from freezestudio.core.training import metrics
+from freezestudio.core.training.metrics import serialized_metrics
 
 SPARSE_CE = "sparse_categorical_crossentropy"
 CATEGORICAL_CE = "categorical_crossentropy"
@@ -36,12 +40,17 @@ class LossChoice:
         from_logits: for cross-entropies, whether the output holds logits.
         reason: why it was chosen, for the user.
         output: the output's name.
+        saved_metrics: the output's metrics in the saved compile config (serialised as
+            Keras stores them) that FreezeStudio can build; empty: the default `metric`.
+        accuracy: what "accuracy" means for the output (`metrics.accuracy_kind`).
     """
 
     name: str
     from_logits: bool
     reason: str
     output: str = ""
+    saved_metrics: tuple = ()
+    accuracy: str = metrics.CATEGORICAL
 
     def describe(self) -> str:
         logits = " (from logits)" if self.from_logits else ""
@@ -58,8 +67,13 @@ class LossChoice:
             return cls(from_logits=self.from_logits, reduction=None)
         return keras.losses.get(self.name)
 
+    def metrics(self, prefix: str = "") -> list:
+        """The run's metric objects for this output (`metrics.build_metrics`)."""
+        return metrics.build_metrics(self, prefix)
+
     def metric(self, prefix: str = ""):
-        """Accuracy for classification losses, mean absolute error otherwise."""
+        """The default metric: accuracy for classification losses, mean absolute error
+        otherwise."""
         import keras
 
         name = f"{prefix}accuracy"
@@ -101,13 +115,25 @@ def choose_losses(specs, kinds, labels, compile_config: dict | None,
         override: the user's loss name, if any.
     """
     saved = _saved_losses(compile_config, specs)
-    choices = [_choose(spec, kind, y, override, saved[i])
+    saved_metrics = metrics.saved_metrics(compile_config, [spec.name for spec in specs])
+    choices = [_with_metrics(_choose(spec, kind, y, override, saved[i]), spec, kind,
+                             saved_metrics[i])
                for i, (spec, kind, y) in enumerate(zip(specs, kinds, labels, strict=True))]
     weights = (compile_config or {}).get("loss_weights")
     if weights and not override:
         note = f"; the saved loss_weights {json.dumps(weights)} are not applied"
         choices = [replace(choice, reason=choice.reason + note) for choice in choices]
     return choices
+
+
+def _with_metrics(choice: LossChoice, spec: IOSpec, kind: str, saved) -> LossChoice:
+    usable, unusable = saved
+    reason = choice.reason
+    if unusable:
+        reason += (f"; the saved metric(s) {', '.join(unusable)} cannot be rebuilt and are "
+                   "left out")
+    return replace(choice, reason=reason, saved_metrics=usable,
+                   accuracy=metrics.accuracy_kind(spec.units, kind))
 
 
 def _choose(spec: IOSpec, kind: str, y: np.ndarray, override, saved) -> LossChoice:
@@ -231,12 +257,12 @@ def _parse_loss(loss):
     return None
 
 
-def trained_compile_config(choices: list[LossChoice], optimizer, metrics: bool) -> dict:
+def trained_compile_config(choices: list[LossChoice], optimizer, with_metrics: bool) -> dict:
     """The compile config of what a run trained with, serialised as Keras stores it
     (`model.get_compile_config()`), so a saved file keeps it: `optimizer` (a fresh optimizer
     of the run's kind), one loss per output (by name; cross-entropies as objects, which keep
-    `from_logits`) and the run's metric per output (or none). Keras's default reduction,
-    not the step's per-sample one."""
+    `from_logits`) and the run's metrics per output (its saved ones or its default; none
+    without `with_metrics`). Keras's default reduction, not the step's per-sample one."""
     import keras
 
     serialize = keras.saving.serialize_keras_object
@@ -245,10 +271,11 @@ def trained_compile_config(choices: list[LossChoice], optimizer, metrics: bool) 
         built = choice.build()
         losses.append(serialize(type(built)(from_logits=choice.from_logits))
                       if choice.name in _CROSS_ENTROPIES else choice.name)
-        metric_objects.append([serialize(choice.metric())] if metrics else None)
+        metric_objects.append(serialized_metrics(choice) if with_metrics else None)
     single = len(choices) == 1
     return {"optimizer": serialize(optimizer),
             "loss": losses[0] if single else losses,
             "loss_weights": None,
-            "metrics": (metric_objects[0] if single else metric_objects) if metrics else None,
+            "metrics": (metric_objects[0] if single else metric_objects) if with_metrics
+            else None,
             "weighted_metrics": None}

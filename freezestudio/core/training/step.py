@@ -40,7 +40,7 @@ class StepSpec:
         variables: the variables that receive gradient, in a fixed order.
         groups: per reported layer, the indices into `variables` of its weights.
         losses: per output, a callable `(y_true, y_pred) -> per-sample loss`.
-        metrics: per output, a Keras metric (or None).
+        metrics: per output, a list of Keras metrics (maybe empty).
         optimizer: built on `variables`.
         regularization: `() -> list of scalar losses` (the model's `losses`).
         strategy: a distribute strategy, or None for one device.
@@ -103,8 +103,8 @@ def _loss(spec: StepSpec, y, outputs, global_batch=None, regularize: bool = True
 
 
 def _update_metrics(spec: StepSpec, y, outputs) -> None:
-    for metric, target, output in zip(spec.metrics, y, outputs, strict=True):
-        if metric is not None:
+    for group, target, output in zip(spec.metrics, y, outputs, strict=True):
+        for metric in group:
             metric.update_state(target, output)
 
 
@@ -261,13 +261,14 @@ def make_optimizer(config, total_steps: int):
 
 
 def reset_metrics(metrics) -> None:
-    for metric in metrics:
-        if metric is not None:
+    """`metrics`: per output, a list of Keras metrics (as `StepSpec.metrics`)."""
+    for group in metrics:
+        for metric in group:
             metric.reset_state()
 
 
 def metric_results(metrics) -> dict:
-    return {m.name: float(m.result()) for m in metrics if m is not None}
+    return {m.name: float(m.result()) for group in metrics for m in group}
 
 
 def metric_names(losses, metrics: bool, validation: bool) -> list:
@@ -276,5 +277,5 @@ def metric_names(losses, metrics: bool, validation: bool) -> list:
     names = []
     for choice in losses:
         prefix = f"{choice.output}_" if len(losses) > 1 else ""
-        names.append(choice.metric(prefix).name)
+        names.extend(metric.name for metric in choice.metrics(prefix))
     return names + ([f"val_{n}" for n in names] if validation else [])

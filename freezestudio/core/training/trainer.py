@@ -306,7 +306,7 @@ class Trainer:
         metrics = []
         for choice in setup.losses:
             prefix = f"{choice.output}_" if len(setup.losses) > 1 else ""
-            metrics.append(choice.metric(prefix) if self.config.metrics else None)
+            metrics.append(choice.metrics(prefix) if self.config.metrics else [])
         optimizer = make_optimizer(self.config, setup.info.total_steps)
         loss_scale = setup.policy == "mixed_float16"
         if loss_scale:
