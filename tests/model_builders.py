@@ -134,6 +134,29 @@ def attention_model():
     return keras.Model(seq, out, name="attention")
 
 
+def tiny_bert_classifier(seed=0):
+    """A keras_hub BERT backbone built from config (tiny, random weights) under a Dense
+    head; keras_hub is a test-only dependency: callers skip where it is absent."""
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=60, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=12, name="bert")
+    inputs = {name: keras.Input((12,), dtype="int32", name=name)
+              for name in ("token_ids", "segment_ids", "padding_mask")}
+    pooled = backbone(inputs)["pooled_output"]
+    out = keras.layers.Dense(3, name="head")(pooled)
+    return keras.Model(inputs, out, name="bert_classifier")
+
+
+def bert_inputs(batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"token_ids": rng.integers(1, 60, (batch, 12)).astype("int32"),
+            "segment_ids": np.zeros((batch, 12), "int32"),
+            "padding_mask": np.ones((batch, 12), "int32")}
+
+
 def custom_layer_model():
     inputs = keras.Input((4,), name="x")
     x = ScaledDense(3, name="scaled")(inputs)

@@ -2,8 +2,10 @@
 
 A plan's `trainable` rules apply in order (later wins); each `match` is a shell-style
 glob over layer paths and weight ids, and a rule on a layer or container applies to
-every weight inside it. A rule that matches nothing is an error naming the closest
-existing addresses.
+every weight inside it except LoRA adapters (a rule changes adapter matrices only when
+its pattern names them: has `lora_kernel` in it). A rule that matches nothing is an error naming the
+closest existing addresses. The `lora` rules apply first (`core/edits/lora.py`), so the
+`trainable` rules can name the adapters' weights.
 """
 
 from __future__ import annotations
@@ -32,11 +34,22 @@ class Rule:
         return {"match": self.match, "value": self.value}
 
 
-LATER_KEYS = ("lr_multipliers", "lora", "schedule")
+@dataclass
+class LoraRule:
+    match: str
+    rank: int
+    alpha: float | None = None
+
+    def to_dict(self) -> dict:
+        alpha = {} if self.alpha is None else {"alpha": self.alpha}
+        return {"match": self.match, "rank": self.rank, **alpha}
+
+
+LATER_KEYS = ("lr_multipliers", "schedule")
 """Plan keys of the format (docs/architecture.md, Plan file) that this version validates
 and keeps but does not apply yet; applying a plan that uses them says so."""
 
-_TOP_KEYS = ("freezestudio_plan", "trainable", "stop_gradient_after", *LATER_KEYS)
+_TOP_KEYS = ("freezestudio_plan", "trainable", "stop_gradient_after", "lora", *LATER_KEYS)
 _RULE_KEYS = ("match", "value")
 _LORA_KEYS = ("match", "rank", "alpha")
 _STAGE_KEYS = ("from_epoch", "trainable", "lr_multipliers", "batchnorm")
@@ -50,6 +63,7 @@ class Plan:
     trainable: list[Rule] = field(default_factory=list)
     stop_gradient_after: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    lora: list[LoraRule] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data) -> Plan:
@@ -72,11 +86,10 @@ class Plan:
         if not all(isinstance(item, str) for item in stops):
             raise PlanError("plan: 'stop_gradient_after' must be a list of layer paths")
         _check_multipliers(_list(data, "lr_multipliers"), "lr_multipliers")
-        for item in _list(data, "lora"):
-            _check_lora(item)
+        adapters = [_parse_lora(item) for item in _list(data, "lora")]
         _check_schedule(_list(data, "schedule"))
         extra = {k: v for k, v in data.items() if k in LATER_KEYS}
-        return cls(rules, list(stops), extra)
+        return cls(rules, list(stops), extra, adapters)
 
     def unapplied_note(self) -> str:
         """What of the plan this version does not apply (its later keys), or ""."""
@@ -92,6 +105,7 @@ class Plan:
             "freezestudio_plan": PLAN_VERSION,
             "trainable": [rule.to_dict() for rule in self.trainable],
             "stop_gradient_after": list(self.stop_gradient_after),
+            **({"lora": [rule.to_dict() for rule in self.lora]} if self.lora else {}),
             **self.extra,
         }
 
@@ -137,7 +151,7 @@ def _check_multipliers(items: list, where: str) -> None:
                             f"{rule.value} for '{rule.match}'")
 
 
-def _check_lora(item) -> None:
+def _parse_lora(item) -> LoraRule:
     if not isinstance(item, dict):
         raise PlanError(f"plan: each 'lora' entry must be an object, got {json.dumps(item)[:80]}")
     _check_keys(item, _LORA_KEYS, "plan: a 'lora' entry")
@@ -146,6 +160,7 @@ def _check_lora(item) -> None:
             or isinstance(rank, bool) or rank < 1 or not _is_number(alpha) or alpha <= 0:
         raise PlanError("plan: each 'lora' entry must be {\"match\": GLOB, \"rank\": N >= 1} "
                         f"with an optional \"alpha\" > 0, got {json.dumps(item)[:80]}")
+    return LoraRule(item["match"], rank, item.get("alpha"))
 
 
 def _check_schedule(stages: list) -> None:
@@ -230,14 +245,43 @@ def _shared_prefix(a: str, b: str) -> int:
 
 
 def apply_plan(document: Document, plan: Plan) -> None:
-    """Applies a plan's edits to the document (all rules are checked before any is applied)."""
-    resolved = [(matching_nodes(document, rule.match), rule.value) for rule in plan.trainable]
+    """Applies a plan's edits to the document: its `lora` rules, its stop-gradient
+    points, then its `trainable` rules (every pattern is checked first; a `lora` rule
+    that Keras refuses stops the plan there, naming the layer)."""
+    from freezestudio.core.edits import lora
+
+    adapters = [(matching_nodes(document, rule.match), rule) for rule in plan.lora]
+    for rule in plan.trainable:
+        if not _is_adapter_pattern(rule.match):  # adapters' rows exist once added
+            matching_nodes(document, rule.match)
+    for nodes, rule in adapters:
+        lora.add_adapters(document, nodes, rule.rank, rule.alpha, pattern=rule.match)
+    resolved = [(matching_nodes(document, rule.match), rule) for rule in plan.trainable]
     if plan.stop_gradient_after:
         from freezestudio.core.edits.stop_gradient import add_stop_gradient_points
 
         add_stop_gradient_points(document, plan.stop_gradient_after)
-    for nodes, value in resolved:
-        document.set_trainable(nodes, value)
+    for nodes, rule in resolved:
+        _set_trainable_keeping_adapters(document, nodes, rule.value, rule.match)
+
+
+def _is_adapter_pattern(pattern: str) -> bool:
+    return "lora_kernel" in pattern
+
+
+def _set_trainable_keeping_adapters(document: Document, nodes: list, value: bool,
+                                    pattern: str) -> None:
+    """`set_trainable`, except that adapter rows keep their state unless the pattern
+    names adapter matrices (`lora_kernel` in it)."""
+    adapter_rows = [row for a in document.adapters() for row in (a.a, a.b)]
+    kept = {row: document.is_weight_trainable(row) for row in adapter_rows}
+    if _is_adapter_pattern(pattern):
+        kept = {}
+    document.set_trainable(nodes, value)
+    for state in (True, False):
+        again = [row for row, was in kept.items() if was is state and state is not value]
+        if again:
+            document.set_trainable(again, state)
 
 
 def glob_escape(address: str) -> str:
@@ -269,7 +313,13 @@ def derive_plan(document: Document) -> Plan:
                 rules.append(Rule(glob_escape(weight.id), document.is_weight_trainable(weight)))
 
     visit(document.root, default)
-    return Plan(rules, list(document.stop_points))
+    adapters = document.adapters()
+    for adapter in adapters:  # layer rules leave adapters alone: each is named
+        rules += [Rule(glob_escape(row.id), document.is_weight_trainable(row))
+                  for row in (adapter.a, adapter.b)]
+    lora = [LoraRule(glob_escape(a.id), a.rank, a.alpha if a.alpha != a.rank else None)
+            for a in adapters]
+    return Plan(rules, list(document.stop_points), lora=lora)
 
 
 def _majority(document: Document, node: LayerNode) -> bool:

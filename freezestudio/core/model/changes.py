@@ -12,6 +12,7 @@ class ChangeKind(str, Enum):
     TRAINABLE = "trainable"  # freeze flags: trainable state, receives gradient, counts
     POINTS = "points"  # stop-gradient points: the graph, receives gradient
     WEIGHTS = "weights"  # weight values (a training run, its undo): statistics
+    ADAPTERS = "adapters"  # LoRA adapters added/removed: weight rows of those layers
 
     __str__ = str.__str__
     __format__ = str.__format__

@@ -2,19 +2,16 @@
 
 The document is the single source of truth, and the only writer of its state: other
 modules change it through its methods (`set_trainable`, `restore`, `replace_graph`,
-`mark_saved`, ...), never by writing its attributes. Freeze state is kept per weight (for
-every weight that can be trained at all); the state of a layer or container is derived
-from the weights inside it (True, False or "partial"), so that "unfreeze one layer inside
-a frozen backbone" and "freeze one bias beside a trainable kernel" are both plain edits.
-Weightless layers (Dropout, pooling, ...) keep a flag of their own.
-
-After every edit the state is written into the Keras objects (`write_flags`), so
-`model.trainable_weights` is always exactly what the tree shows, and `needs_recompile`
-is raised: Keras fixes the trainable set at `compile()`. Listeners get a
-`DocumentChange` saying what changed. Derived state (trainable state, receives gradient,
-counts) is computed once per edit and kept until the next one.
+`adapters_changed`, `mark_saved`, ...), never by writing its attributes. Freeze state is
+kept per weight (every weight that can be trained at all); a layer's or container's state
+is derived from the weights inside it (True, False or "partial"), so "unfreeze one layer
+in a frozen backbone" and "freeze one bias beside a trainable kernel" are plain edits.
+Weightless layers (Dropout, pooling, ...) keep a flag of their own. After every edit the
+state is written into the Keras objects (`write_flags`), so `model.trainable_weights` is
+exactly what the tree shows, and `needs_recompile` is raised (Keras fixes the trainable
+set at `compile()`). Listeners get a `DocumentChange` saying what changed. Derived state
+(trainable state, receives gradient, counts, adapters) is computed once per edit.
 """
-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
@@ -23,9 +20,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from freezestudio.core.graph.gradient_flow import LIVE, analyze
+from freezestudio.core.model.adapters import Adapter, find_adapters
 from freezestudio.core.model.changes import ChangeKind, DocumentChange, Snapshot
+from freezestudio.core.model.keras_flags import write_keras_flags
 from freezestudio.core.model.source import SourceFormat
-from freezestudio.core.model.tree import LayerNode, WeightNode
+from freezestudio.core.model.tree import LayerNode, WeightNode, rebuild_weights
 
 PARTIAL = "partial"
 
@@ -223,6 +222,30 @@ class Document:
             trainable=sum(w.size for w in weights if self.is_weight_trainable(w)),
         )
 
+    # --- LoRA adapters -------------------------------------------------------------------
+    def adapters(self) -> list[Adapter]:
+        """The live LoRA adapters, in tree order (their base kernels are frozen rows)."""
+        return self._memo("adapters", self.root, lambda: find_adapters(self.root))
+
+    def adapters_changed(self, nodes: Iterable[LayerNode]) -> None:
+        """Adapters were added to or removed from these layers' Keras objects (by
+        `core/edits/lora.py`): their rows are read again. A new adapter trains, a kept
+        variable keeps its state, a kernel freed of its adapter trains iff its layer did."""
+        nodes = tuple(nodes)
+        for node in nodes:
+            others = {id(w.variable) for w in self.weights if w.layer is not node}
+            before = {id(w.variable): w for w in node.weights}
+            state = self.trainable_state(node)
+            node.weights = rebuild_weights(node, others)
+            for weight in node.weights:
+                known = before.get(id(weight.variable))
+                if known is None or (weight.freezable and not known.freezable):
+                    self._trainable[id(weight.variable)] = (
+                        known is None or state is not False)
+        self._weights = {w.id: w for node in self.root.walk() for w in node.weights}
+        self.weights = list(self._weights.values())
+        self._changed(DocumentChange(ChangeKind.ADAPTERS, nodes))
+
     # --- gradient flow ----------------------------------------------------------------
     def flow_state(self, node: LayerNode):
         """LIVE if some call of the layer gets gradient from an output, else the set of
@@ -395,19 +418,3 @@ class Document:
         """Writes the edit state into the model's objects."""
         self._flag_writer(self)
 
-
-def write_keras_flags(document: Document) -> None:
-    """Sets `trainable` on every Keras layer and variable so Keras agrees with the tree.
-
-    Walks the tree parents first and sets each flag that differs, never relying on Keras's
-    cascade (which a nested layer's own later assignment overrides, and which reloaded
-    containers do not carry): a child is compared after its parent's cascade. Variables'
-    own flags come last.
-    """
-    for node in document.root.walk():
-        flag = document.layer_flag(node)
-        if node.layer is not None and node.layer.trainable != flag:
-            node.layer.trainable = flag  # cascades; children are compared after it
-    for weight in document.weights:
-        if weight.freezable and weight.variable.trainable != document.is_weight_trainable(weight):
-            weight.variable.trainable = document.is_weight_trainable(weight)

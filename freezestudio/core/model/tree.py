@@ -5,13 +5,15 @@ model's path is ""); a weight id is `<layer path>:<key>`, the key being the vari
 name, or its path below the layer where names repeat inside that layer.
 
 This module is TensorFlow-free. It reads Keras objects through their public attributes
-and three private layer attributes (no graph attributes: those are read in
+and a few private layer attributes (no graph attributes: those are read in
 `core/graph/functional.py` alone), because Keras has no public way to tell a layer's own
 variables from its sub-layers':
 
 - `layer._trainable_variables`, `layer._non_trainable_variables`: the variables the layer
   created itself, in creation order (its sub-layers' not included);
-- `layer._layers`: its direct sub-layers, in the order they were assigned.
+- `layer._layers`: its direct sub-layers, in the order they were assigned;
+- `layer._kernel` / `layer._embeddings`: the stored base variable that a LoRA adapter
+  (`enable_lora`) leaves frozen (the public `kernel` is the merged value).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class WeightNode:
         variable: the Keras (or tf) variable.
         layer: the owning tree node.
         freezable: False for state that is never trained (BatchNorm moving
-            statistics, counters): such weights are always non-trainable.
+            statistics, counters, a base kernel under a LoRA adapter): such weights
+            are always non-trainable.
     """
 
     key: str
@@ -144,10 +147,25 @@ def _is_container(layer) -> bool:
     return isinstance(layer, keras.Model)
 
 
+def base_variable(layer):
+    """The variable Keras's `enable_lora` adapts: `_embeddings` of an Embedding, else
+    `_kernel` (None where the layer has neither)."""
+    return getattr(layer, "_embeddings", None) if hasattr(layer, "_embeddings") \
+        else getattr(layer, "_kernel", None)
+
+
+def adapted_kernel(layer):
+    """The base kernel (or embeddings) variable of a layer with a live LoRA adapter
+    (Keras's `enable_lora`), else None: it is frozen while the adapter is on."""
+    return base_variable(layer) if getattr(layer, "lora_enabled", False) else None
+
+
 def _sublayer_variables(layer, prefix=""):
-    """Yields (relative path, variable, created_trainable) for a layer and its sub-layers."""
+    """Yields (relative path, variable, created_trainable) for a layer and its sub-layers;
+    an adapted base kernel counts as never trainable (`adapted_kernel`)."""
+    frozen = adapted_kernel(layer)
     for variable in layer._trainable_variables:
-        yield prefix + variable.name, variable, True
+        yield prefix + variable.name, variable, variable is not frozen
     for variable in layer._non_trainable_variables:
         yield prefix + variable.name, variable, False
     for sub in layer._layers:
@@ -185,6 +203,13 @@ def _weight_nodes(layer, node: LayerNode, seen: set[int]) -> list[WeightNode]:
         keys.add(key)
         weights.append(WeightNode(key, variable, node, created_trainable))
     return weights
+
+
+def rebuild_weights(node: LayerNode, owned_elsewhere: set[int]) -> list[WeightNode]:
+    """The weight rows of a layer node read again from its Keras layer (after its
+    variables changed, e.g. LoRA adapters added or removed), skipping the variables
+    (by `id`) that other nodes own."""
+    return _weight_nodes(node.layer, node, set(owned_elsewhere))
 
 
 def build_keras_tree(model) -> LayerNode:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from freezestudio.core.training.adapter_integrity import check_adapters
+
 BATCH_NORM_CLASSES = {"BatchNormalization", "SyncBatchNormalization"}
 
 
@@ -46,6 +48,8 @@ class IntegrityReport:
         moved_statistics: BatchNorm moving statistics of layers in training mode that moved.
         upstream_of_stop_gradient: the part of `moved_statistics` in layers that receive
             no gradient (cut off by a stop-gradient): freeze them to keep them fixed.
+        adapters: one `AdapterCheck` per LoRA adapter (`adapter_integrity.py`): a
+            computed-kernel change of higher rank than its factors allow is a violation.
     """
 
     changed: list = field(default_factory=list)
@@ -54,12 +58,13 @@ class IntegrityReport:
     trained_unchanged: list = field(default_factory=list)
     moved_statistics: list = field(default_factory=list)
     upstream_of_stop_gradient: list = field(default_factory=list)
+    adapters: list = field(default_factory=list)
     checked_fixed: int = 0
     checked_trained: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.frozen_changed
+        return not self.frozen_changed and all(check.ok for check in self.adapters)
 
     def to_dict(self) -> dict:
         return {
@@ -70,6 +75,7 @@ class IntegrityReport:
             "trained_unchanged": self.trained_unchanged,
             "moved_statistics": self.moved_statistics,
             "upstream_of_stop_gradient": self.upstream_of_stop_gradient,
+            "adapters": [check.to_dict() for check in self.adapters],
         }
 
     def summary_lines(self) -> list[str]:
@@ -88,6 +94,15 @@ class IntegrityReport:
             lines.append(f"  note: BatchNorm moving statistics upstream of a stop-gradient "
                          f"moved (the layer runs in training mode; freeze it to keep them): "
                          f"{_few(self.upstream_of_stop_gradient)}")
+        if self.adapters:
+            moved = [check.id for check in self.adapters if check.moved]
+            lines.append(f"  LoRA: {len(moved)} of {len(self.adapters)} adapters moved"
+                         + (f" ({_few(moved)})" if moved else ""))
+        broken = [f"{c.id} (rank {c.change_rank} > {c.rank_bound})"
+                  for c in self.adapters if not c.ok]
+        if broken:
+            lines.append(f"  VIOLATION: kernel changes not explained by their adapters: "
+                         f"{_few(broken)}")
         others = len(self.moved_statistics) - len(self.upstream_of_stop_gradient)
         if others:
             lines.append(f"  {others} BatchNorm moving statistics of trained layers moved "
@@ -134,4 +149,5 @@ def check_integrity(document, before: WeightSnapshot, received: set) -> Integrit
             report.checked_fixed += 1
             if not same:
                 report.frozen_changed.append(weight.id)
+    report.adapters = check_adapters(document, before.values)
     return report

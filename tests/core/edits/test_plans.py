@@ -273,13 +273,14 @@ def test_a_newer_plan_version_is_refused_with_both_versions():
         Plan.from_dict({"freezestudio_plan": 2})
 
 
-def test_every_reserved_key_is_said_not_applied():
+def test_every_reserved_key_is_said_not_applied_and_lora_is_applied():
     plan = Plan.from_dict({"freezestudio_plan": 1,
                            "lr_multipliers": [{"match": "*", "value": 0.1}],
                            "lora": [{"match": "head", "rank": 4, "alpha": 8}],
                            "schedule": [{"from_epoch": 2, "batchnorm": "train"}]})
     assert plan.unapplied_note().startswith(
-        "the plan's lr_multipliers, lora and schedule are not applied")
+        "the plan's lr_multipliers and schedule are not applied")
+    assert plan.to_dict()["lora"] == [{"match": "head", "rank": 4, "alpha": 8}]
 
 
 def test_no_match_names_the_top_model_and_case_and_shared_prefix(files):

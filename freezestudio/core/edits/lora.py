@@ -1,0 +1,154 @@
+"""LoRA adapters: adding them (Keras's `enable_lora`) and removing them, merged or not.
+
+A selection is a list of tree nodes: a kernel's weight row selects the Keras layer that
+owns that kernel (`mha:query/kernel`: the query projection inside a MultiHeadAttention);
+a layer selects itself, or every supporting layer inside a composite layer; a container
+selects every supporting layer inside it. Other rows (biases, ...) select nothing.
+Every check runs before any layer changes, so a failing edit changes nothing.
+
+Keras's own traps handled here (docs/architecture.md, LoRA adapters): a model saved with
+adapters reloads with both adapter matrices zeroed (outputs unchanged, but no gradient
+ever reaches either again); `revive_dead_adapters` initialises them as `enable_lora`
+does (A he-uniform, B zeros), which keeps the outputs and makes them learn again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from freezestudio.core.errors import PlanError, first_line
+from freezestudio.core.model.adapters import Adapter, lora_layers
+from freezestudio.core.model.document import Document
+from freezestudio.core.model.tree import LayerNode, WeightNode, base_variable
+
+SUPPORTED = "Dense, EinsumDense, Embedding, Conv1D/2D/3D"
+
+
+@dataclass(frozen=True, eq=False)
+class Site:
+    """One Keras layer a selection reaches: its tree node and its kernel's row."""
+
+    node: LayerNode
+    layer: object
+    kernel: WeightNode
+
+
+def sites(nodes: Iterable[LayerNode | WeightNode]) -> list[Site]:
+    """The layers that take an adapter in a selection, each once, in selection order."""
+    found: dict[int, Site] = {}
+    for node in nodes:
+        if isinstance(node, WeightNode):
+            entries = [(node.layer, sub, row) for sub, row in lora_layers(node.layer)
+                       if row.variable is node.variable]  # rows are rebuilt by edits
+        else:
+            entries = [(sub_node, sub, row) for sub_node in node.walk()
+                       for sub, row in lora_layers(sub_node)]
+        for tree_node, layer, row in entries:
+            found.setdefault(id(layer), Site(tree_node, layer, row))
+    return list(found.values())
+
+
+def add_adapters(document: Document, nodes, rank: int, alpha: float | None = None,
+                 pattern: str | None = None) -> list[Site]:
+    """Adds an adapter of `rank` (scale `alpha / rank`; `alpha` defaults to `rank`) to
+    every layer the selection reaches; a layer that has one of this rank keeps it.
+
+    Returns:
+        The sites reached (the kept ones included).
+
+    Raises:
+        PlanError: the selection reaches no layer that takes an adapter, or a layer has
+            an adapter of another rank (or alpha), or Keras refuses one (a kernel
+            constraint, a quantization mode): named by the kernel's weight id.
+    """
+    alpha = rank if alpha is None else alpha
+    reached = sites(nodes)
+    what = f"'{pattern}'" if pattern is not None else "the selection"
+    if not reached:
+        raise PlanError(f"{what} selects no layer that takes a LoRA adapter ({SUPPORTED})")
+    for site in reached:
+        layer = site.layer
+        if getattr(layer, "lora_enabled", False) and (
+                layer.lora_rank != rank or (layer.lora_alpha != alpha and _live(layer))):
+            raise PlanError(f"{site.kernel.id} already has a LoRA adapter of rank "
+                            f"{layer.lora_rank} (alpha {layer.lora_alpha}); asked for rank "
+                            f"{rank} (alpha {alpha}): remove it first")
+        if not getattr(layer, "lora_enabled", False) and getattr(layer, "kernel_constraint",
+                                                                 None) is not None:
+            raise PlanError(f"{site.kernel.id}: Keras's LoRA is incompatible with kernel "
+                            "constraints (remove the layer's kernel_constraint)")
+    changed = []
+    for site in reached:
+        if getattr(site.layer, "lora_enabled", False):
+            if not _live(site.layer):
+                site.layer.lora_alpha = alpha
+            continue
+        try:
+            site.layer.enable_lora(rank, lora_alpha=alpha)
+        except (ValueError, NotImplementedError) as exc:
+            raise PlanError(f"{site.kernel.id}: {first_line(exc)}") from None
+        changed.append(site.node)
+    if changed:
+        document.adapters_changed(dict.fromkeys(changed))
+    return reached
+
+
+def remove_adapters(document: Document, nodes, merge: bool) -> list[Adapter]:
+    """Removes the adapters the selection reaches.
+
+    Args:
+        merge: True folds each adapter into its kernel (`kernel + alpha/rank * A @ B`,
+            the layer computes the same after); False discards it (the layer computes
+            with its base kernel again).
+
+    Returns:
+        The adapters removed (empty if the selection reaches none).
+    """
+    import keras
+
+    targets = {id(site.layer) for site in sites(nodes)}
+    removed = [a for a in document.adapters() if id(a.layer) in targets]
+    for adapter in removed:
+        layer = adapter.layer
+        base = base_variable(layer)
+        if merge:
+            base.assign(keras.ops.cast(computed_kernel(layer), base.dtype))
+        del layer.lora_kernel_a  # Keras's __delattr__ untracks the variables
+        del layer.lora_kernel_b
+        layer.lora_enabled = False
+        layer.lora_rank = None
+        layer.lora_alpha = None
+        base.trainable = True
+    if removed:
+        document.adapters_changed(dict.fromkeys(a.kernel.layer for a in removed))
+    return removed
+
+
+def computed_kernel(layer):
+    """The kernel (or embeddings) a layer computes with: with a live adapter, the base
+    plus `alpha / rank * A @ B` (Keras's public `kernel`/`embeddings` property)."""
+    return layer.embeddings if hasattr(layer, "_embeddings") else layer.kernel
+
+
+def _live(layer) -> bool:
+    """Whether an adapter has any non-zero entry (Keras's reload leaves both zero)."""
+    import numpy as np
+
+    return bool(np.any(layer.lora_kernel_a.numpy()) or np.any(layer.lora_kernel_b.numpy()))
+
+
+def revive_dead_adapters(document: Document) -> list[Adapter]:
+    """Gives every adapter whose matrices are both zero (Keras's state after loading a
+    saved LoRA layer) a fresh start as `enable_lora` makes it: A he-uniform, B zeros.
+    The layers' outputs do not change. Returns the adapters revived."""
+    import keras
+
+    revived = [a for a in document.adapters() if not _live(a.layer)]
+    for adapter in revived:
+        variable = adapter.layer.lora_kernel_a
+        variable.assign(keras.initializers.get("he_uniform")(variable.shape,
+                                                             dtype=variable.dtype))
+    if revived:
+        document.weights_changed(notify=False)
+    return revived
