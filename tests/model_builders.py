@@ -418,6 +418,17 @@ def gradient_norms_model():
     return keras.Model(inputs, out, name="norms")
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class HostRoundTrip(keras.layers.Layer):
+    """Identity through a `tf.numpy_function` (an op XLA has no kernel for); the gradient
+    passes straight through. Claims `supports_jit` like any layer."""
+
+    def call(self, inputs):
+        host = tf.numpy_function(lambda a: a, [inputs], inputs.dtype)
+        host = tf.ensure_shape(host, inputs.shape)
+        return inputs + tf.stop_gradient(host - inputs)
+
+
 def pre_middle_post(middle):
     """Dense `pre` -> the given layer -> Dense `post` -> Dense `out` (an unnamed model)."""
     inputs = keras.Input((6,), name="x")

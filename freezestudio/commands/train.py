@@ -80,6 +80,9 @@ def configure(parser) -> None:
                         help="e.g. cpu, gpu, /GPU:1, gpu:all or a comma-separated list")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="float16 on GPU (loss scaling), bfloat16 on CPU")
+    parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
+                        help="compile the step with XLA (auto: as Keras's fit, on with a GPU "
+                             "and no distribute strategy)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (and nothing else) on stdout")
 
@@ -119,7 +122,8 @@ def run(args) -> int:
         optimizer=args.optimizer, schedule=args.schedule,
         **({} if args.weight_decay is None else {"weight_decay": args.weight_decay}),
         loss=args.loss, seed=args.seed, cache_features=args.cache_features,
-        device=args.device, mixed_precision=args.mixed_precision)
+        device=args.device, mixed_precision=args.mixed_precision,
+        jit_compile=args.jit_compile)
     trainer = Trainer(document, data, config)
     trainer.prepare()  # every setup error before any log file is created
     writers = []
@@ -135,7 +139,7 @@ def run(args) -> int:
     if result.status == COMPLETED:
         report = save_document(document, args.output)
         saved = str(report.path)
-        summary["notes"] = report.notes
+        summary["notes"] += report.notes
     summary["output"] = saved
     if args.json:
         print(json.dumps(summary))
@@ -181,7 +185,7 @@ class _Console(Reporter):
         self._out(f"data: {info.data}")
         for loss in info.losses:
             self._out(f"loss: {loss}")
-        self._out(f"optimizer: {info.optimizer}; device: {info.device}")
+        self._out(f"optimizer: {info.optimizer}; device: {info.device}; {info.xla}")
         self._out(f"feature cache: {info.feature_cache}")
         self._out(f"gradient reaches {len(info.receiving_layers)} of {len(info.layer_paths)} "
                   f"layers with weights; {info.total_steps} steps "
@@ -224,7 +228,7 @@ class _Console(Reporter):
         if result.integrity is not None:
             for line in result.integrity.summary_lines():
                 self._out(line)
-        for note in notes:  # the save report's: what plain Keras will see (compile config)
+        for note in notes:  # the run's (XLA) and the save report's (compile config)
             self._out(f"note: {note}")
         if saved:
             self._out(f"saved {saved}")

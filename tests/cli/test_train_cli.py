@@ -75,6 +75,7 @@ def test_text_output_metrics_csv_and_history(tmp_path, small_cnn_data, capsys):
     assert code == 0, err
     assert "loss: sparse_categorical_crossentropy: the model's saved compile config" in out
     assert "epoch 1/1: loss" in out and "integrity: " in out
+    assert "; XLA off (auto: no GPU, as Keras's fit)" in out  # the CPU-only test machine
     assert f"saved {tmp_path / 't.keras'}" in out.splitlines()[-1]
     with open(metrics) as handle:
         rows = list(csv.reader(handle))
@@ -98,10 +99,11 @@ def test_text_output_metrics_csv_and_history(tmp_path, small_cnn_data, capsys):
 def test_validation_split_zero_means_no_validation(tmp_path, small_cnn_data, capsys):
     code, out, err = run_cli(["train", DEMO / "cnn_transfer.keras", "--data", small_cnn_data,
                               "-o", tmp_path / "t.keras", "--validation-split", "0",
-                              "--json"], capsys)
+                              "--jit-compile", "off", "--json"], capsys)
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
     assert set(summary["history"][0]) == {"epoch", "loss", "accuracy"}
+    assert summary["xla"] == "XLA off (--jit-compile off)"
     code, out, err = run_cli(["train", DEMO / "cnn_transfer.keras", "--data", small_cnn_data,
                               "-o", tmp_path / "t.keras", "--validation-split", "0.25",
                               "--json"], capsys)

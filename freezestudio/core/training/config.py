@@ -18,6 +18,7 @@ from freezestudio.core.errors import UserError
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 CACHE_MODES = ("auto", "on", "off")
+JIT_MODES = ("auto", "on", "off")
 
 
 
@@ -53,6 +54,8 @@ class TrainingConfig:
         device: a device spec (see devices.select_devices), None for the default.
         mixed_precision: True: float16 on GPU (with loss scaling), bfloat16 on CPU; or
             a policy name ("mixed_float16", "mixed_bfloat16") to force one.
+        jit_compile: "auto" (Keras's rule: XLA with a GPU and no distribute strategy),
+            "on" or "off" (see xla.py).
     """
 
     epochs: int = 1
@@ -69,6 +72,7 @@ class TrainingConfig:
     cache_features: str = "auto"
     device: str | None = None
     mixed_precision: bool | str = False
+    jit_compile: str = "auto"
 
     def validate(self) -> None:
         """Raises UserError for a value out of range."""
@@ -86,7 +90,8 @@ class TrainingConfig:
                             "(mixed_float16 or mixed_bfloat16)")
         for value, allowed, what in ((self.optimizer, OPTIMIZERS, "optimizer"),
                                      (self.schedule, SCHEDULES, "schedule"),
-                                     (self.cache_features, CACHE_MODES, "cache-features")):
+                                     (self.cache_features, CACHE_MODES, "cache-features"),
+                                     (self.jit_compile, JIT_MODES, "jit-compile")):
             if value not in allowed:
                 raise UserError(f"unknown {what} '{value}' (choose {', '.join(allowed)})")
 
@@ -155,6 +160,7 @@ class RunInfo:
     feature_cache: str
     data: str
     notes: list = field(default_factory=list)
+    xla: str = ""
 
 
 @dataclass
@@ -200,6 +206,8 @@ class RunResult:
         integrity: the IntegrityReport (None if the run failed before training).
         weights_before: a WeightSnapshot of the document before the run (for undo).
         details: for "failed", the traceback (for a log file).
+        notes: what the user should know that only the steps found out (XLA could not
+            compile the step, it ran without).
     """
 
     status: RunStatus
@@ -213,6 +221,7 @@ class RunResult:
     weights_before: object = None
     info: RunInfo | None = None
     details: str = ""
+    notes: list = field(default_factory=list)
 
     @property
     def steps_per_second(self) -> float:
@@ -229,6 +238,8 @@ class RunResult:
             "history": [e.as_row() for e in self.history],
             "losses": self.info.losses if self.info else [],
             "feature_cache": self.info.feature_cache if self.info else "",
+            "xla": self.info.xla if self.info else "",
+            "notes": list(self.notes),
             "integrity": self.integrity.to_dict() if self.integrity is not None else None,
         }
 

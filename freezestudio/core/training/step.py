@@ -45,7 +45,9 @@ class StepSpec:
         regularization: `() -> list of scalar losses` (the model's `losses`).
         strategy: a distribute strategy, or None for one device.
         loss_scale: the optimizer is a LossScaleOptimizer.
+        jit_compile: compile the step's computation with XLA (one device; see `xla.py`).
         missing: filled at trace time with indices of variables that got no gradient.
+        notes: filled when XLA could not compile the step and it ran without.
     """
 
     forward: object
@@ -57,7 +59,9 @@ class StepSpec:
     regularization: object = None
     strategy: object = None
     loss_scale: bool = False
+    jit_compile: bool = False
     missing: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
 
 def _square_norm(grad):
@@ -140,15 +144,53 @@ def _size(y):
     return tf.cast(tf.shape(y[0])[0], tf.float32)
 
 
+def _on_iterator(spec: StepSpec, on_batch):
+    """`on_batch(x, y)` as a compiled `(iterator) -> result`.
+
+    Without XLA the batch is fetched inside the `tf.function`. With XLA the batch is
+    fetched outside the XLA-compiled function (as `model.fit` does: the iterator is not
+    XLA-compilable); if XLA cannot compile it on its first call, nothing of it ran, a
+    note is added to `spec.notes` and this and every later batch run without XLA.
+    """
+    import tensorflow as tf
+
+    if not spec.jit_compile:
+        @tf.function(autograph=False)
+        def step(iterator):
+            return on_batch(*next(iterator))
+        return step
+    from freezestudio.core.errors import first_line
+    from freezestudio.core.training.xla import is_xla_compile_failure
+
+    compiled = tf.function(on_batch, autograph=False, jit_compile=True, reduce_retracing=True)
+    plain = tf.function(on_batch, autograph=False, reduce_retracing=True)
+    state = {"function": compiled, "proven": False}
+
+    def step(iterator):
+        x, y = next(iterator)
+        if state["proven"]:
+            return state["function"](x, y)
+        try:
+            result = state["function"](x, y)
+        except Exception as exc:
+            if not is_xla_compile_failure(exc):
+                raise
+            spec.notes.append("XLA could not compile the step, it ran without XLA: "
+                              f"{first_line(exc, 200)}")
+            state["function"] = plain
+            result = plain(x, y)
+        state["proven"] = True
+        return result
+    return step
+
+
 def make_train_step(spec: StepSpec):
     """A `tf.function (iterator) -> [loss, batch size, norms...]` (one device or a
     strategy)."""
     import tensorflow as tf
 
     if spec.strategy is None:
-        @tf.function(autograph=False)
-        def train_step(iterator):
-            x, y = next(iterator)
+        def on_batch(x, y):
             loss, grads, outputs = _gradients(spec, x, y)
             norms = _group_norms(spec, _unscaled(spec, grads))
             finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.reduce_sum(norms))
@@ -163,7 +205,7 @@ def make_train_step(spec: StepSpec):
                 tf.cond(finite, apply, lambda: tf.constant(False))
             _update_metrics(spec, y, outputs)
             return tf.concat([tf.stack([loss, _size(y)]), norms], axis=0)
-        return train_step
+        return _on_iterator(spec, on_batch)
 
     strategy = spec.strategy
 
@@ -207,10 +249,7 @@ def make_eval_step(spec: StepSpec):
         return tf.stack([loss, batch])
 
     if spec.strategy is None:
-        @tf.function(autograph=False)
-        def eval_step(iterator):
-            return replica_eval(*next(iterator))
-        return eval_step
+        return _on_iterator(spec, replica_eval)
     strategy = spec.strategy
 
     @tf.function(autograph=False)

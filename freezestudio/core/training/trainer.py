@@ -66,6 +66,7 @@ from freezestudio.core.training.step import (
     reset_metrics,
     seed_run,
 )
+from freezestudio.core.training.xla import resolve_jit_compile
 
 
 @dataclass
@@ -84,6 +85,7 @@ class _Setup:
     cache: CachePlan
     policy: str | None = None
     missing: list = field(default_factory=list)
+    jit_compile: bool = False
 
 
 class Trainer:
@@ -200,6 +202,7 @@ class Trainer:
             else:
                 notes.append(f"mixed precision: {policy}" + (" with dynamic loss scaling"
                                                              if policy == "mixed_float16" else ""))
+        jit = resolve_jit_compile(cfg.jit_compile, model, placement.distributed)
         steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
         optimizer = cfg.optimizer + (f" (weight decay {cfg.weight_decay:g})"
                                      if cfg.optimizer == "adamw" else "")
@@ -212,9 +215,9 @@ class Trainer:
             metric_names=metric_names(losses, cfg.metrics, validation is not None),
             optimizer=f"{optimizer}, learning rate {cfg.learning_rate:g} ({cfg.schedule})",
             device=placement.describe(), feature_cache=cache.reason,
-            data=self.data.describe(), notes=notes)
+            data=self.data.describe(), notes=notes, xla=jit.describe())
         return _Setup(info, train, validation, losses, columns, receiving, variables, groups,
-                      placement, model, mapping, cache, policy)
+                      placement, model, mapping, cache, policy, jit_compile=jit.enabled)
 
     # --- the loop -------------------------------------------------------------------
     def _train(self, setup: _Setup, reporter: Reporter, control: TrainingControl) -> RunResult:
@@ -273,6 +276,7 @@ class Trainer:
                                  f"{self.data.explain_failure(exc)}")
         finally:
             setup.missing = list(spec.missing)
+            result.notes += spec.notes
         result.seconds = clock.elapsed()
         return result
 
@@ -319,7 +323,8 @@ class Trainer:
             else None
         return StepSpec(forward_fn(self.document, forward_model), setup.variables,
                         setup.groups, [c.build() for c in setup.losses], metrics, optimizer,
-                        regularization, setup.placement.strategy, loss_scale)
+                        regularization, setup.placement.strategy, loss_scale,
+                        setup.jit_compile)
 
     def _cached(self, setup: _Setup, train: Split, validation: Split | None):
         """The splits with the prefix's features in place of the inputs."""
