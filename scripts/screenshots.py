@@ -10,6 +10,7 @@ edits through the same commands the user's clicks run, and saves PNGs:
     docs/screenshots/dark.png            the stop-gradient view in a dark palette
     docs/screenshots/training.png        fine-tuning the CNN's top block: live loss, per-layer
                                          gradient lines and the layers x steps heatmap
+    docs/screenshots/export.png          File > Export: the text classifier to TFLite, verified
     docs/screenshots/first_window_1366x768.png   the first-run window on a 1366x768 screen
     docs/screenshots/first_window_1920x1080.png  ... and on a 1920x1080 screen (all columns
                                                  of the tree in view, details pane narrow)
@@ -141,7 +142,21 @@ def main(argv=None) -> int:
     shoot(app, window, args.out / "training.png")
     window.training.dock.hide()
 
-    # 4. The same stop-gradient view with a dark palette (tints follow the palette).
+    # 4. Export for deployment: the text classifier with its stop-gradient, to TFLite,
+    #    verified with the LiteRT interpreter.
+    window.editor.stack.setClean()
+    open_model(window, DEMO_DIR / "text_classifier.keras")
+    window.editor.apply_plan(load_plan(DEMO_DIR / "text_plan.json"), "text_plan.json")
+    dialog = window.export.open_dialog(modal=False)
+    dialog.set_format("tflite")
+    dialog.destination.setText(str(Path(tempfile.mkdtemp(prefix="freezestudio-export-"))
+                                   / "text_classifier.tflite"))
+    dialog.start()
+    wait_for(dialog.done, timeout_ms=300_000)
+    shoot(app, dialog, args.out / "export.png")
+    dialog.close()
+
+    # 5. The same stop-gradient view with a dark palette (tints follow the palette).
     window.editor.stack.setClean()
     window.filter_bar.set_text("")
     app.setStyle("Fusion")
