@@ -175,3 +175,14 @@ def test_the_user_guide_names_every_command_line_option():
     assert missing == []
     assert all(f"`{name}`" in reference or f"freezestudio {name}" in reference
                for name in commands)
+
+
+def test_every_image_the_documents_show_exists():
+    shown = 0
+    for document in DOCUMENTS:
+        if not document.exists():
+            continue
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", document.read_text()):
+            assert (document.parent / target).is_file(), (document.name, target)
+            shown += 1
+    assert shown >= 8
