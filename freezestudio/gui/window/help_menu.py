@@ -19,6 +19,7 @@ from freezestudio.core.diagnostics.versions import library_versions, visible_dev
 from freezestudio.gui.common import style
 
 DEVICES_PENDING = "looking…"
+ABOUT_WIDTH = 460
 
 
 class AboutDialog(QDialog):
@@ -34,6 +35,8 @@ class AboutDialog(QDialog):
         logo.setPixmap(style.app_icon().pixmap(64, 64))
         self.label = QLabel()
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.label.setWordWrap(True)
+        self.label.setMinimumWidth(ABOUT_WIDTH)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
