@@ -82,3 +82,19 @@ def test_the_window_icon_is_the_packaged_icon(window):
     shown = icon.pixmap(64, 64).toImage().convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
     packaged = QImage(str(icon_png(64))).convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
     assert shown == packaged
+
+
+def test_an_error_in_a_slot_goes_to_the_log_and_a_dialog(window, answers, tmp_path,
+                                                         monkeypatch, capsys):
+    from freezestudio.gui.app import _make_excepthook
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    hook = _make_excepthook(window)
+    try:
+        {}["missing"]
+    except KeyError:
+        hook(*sys.exc_info())
+    log = tmp_path / "state" / "freezestudio" / "log" / "freezestudio.log"
+    assert "KeyError: 'missing'" in log.read_text()
+    assert answers["errors"] == [f"KeyError: 'missing'\n\nThe details were written to {log}."]
+    assert capsys.readouterr().err.strip().endswith(f"(details in {log})")
