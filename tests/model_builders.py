@@ -172,6 +172,14 @@ def mlp(name="mlp"):
     return keras.Model(inputs, out, name=name)
 
 
+def grouped_conv_model():
+    """A Conv2D with groups=4 (Keras's TensorFlow backend runs it XLA-compiled)."""
+    inputs = keras.Input((16, 16, 8), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=4, name="grouped")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="out")(x), name="grouped_model")
+
+
 def nested_sequential():
     """A functional model around a nested Sequential block and a head."""
     block = keras.Sequential([

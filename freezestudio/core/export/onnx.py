@@ -76,7 +76,71 @@ def write_onnx(inference: InferenceModel, path: Path, options) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - tf2onnx raises many kinds
         raise UserError(f"cannot export to ONNX (opset {opset}): tf2onnx failed: "
                         f"{first_line(exc)}") from None
+    _check_converted(path, inference)
     return [f"ONNX opset {opset}"]
+
+
+_GROUPED_WORKING = "savedmodel, tflite and frozen-graph exports (and keras/h5) keep it"
+_TF_WORKING = "a savedmodel export keeps every TensorFlow op"
+
+
+def _check_converted(path: Path, inference: InferenceModel) -> None:
+    """Raises UserError if tf2onnx left TensorFlow nodes in the graph (it does so silently
+    for what it cannot convert, e.g. an XLA-compiled function: no ONNX runtime can run
+    them), naming the layers and the TensorFlow op or function."""
+    left = _tensorflow_nodes(path)
+    if not left:
+        return
+    functions = sorted({function for _, _, function in left if function})
+    if any("_conv_xla" in function for function in functions):
+        grouped = _grouped_convolutions(inference.keras_model)
+        example = grouped[0] if grouped else _layer_of(left[0][1], inference.keras_model)
+        raise UserError(
+            f"cannot export to ONNX: tf2onnx cannot convert {len(grouped) or len(left)} "
+            f"grouped convolution(s) (e.g. {example}): Keras's TensorFlow backend runs a "
+            "convolution with groups > 1 as an XLA-compiled function (_conv_xla, "
+            "jit_compile=True), which tf2onnx leaves as a TensorFlow StatefulPartitionedCall "
+            f"that no ONNX runtime can run; {_GROUPED_WORKING}")
+    op_type, name, function = left[0]
+    what = f"{op_type} ({function})" if function else op_type
+    raise UserError(f"cannot export to ONNX: tf2onnx cannot convert the TensorFlow op {what} "
+                    f"in {_layer_of(name, inference.keras_model)} ({len(left)} such node(s)), "
+                    f"so no ONNX runtime can run the graph; {_TF_WORKING}")
+
+
+def _tensorflow_nodes(path: Path) -> list[tuple[str, str, str]]:
+    """(op type, node name, called function or "") of the nodes that are not ONNX ops."""
+    onnx = require_onnx(runtime=False)["onnx"]
+    model = onnx.load(str(path))
+    left = []
+    for node in model.graph.node:
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+            called = next((a.s.decode(errors="replace") for a in node.attribute
+                           if a.name == "f" and a.s), "")
+            match = re.match(r"__inference_(.+?)(_frozen)?_\d+$", called)
+            left.append((node.op_type, node.name, match.group(1) if match else called))
+    return left
+
+
+def _grouped_convolutions(model) -> list[str]:
+    if model is None:
+        return []
+    return [f"'{layer.name}' ({type(layer).__name__} groups={layer.groups})"
+            for layer in model._flatten_layers(include_self=False)
+            if getattr(layer, "groups", 1) > 1]
+
+
+def _layer_of(node_name: str, model) -> str:
+    """The Keras layer whose name scope holds a node ("model_1/block_conv_1/Op": the layer
+    'block_conv', TF uniquifying scopes with "_1"), else the scope itself."""
+    scopes = node_name.split("/")[:-1]
+    layers = {} if model is None else {layer.name: layer for layer in
+                                       model._flatten_layers(include_self=False)}
+    for scope in reversed(scopes):
+        for name in (scope, re.sub(r"_\d+$", "", scope)):
+            if name in layers:
+                return f"'{name}' ({type(layers[name]).__name__})"
+    return f"'{'/'.join(scopes) or node_name}'"
 
 
 def run_onnx(path: Path, inference: InferenceModel, feeds: dict) -> list:
