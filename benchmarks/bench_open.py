@@ -3,16 +3,25 @@
 Usage: python benchmarks/bench_open.py [--model NASNetMobile] [--repeats 3]
 
 Builds the keras.applications model (weights=None), saves it as .keras in a temporary
-folder, then alternates bare Keras loading and `open_document` (which also scans the file
-for code, builds the tree, strips/re-applies stop-gradient points and reads FreezeStudio
-state). Prints the medians and their ratio, then the time of the gradient-flow analysis
-and of a "freeze everything" edit on the open document.
+folder, then:
+
+1. in fresh processes, as a user runs them: `freezestudio inspect FILE` (config-first:
+   no TensorFlow, docs/architecture.md) vs `python -c "import keras;
+   keras.saving.load_model(FILE)"`, medians and their ratio (target <= 0.25x);
+2. in this process: alternates bare Keras loading and `open_document` (the full load,
+   which also scans the file for code, builds the tree, strips/re-applies stop-gradient
+   points and reads FreezeStudio state) and `open_described_document` (the config-first
+   reader); then the time of the gradient-flow analysis and of a "freeze everything"
+   edit on the open document.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +38,17 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+_BARE_LOAD = "import sys, keras; keras.saving.load_model(sys.argv[1], compile=False)"
+
+
+def fresh_process_seconds(command: list[str], repeats: int) -> float:
+    """Median wall time of a command run in a fresh process (stdout discarded)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return median_seconds(lambda: subprocess.run(command, check=True, env=env,
+                                                 stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.DEVNULL), repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="NASNetMobile")
@@ -37,24 +57,32 @@ def main() -> None:
     import_tensorflow_quietly()
     import keras
 
-    from freezestudio.core.files.loading import open_document
+    from freezestudio.core.files.loading import open_described_document, open_document
     from freezestudio.core.graph.gradient_flow import analyze
 
     model = getattr(keras.applications, args.model)(weights=None)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
-        keras_load, app_open = [], []
+        inspect = fresh_process_seconds(
+            [sys.executable, "-m", "freezestudio", "inspect", str(path)], args.repeats)
+        bare = fresh_process_seconds([sys.executable, "-c", _BARE_LOAD, str(path)],
+                                     args.repeats)
+        keras_load, app_open, described = [], [], []
         for _ in range(args.repeats):
             keras_load.append(median_seconds(
                 lambda: keras.saving.load_model(path, compile=False), 1))
             app_open.append(median_seconds(lambda: open_document(path), 1))
+            described.append(median_seconds(lambda: open_described_document(path), 1))
         document = open_document(path)
     layers = sum(1 for _ in document.root.walk())
-    k, a = statistics.median(keras_load), statistics.median(app_open)
+    k, a, d = (statistics.median(t) for t in (keras_load, app_open, described))
     print(f"{args.model}: {layers} tree nodes, {len(document.weights)} weights")
+    print(f"fresh processes: freezestudio inspect {inspect * 1000:.0f} ms   bare load_model "
+          f"{bare * 1000:.0f} ms   ratio {inspect / bare:.2f}x (target <= 0.25x)")
     print(f"keras.saving.load_model: {k * 1000:.0f} ms   open_document: {a * 1000:.0f} ms   "
           f"ratio {a / k:.2f}x")
+    print(f"open_described_document (config-first): {d * 1000:.0f} ms   ratio {d / k:.2f}x")
     analysis = median_seconds(lambda: analyze(document.model), 5)
     print(f"gradient-flow analysis: {analysis * 1000:.1f} ms")
 

@@ -39,13 +39,23 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
                         help="insert a stop-gradient point after this layer (PATH or PATH[k])")
 
 
-def open_edited_document(args):
-    """Opens args.file and applies --plan, then --freeze/--unfreeze/--stop-gradient-after."""
-    from freezestudio.core.edits.plans import Plan, Rule, apply_plan, load_plan
-    from freezestudio.core.files.loading import open_document
+def open_edited_document(args, config_first: bool = False):
+    """Opens args.file and applies --plan, then --freeze/--unfreeze/--stop-gradient-after.
 
-    document = open_document(args.file, trust=args.trust,
-                             custom_object_modules=args.custom_objects)
+    Args:
+        config_first: a `.keras` file whose config tells the model exactly is opened
+            from its config, without TensorFlow (`open_described_document`): for commands
+            that only read the structure (inspect).
+    """
+    from freezestudio.core.edits.plans import Plan, Rule, apply_plan, load_plan
+    from freezestudio.core.files.loading import open_described_document, open_document
+
+    document = None
+    if config_first and not args.custom_objects:
+        document = open_described_document(args.file, trust=args.trust)
+    if document is None:
+        document = open_document(args.file, trust=args.trust,
+                                 custom_object_modules=args.custom_objects)
     plan = load_plan(args.plan) if getattr(args, "plan", None) else Plan()
     plan.trainable += [Rule(pattern, value) for pattern, value in getattr(args, "rules", [])]
     plan.stop_gradient_after += getattr(args, "stop_gradient_after", [])

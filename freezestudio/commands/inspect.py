@@ -21,7 +21,7 @@ def configure(parser) -> None:
 def run(args) -> int:
     from freezestudio.core.model.summary import document_dict, document_text
 
-    document = open_edited_document(args)
+    document = open_edited_document(args, config_first=True)
     for note in document.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:

@@ -55,10 +55,7 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
     if path.name in ("saved_model.pb", "saved_model.pbtxt"):
         path = path.parent
     custom = {**import_custom_objects(custom_object_modules), **(custom_objects or {})}
-    configs = stored_configs(path, fmt)
-    code = list(dict.fromkeys(item for config in configs for item in find_code_objects(config)))
-    if code and not trust:
-        raise UntrustedCodeError(path, code)
+    configs = _checked_configs(path, fmt, trust)
     if fmt == formats.SAVEDMODEL:
         from freezestudio.core.files.generic_savedmodel import open_generic_savedmodel
 
@@ -73,12 +70,60 @@ def open_document(path, *, trust: bool = False, custom_object_modules=(),
     return document
 
 
+def open_described_document(path, *, trust: bool = False) -> Document | None:
+    """Opens a `.keras` file from its config and weight shapes alone, without importing
+    TensorFlow (docs/architecture.md, "Config-first opening"): the document equals the
+    one `open_document` gives in everything but the model, which is a description
+    (`core/graph/description.py`) that can be inspected and edited but not run or saved.
+
+    Returns:
+        The document, or None where only a full load can tell the model exactly (another
+        format, a custom or unknown layer: see `config_reader`).
+
+    Raises:
+        UserError: as `open_document`, for what is wrong with the file or the options.
+    """
+    from freezestudio.core.files.config_reader import NotDescribable, read_description
+
+    path = Path(path)
+    fmt = formats.detect_format(path)
+    if fmt != formats.KERAS:
+        return None
+    configs = _checked_configs(path, fmt, trust)
+    try:
+        base, cut = read_description(path, configs[0])
+    except NotDescribable:
+        return None
+    document = _document_over(base, cut, path, fmt, _compile_config(configs, fmt), [])
+    _restore_state(document, path, fmt)
+    return document
+
+
+def _checked_configs(path: Path, fmt: str, trust: bool) -> list:
+    """The file's stored configs, once they pass `limits` and, without `trust`, hold no
+    code-carrying objects."""
+    configs = stored_configs(path, fmt)
+    code = list(dict.fromkeys(item for config in configs for item in find_code_objects(config)))
+    if code and not trust:
+        raise UntrustedCodeError(path, code)
+    return configs
+
+
 def _keras_document(model, path: Path, fmt: str, compile_config: dict | None,
                     notes: list[str]) -> Document:
     """A document over the model without its stop-gradient layers, the points re-applied."""
     from freezestudio.core.edits import stop_gradient
 
     base, cut = stop_gradient.strip_stop_gradients(model)
+    return _document_over(base, cut, path, fmt, compile_config, notes)
+
+
+def _document_over(base, cut: set, path: Path, fmt: str, compile_config: dict | None,
+                   notes: list[str]) -> Document:
+    """A document over a model (or description) without stop-gradient layers, with the
+    points at `cut` ((id(call), output index) of `base`'s graph) set again."""
+    from freezestudio.core.edits import stop_gradient
+
     document = Document(build_keras_tree(base), base, path, fmt,
                         point_writer=stop_gradient.set_stop_gradient_points,
                         compile_config=compile_config, notes=notes)

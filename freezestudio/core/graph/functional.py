@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from freezestudio.core.graph.description import is_described
+
 
 def graph_of(model):
     """The layer graph of a model.
@@ -57,6 +59,23 @@ def graph_of(model):
     if model is None or not hasattr(model, "_nodes_by_depth"):
         return None
     return model
+
+
+def class_name(layer) -> str:
+    """The Keras class name of a layer or model (a description's, see
+    `core/graph/description.py`, is the class it describes)."""
+    described = getattr(layer, "class_name", None)
+    return described if isinstance(described, str) and is_described(layer) \
+        else type(layer).__name__
+
+
+def is_model(layer) -> bool:
+    """Whether a layer is a Keras model (Functional, Sequential or subclassed)."""
+    if is_described(layer):
+        return layer.is_model
+    import keras
+
+    return isinstance(layer, keras.Model)
 
 
 def is_keras_operation(obj) -> bool:

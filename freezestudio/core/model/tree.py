@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from freezestudio.core.graph.functional import class_name, is_model
+
 
 @dataclass(eq=False)
 class WeightNode:
@@ -141,12 +143,6 @@ def child_path(parent_path: str, name: str) -> str:
     return f"{parent_path}/{name}" if parent_path else name
 
 
-def _is_container(layer) -> bool:
-    import keras
-
-    return isinstance(layer, keras.Model)
-
-
 def base_variable(layer):
     """The variable Keras's `enable_lora` adapts: `_embeddings` of an Embedding, else
     `_kernel` (None where the layer has neither)."""
@@ -183,7 +179,7 @@ def _stable_name(name: str) -> str:
 
 def _weight_nodes(layer, node: LayerNode, seen: set[int]) -> list[WeightNode]:
     """Weights owned by `layer` (not by child tree nodes), keyed uniquely within the layer."""
-    if _is_container(layer):
+    if is_model(layer):
         entries = [(v.name, v, True) for v in layer._trainable_variables]
         entries += [(v.name, v, False) for v in layer._non_trainable_variables]
     else:
@@ -213,7 +209,8 @@ def rebuild_weights(node: LayerNode, owned_elsewhere: set[int]) -> list[WeightNo
 
 
 def build_keras_tree(model) -> LayerNode:
-    """Builds the tree of a Keras model: nested models are containers, other layers leaves.
+    """Builds the tree of a Keras model or of its description (`core/graph/description.py`,
+    the same surface): nested models are containers, other layers leaves.
 
     A layer object reached twice (a layer shared between two nested models) is shown at
     its first place only; its variables are owned there.
@@ -225,10 +222,10 @@ def build_keras_tree(model) -> LayerNode:
         node = LayerNode(
             name=layer.name,
             path=path,
-            class_name=type(layer).__name__,
+            class_name=class_name(layer),
             layer=layer,
             parent=parent,
-            is_container=_is_container(layer),
+            is_container=is_model(layer),
         )
         seen_layers.add(id(layer))
         if node.is_container:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QModelIndex, QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QKeyEvent, QPalette, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -15,6 +24,7 @@ from PySide6.QtWidgets import (
     QTreeView,
 )
 
+from freezestudio.core.model.tree import LayerNode
 from freezestudio.gui.common import style
 from freezestudio.gui.editor.tree_model import (
     CLASS,
@@ -164,7 +174,7 @@ class LayerTreeView(QTreeView):
         return self.model().node(self.currentIndex()) if self.model() else None
 
     def select_nodes(self, nodes) -> None:
-        from PySide6.QtCore import QItemSelection, QItemSelectionModel
+        from PySide6.QtCore import QItemSelection
 
         model = self.model()
         selection = QItemSelection()
@@ -179,6 +189,42 @@ class LayerTreeView(QTreeView):
         if first is not None:
             self.selectionModel().setCurrentIndex(first, QItemSelectionModel.SelectionFlag.NoUpdate)
             self.reveal(first)
+
+    def view_state(self) -> tuple[list[str], list[str], str | None]:
+        """(expanded layer paths, selected addresses, current address): what the user
+        sees, by address, to show again over another document of the same model."""
+        model = self.model()
+        document = model.document
+        if document is None:
+            return [], [], None
+        expanded = [n.path for n in document.root.walk()
+                    if n.is_container and self.isExpanded(model.index_of(n))]
+        current = self.current_node()
+        return (expanded, [_address(n) for n in self.selected_nodes()],
+                _address(current) if current is not None else None)
+
+    def restore_view_state(self, state: tuple[list[str], list[str], str | None]) -> None:
+        """Expands, selects and makes current what `view_state` gave, where the model's
+        document has those addresses."""
+        expanded, selected, current = state
+        model = self.model()
+        document = model.document
+
+        def find(address):
+            try:
+                return document.find(address)
+            except KeyError:
+                return None
+
+        for path in expanded:
+            node = find(path)
+            if node is not None:
+                self.expand(model.index_of(node))
+        self.select_nodes([n for n in map(find, selected) if n is not None])
+        node = find(current) if current is not None else None
+        if node is not None:
+            self.selectionModel().setCurrentIndex(
+                model.index_of(node), QItemSelectionModel.SelectionFlag.NoUpdate)
 
     def reveal(self, index: QModelIndex) -> None:
         parent = index.parent()
@@ -276,6 +322,10 @@ class LayerTreeView(QTreeView):
 
     def sizeHintForColumn(self, column: int) -> int:  # keep Qt from scanning every row
         return self.columnWidth(column)
+
+
+def _address(node) -> str:
+    return node.path if isinstance(node, LayerNode) else node.id
 
 
 def squeeze_to_width(widths: dict[int, int], floors: dict[int, int], room: int) -> None:

@@ -4,6 +4,12 @@ An edit runs the core operation once, records the document's snapshot before and
 (`Document.snapshot` covers freeze state and stop-gradient points), and pushes a
 `SnapshotCommand`; undo and redo restore those snapshots, so they give back the exact
 state whatever the edit was (a plan, a bulk freeze, a stop-gradient rebuild).
+
+A stop-gradient edit rebuilds the model's graph (0.1-0.4 s on 500-800-layer models): that
+part runs on the editor's own thread (`stop_gradient.prepare_graph`) while a local event
+loop keeps the GUI responsive; the editor refuses edits meanwhile and says so
+(`rebuilding_changed`, the window locks its editing widgets), and the edit itself then
+installs the built graph on the GUI thread. Undo and redo find their graphs kept.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QEventLoop, QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QUndoCommand, QUndoStack
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.model.tree import LayerNode, WeightNode
+from freezestudio.gui.background.threads import TaskHost
 
 
 class SnapshotCommand(QUndoCommand):
@@ -61,15 +68,21 @@ class Editor(QObject):
     Signals:
         failed(str): an edit was refused by the core (message for the user); the document
             is left as it was.
+        rebuilding_changed(bool): a stop-gradient edit's graph rebuild started (True) or
+            ended on the rebuild thread; edits are refused meanwhile.
     """
 
     failed = Signal(str)
+    rebuilding_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.stack = QUndoStack(self)
         self.document = None
         self._guards: list[Callable[[], bool]] = []
+        self._rebuilder: TaskHost | None = None
+        self._waiting: QEventLoop | None = None
+        self.rebuilding = False
 
     def dispose(self) -> None:
         """Silences the undo stack before it is destroyed.
@@ -80,6 +93,10 @@ class Editor(QObject):
         """
         self.stack.blockSignals(True)
         self.document = None
+        if self._waiting is not None:
+            self._waiting.quit()
+        if self._rebuilder is not None:
+            self._rebuilder.shutdown()
 
     def add_guard(self, allows_edits: Callable[[], bool]) -> None:
         """Registers a check run before every edit; it returns False (after telling the
@@ -100,7 +117,7 @@ class Editor(QObject):
             `failed`) or if it changed nothing (then nothing is pushed).
         """
         document = self.document
-        if document is None or not all(allows() for allows in self._guards):
+        if not self._allows_edits():
             return False
         before = document.snapshot()
         try:
@@ -119,6 +136,54 @@ class Editor(QObject):
             return False
         self.stack.push(SnapshotCommand(document, text, before, after))
         return True
+
+    def _allows_edits(self) -> bool:
+        return self.document is not None and not self.rebuilding and \
+            all(allows() for allows in self._guards)
+
+    def _prepare_points(self, points: list[str]) -> bool:
+        """Builds the graph for `points` on the rebuild thread, the GUI's event loop
+        running meanwhile (a no-op when it is kept). Returns False if the document was
+        replaced or the editor disposed meanwhile."""
+        from freezestudio.core.edits import stop_gradient
+
+        document = self.document
+        if stop_gradient.graph_ready(document, points):
+            return True
+        if self._rebuilder is None:
+            self._rebuilder = TaskHost("freezestudio-rebuild", self)
+        self._waiting = waiting = QEventLoop()
+        self.rebuilding = True
+        self.rebuilding_changed.emit(True)
+        job = self._rebuilder.submit(
+            lambda state: stop_gradient.prepare_graph(document, points),
+            on_done=lambda _result: waiting.quit(), on_error=lambda _job: waiting.quit())
+        try:
+            with busy_cursor():
+                waiting.exec()
+        finally:
+            self._waiting = None
+            self.rebuilding = False
+            self.rebuilding_changed.emit(False)
+        if self.document is not document or not job.wait(0):
+            return False
+        if job.error is not None:
+            raise job.error
+        stop_gradient.keep_graph(document, job.result)
+        return True
+
+    def _points_edit(self, text: str, action: Callable[[], None], points) -> bool:
+        """`run` for an edit that makes `points` the stop-gradient points (a callable
+        that computes them; its UserError is the edit's own, reported by `run`)."""
+        if not self._allows_edits():
+            return False
+        try:
+            target = points()
+        except UserError:
+            target = None
+        if target is not None and not self._prepare_points(target):
+            return False
+        return self.run(text, action, slow=True)
 
     # --- freeze edits -------------------------------------------------------------
     def set_trainable(self, nodes: Iterable, value: bool, text: str | None = None) -> bool:
@@ -171,7 +236,8 @@ class Editor(QObject):
             if add:
                 stop_gradient.add_stop_gradient_points(self.document, add)
 
-        return self.run(text, action, slow=True)
+        return self._points_edit(text, action, lambda: stop_gradient.points_after(
+            self.document, add=add, remove=remove))
 
     def toggle_stop_point(self, address: str) -> bool:
         if address in self.document.stop_points:
@@ -191,9 +257,13 @@ class Editor(QObject):
 
     # --- plans ------------------------------------------------------------------------
     def apply_plan(self, plan, name: str) -> bool:
+        from freezestudio.core.edits import stop_gradient
         from freezestudio.core.edits.plans import apply_plan
 
-        return self.run(f"Apply plan {name}", lambda: apply_plan(self.document, plan), slow=True)
+        points = (lambda: stop_gradient.points_after(self.document, add=plan.stop_gradient_after)
+                  ) if plan.stop_gradient_after else (lambda: None)
+        return self._points_edit(f"Apply plan {name}", lambda: apply_plan(self.document, plan),
+                                 points)
 
 
 def _editable(node) -> bool:

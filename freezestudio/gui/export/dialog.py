@@ -343,20 +343,20 @@ class ExportFeature(QObject, BackgroundTask):
 
     @Slot()
     def _on_document_changed(self) -> None:
-        self.action.setEnabled(self.window.document is not None)
+        self.action.setEnabled(self.window.loaded_document is not None)
 
     @Slot()
     def open_dialog(self, modal: bool = True) -> ExportDialog | None:
         """Shows the Export dialog (modal; `modal=False` returns it shown, for tests)."""
         window = self.window
-        if window.document is None:
+        if window.loaded_document is None:
             return None
         training = getattr(window, "training", None)
         if training is not None and training.is_running():
             dialogs.show_error(window, "Cannot export now",
                                "a training run is in progress: export when it has ended")
             return None
-        self.dialog = ExportDialog(window.document, self.runner, window,
+        self.dialog = ExportDialog(window.loaded_document, self.runner, window,
                                    window.settings.last_directory())
         if modal:
             self.dialog.exec()

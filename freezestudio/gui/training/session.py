@@ -155,7 +155,7 @@ class TrainingSession(QObject, BackgroundTask):
     # --- document and data ------------------------------------------------------------------
     @Slot()
     def _on_document_changed(self) -> None:
-        document = self.window.document
+        document = self.window.loaded_document
         if document is self.document:
             return
         self.document = document

@@ -1,7 +1,11 @@
 """Opening, saving and plans: the main window's file workflows (a mixin of `MainWindow`).
 
 Loading and saving run as tasks on the window's background thread (`threads.TaskHost`,
-`window.runner`); their handlers run on the GUI thread. Questions (trust, custom classes,
+`window.runner`); their handlers run on the GUI thread. A `.keras` file is also read from
+its config on a second thread (`window.reader`, no TensorFlow: docs/architecture.md,
+"Config-first opening"), so its tree shows at once, behind a "Loading weights…" banner
+while the model loads: edits, training and export wait for the model (`model_ready`).
+Questions (trust, custom classes,
 unsaved changes) and errors go through `dialogs`, so tests can answer them.
 
 The bundled demos (`freezestudio.resources.DEMO_DIR`) open as read-only templates: Save
@@ -24,6 +28,10 @@ from freezestudio.resources import is_bundled_demo
 DEMO_READ_ONLY = ("The bundled demos are read-only templates: save your copy outside "
                   "FreezeStudio's installation")
 
+LOADING_MESSAGE = "The weights are still loading: edits and saving wait for them"
+LOADING_BANNER = ("Loading weights… The tree is read from the file; editing, weight values, "
+                  "training and export start when the model has loaded.")
+
 _SAVED_IN_PLACE = (SourceFormat.KERAS, SourceFormat.H5, SourceFormat.SAVEDMODEL)
 """Formats a document is saved back to as it is (others are saved as .keras)."""
 
@@ -34,6 +42,20 @@ def _load(path: str, trust: bool, modules: tuple, job):
     from freezestudio.gui.editor.node_info import prepare
 
     return prepare(open_document(path, trust=trust, custom_object_modules=modules))
+
+
+def _describe(path: str, trust: bool, job):
+    """The document read from the file's config, its tree prepared (in the reader's
+    worker), or None where only the full load can tell the model."""
+    from freezestudio.core.files.loading import open_described_document
+    from freezestudio.gui.editor.node_info import prepare
+
+    document = open_described_document(path, trust=trust)
+    return prepare(document) if document is not None else None
+
+
+def _ignore(job) -> None:
+    """A config read that failed: the full load reports what is wrong with the file."""
 
 
 def _save(document, target: str, portable: bool, job):
@@ -56,6 +78,18 @@ class FileFlowsMixin:
     """Open/save/plan workflows; expects the attributes `MainWindow` sets up."""
 
     # --- open -----------------------------------------------------------------------------
+    @property
+    def loaded_document(self):
+        """The document once its model has loaded (None before): what training and
+        export work on."""
+        return self.document if self.model_ready else None
+
+    def _allows_edits(self) -> bool:
+        """The editor's guard: edits wait for the model."""
+        if not self.model_ready:
+            self.statusBar().showMessage(LOADING_MESSAGE, 5000)
+        return self.model_ready
+
     def choose_and_open(self) -> None:
         path = dialogs.get_open_path(self, self.settings.last_directory())
         if path:
@@ -71,13 +105,17 @@ class FileFlowsMixin:
         path = str(path)
         if not self.confirm_discard(then=partial(self.open_path, path, trust, modules)):
             return
-        if self._load_job is not None:
-            self._load_job.abandon()
+        for job in (self._load_job, self._describe_job):
+            if job is not None:
+                job.abandon()
         if not is_bundled_demo(path):
             self.settings.set_last_directory(path)
         self._load_job = self.runner.submit(
             partial(_load, path, trust, tuple(modules)), on_done=partial(self._loaded, path),
             on_error=partial(self._load_failed, path, trust, tuple(modules)))
+        self._describe_job = None if modules else self.reader.submit(
+            partial(_describe, path, trust), on_error=_ignore,
+            on_done=partial(self._described, path, self._load_job))
         self._page_before_busy = self.pages.currentWidget() if \
             self.pages.currentWidget() is not self.busy else self._page_before_busy
         self.busy.start(f"Opening {display_name(path)}…", self._tf_detail())
@@ -85,23 +123,44 @@ class FileFlowsMixin:
         self.statusBar().showMessage(f"Opening {display_name(path)}…")
 
     def cancel_loading(self) -> None:
-        if self._load_job is not None:
-            self._load_job.abandon()
-            self._load_job = None
+        for job in (self._load_job, self._describe_job):
+            if job is not None:
+                job.abandon()
+        self._load_job = self._describe_job = None
+        if not self.model_ready:
+            self.set_document(None)
+            self._page_before_busy = None
         self.pages.setCurrentWidget(self._page_before_busy or self.start_page)
         self.statusBar().showMessage("Opening cancelled", 5000)
         self.load_finished.emit(False)
 
+    def _described(self, path: str, load_job, document) -> None:
+        """The tree from the config: shown until the full load (`load_job`) ends."""
+        self._describe_job = None
+        if document is None or load_job is not self._load_job:
+            return
+        self.set_document(document, model_ready=False)
+        self.statusBar().showMessage(f"Loading the weights of {display_name(path)}…")
+
     def _loaded(self, path: str, document) -> None:
         self._load_job = None
+        if self._describe_job is not None:
+            self._describe_job.abandon()
+            self._describe_job = None
         self.settings.add_recent(path)
         self.refresh_recent()
+        view = self.tree.view_state() if not self.model_ready else None
         self.set_document(document)
+        if view is not None:
+            self.tree.restore_view_state(view)
         self.statusBar().showMessage(f"Opened {display_name(path)}", 5000)
         self.load_finished.emit(True)
 
     def _load_failed(self, path: str, trust: bool, modules: tuple, job) -> None:
         self._load_job = None
+        if not self.model_ready:  # the config's tree of this file is not the model
+            self.set_document(None)
+            self._page_before_busy = None
         self.pages.setCurrentWidget(self._page_before_busy or self.start_page)
         self.statusBar().clearMessage()
         error = job.error
@@ -192,6 +251,9 @@ class FileFlowsMixin:
         """
         if is_bundled_demo(target):
             dialogs.show_error(self, "Cannot save into the demos", f"{DEMO_READ_ONLY}.")
+            return False
+        if not self.model_ready:
+            self.statusBar().showMessage(LOADING_MESSAGE, 5000)
             return False
         if not all(task.may_save() for task in self.background_tasks):
             return False

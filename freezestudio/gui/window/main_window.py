@@ -29,7 +29,7 @@ from freezestudio.gui.export.dialog import install_export
 from freezestudio.gui.training.session import install_training
 from freezestudio.gui.window.actions import Actions
 from freezestudio.gui.window.busy_page import BusyPage
-from freezestudio.gui.window.file_flows import FileFlowsMixin, display_name
+from freezestudio.gui.window.file_flows import LOADING_BANNER, FileFlowsMixin, display_name
 from freezestudio.gui.window.settings import Settings, first_run_geometry
 from freezestudio.gui.window.start_page import StartPage
 from freezestudio.gui.window.summary import Legend, SummaryBar
@@ -68,7 +68,8 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         super().__init__()
         self.settings = settings or Settings()
         self.document = None
-        self._load_job = None
+        self._load_job = self._describe_job = None
+        self.model_ready = True  # False while the tree is the config's, the model loading
         self._page_before_busy = None
         self._saving = False
         self.background_tasks: list[BackgroundTask] = []  # training runs, exports
@@ -77,7 +78,9 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.setWindowIcon(style.app_icon())
         self.setAcceptDrops(True)
         self.runner = TaskHost("freezestudio-worker", self)  # imports, opens, saves
+        self.reader = TaskHost("freezestudio-reader", self)  # config-first opening
         self.editor = Editor(self)
+        self.editor.add_guard(self._allows_edits)
         self._build()
         self.actions = Actions(self)
         self._connect()
@@ -126,6 +129,11 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         editor_layout = QVBoxLayout(self.editor_page)
         editor_layout.setContentsMargins(0, 0, 0, 0)
         editor_layout.setSpacing(2)
+        self.loading_banner = QLabel(LOADING_BANNER)
+        self.loading_banner.setWordWrap(True)
+        self.loading_banner.setContentsMargins(8, 4, 8, 4)
+        self.loading_banner.hide()
+        editor_layout.addWidget(self.loading_banner)
         editor_layout.addWidget(self.splitter, 1)
         editor_layout.addWidget(self.summary)
         self.pages = QStackedWidget()
@@ -144,6 +152,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.editor.stack.cleanChanged.connect(self.update_title)
         self.editor.stack.cleanChanged.connect(self.update_summary)
         self.editor.failed.connect(self._edit_failed)
+        self.editor.rebuilding_changed.connect(self._on_rebuilding)
         self.model.values_changed.connect(self.details.forget_values)
         self.model.refreshed.connect(self._on_refreshed)
         self.tree.selectionModel().selectionChanged.connect(self._update_actions)
@@ -165,9 +174,12 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             self.filter_bar.matches))
 
     # --- document ----------------------------------------------------------------------------
-    def set_document(self, document) -> None:
-        """Shows `document` in the editor (None: the start page)."""
+    def set_document(self, document, model_ready: bool = True) -> None:
+        """Shows `document` in the editor (None: the start page); `model_ready=False` for
+        a document read from the file's config while its model loads (edits wait)."""
         self.document = document
+        self.model_ready = model_ready or document is None
+        self.loading_banner.setVisible(not self.model_ready)
         self._hiding = False
         self.editor.set_document(document)
         self.model.set_document(document)
@@ -209,6 +221,15 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self._show_current()
         self._update_actions()
 
+    @Slot(bool)
+    def _on_rebuilding(self, rebuilding: bool) -> None:
+        """The editor is locked while a stop-gradient edit rebuilds the graph."""
+        self.set_editing_enabled(not rebuilding)
+        if rebuilding:
+            self.statusBar().showMessage("Rebuilding the graph for the stop-gradient points…")
+        else:
+            self.statusBar().clearMessage()
+
     @Slot(str)
     def _edit_failed(self, message: str) -> None:
         dialogs.show_error(self, "Edit not possible", message)
@@ -231,7 +252,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
     def _update_actions(self, *_args) -> None:
         nodes = self.tree.selected_nodes() if self.document is not None else []
         points, active = self._selected_points() if nodes else ([], [])
-        self.actions.update_enabled(self.document is not None and not self._saving, nodes,
+        self.actions.update_enabled(self.loaded_document is not None and not self._saving, nodes,
                                     points, active)
 
     def set_editing_enabled(self, enabled: bool) -> None:
@@ -374,4 +395,5 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         for task in self.background_tasks:
             task.shutdown()
         self.runner.shutdown()
+        self.reader.shutdown()
         self.editor.dispose()

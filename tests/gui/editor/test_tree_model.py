@@ -178,6 +178,7 @@ def test_a_shared_layer_has_one_toggle_per_call(qtbot, model_files):
     model.setData(shared, CHECKED, CHECK)
     assert document.stop_points == ["shared[0]", "shared[1]"]
     assert model.data(at(model, "shared", GRADIENT)) == "none"
+    editor.dispose()  # stops its rebuild thread
 
 
 def test_filter_matches_are_highlighted(tree):

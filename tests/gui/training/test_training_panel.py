@@ -6,12 +6,12 @@ event-loop stall during a run and the redraw rate are printed (pytest -s shows t
 
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QThread, Signal
+from stall_meter import StallMeter
 
 from freezestudio.core.training.config import RunInfo, StepReport, TrainingConfig, TrainingControl
 from freezestudio.core.training.preview import DataSpec
@@ -33,33 +33,6 @@ STALL_LIMIT_MS = 250  # target < 50 ms; generous for a loaded 2-core machine
 # MobileNetV2: 41-76 ms measured (at Start, while its first step is traced, or at the
 # end-of-run repaint); 100-200 ms during tracing before `gui_friendly_interpreter`
 LARGE_MODEL_STALL_LIMIT_MS = 150
-
-
-class StallMeter(QObject):
-    """A 5 ms timer in the GUI thread; the longest gap between its ticks is the longest
-    time the event loop could not run."""
-
-    def __init__(self):
-        super().__init__()
-        self.timer = QTimer(self)
-        self.timer.setInterval(5)
-        self.timer.timeout.connect(self._tick)
-        self.longest = 0.0
-        self.longest_at = 0.0  # seconds after start() at which the longest stall began
-
-    def start(self) -> None:
-        self._start = self._last = time.perf_counter()
-        self.timer.start()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        if now - self._last > self.longest:
-            self.longest, self.longest_at = now - self._last, self._last - self._start
-        self._last = now
-
-    def stop(self) -> float:
-        self.timer.stop()
-        return self.longest * 1000
 
 
 @pytest.fixture

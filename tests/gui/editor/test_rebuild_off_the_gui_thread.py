@@ -1,0 +1,55 @@
+"""A stop-gradient edit rebuilds the graph on the editor's rebuild thread: the event loop
+keeps running (measured by a 5 ms timer), the editor is locked meanwhile, and the edit
+is the same as a rebuild on the GUI thread (the core's own `set_stop_gradient_points`)."""
+
+from __future__ import annotations
+
+import pytest
+from stall_meter import StallMeter
+
+from freezestudio.core.edits.stop_gradient import set_stop_gradient_points
+from freezestudio.core.files.loading import open_document
+
+TOGGLE_STALL_LIMIT_MS = 50
+
+
+def test_the_editor_is_locked_while_the_graph_is_rebuilt(qtbot, opened):
+    window = opened
+    seen = []
+    window.editor.rebuilding_changed.connect(
+        lambda busy: seen.append((busy, window.editor_page.isEnabled(), busy and
+                                  window.editor.set_trainable([window.document.layer("out")],
+                                                              False))))
+    assert window.editor.set_stop_points(add=["head_dense"])
+    assert seen == [(True, False, False), (False, True, False)]
+    assert window.document.stop_points == ["head_dense"]
+    oracle = open_document(window.document.source_path)
+    set_stop_gradient_points(oracle, ["head_dense"])
+    assert [v.path for v in window.document.model.trainable_weights] == \
+        [v.path for v in oracle.model.trainable_weights]
+    window.editor.stack.undo()  # its graph is kept: no rebuild
+    assert window.document.stop_points == [] and window.editor_page.isEnabled()
+    window.editor.stack.redo()
+    assert window.document.stop_points == ["head_dense"]
+
+
+@pytest.mark.slow
+def test_a_stop_gradient_toggle_on_nasnet_keeps_the_event_loop_running(
+        qtbot, window, open_and_wait, keras, tmp_path, capsys):
+    path = tmp_path / "nasnet.keras"
+    keras.applications.NASNetMobile(weights=None, input_shape=(32, 32, 3), classes=5).save(path)
+    assert open_and_wait(qtbot, window, path)
+    document = window.document
+    layer = document.layer("normal_concat_6")
+    window.tree.select_nodes([layer])
+    qtbot.wait(200)  # the tree has painted
+    meter = StallMeter()
+    meter.start()
+    window.toggle_stop_selected()
+    qtbot.wait(300)  # the repaint after the edit
+    stall_ms = meter.stop()
+    assert document.stop_points == ["normal_concat_6"]
+    with capsys.disabled():
+        print(f"\n[stop-gradient toggle, NASNetMobile] longest event-loop stall "
+              f"{stall_ms:.0f} ms ({meter.longest_at:.2f} s after the toggle)")
+    assert stall_ms < TOGGLE_STALL_LIMIT_MS
