@@ -45,10 +45,11 @@ def open_edited_document(args, config_first: bool = False):
     Args:
         config_first: a `.keras` file whose config tells the model exactly is opened
             from its config, without TensorFlow (`open_described_document`): for commands
-            that only read the structure (inspect).
+            that only read the structure (inspect); a plan with LoRA rules loads it.
     """
     from freezestudio.core.edits.plans import Plan, Rule, apply_plan, load_plan
     from freezestudio.core.files.loading import open_described_document, open_document
+    from freezestudio.core.graph.description import is_described
 
     document = None
     if config_first and not args.custom_objects:
@@ -57,6 +58,8 @@ def open_edited_document(args, config_first: bool = False):
         document = open_document(args.file, trust=args.trust,
                                  custom_object_modules=args.custom_objects)
     plan = load_plan(args.plan) if getattr(args, "plan", None) else Plan()
+    if plan.lora and is_described(document.model):  # adapters are made by Keras
+        document = open_document(args.file, trust=args.trust)
     plan.trainable += [Rule(pattern, value) for pattern, value in getattr(args, "rules", [])]
     plan.stop_gradient_after += getattr(args, "stop_gradient_after", [])
     apply_plan(document, plan)
