@@ -63,3 +63,41 @@ def test_a_frozen_weight_that_changed_exits_with_the_integrity_code(tmp_path):
     assert "drifting:drift" in summary["integrity"]["frozen_changed"]
     assert (tmp_path / "out.keras").exists()  # saved, and said so: the user decides
     assert "Traceback" not in run.stderr
+
+
+FAILING_LAYER = textwrap.dedent('''
+    import keras
+
+
+    @keras.saving.register_keras_serializable(package="exit_code_tests")
+    class FailsInTraining(keras.layers.Layer):
+        """Fine at inference; its training call fails the way a buggy custom layer does."""
+
+        def call(self, inputs, training=False):
+            if training:
+                raise RuntimeError("this layer cannot train")
+            return inputs
+''')
+
+
+def test_a_failed_run_names_the_log_with_its_traceback(tmp_path, monkeypatch):
+    module_path = tmp_path / "failing.py"
+    module_path.write_text(FAILING_LAYER)
+    module = import_source_file(module_path, "failing_for_exit_codes")
+    import keras
+
+    inputs = keras.Input((4,), name="x")
+    outputs = keras.layers.Dense(1, name="head")(module.FailsInTraining(name="fails")(inputs))
+    model_path = tmp_path / "failing.keras"
+    keras.Model(inputs, outputs).save(model_path)
+    data_path = tmp_path / "data.npz"
+    np.savez(data_path, x=np.ones((8, 4), "float32"), y=np.ones((8, 1), "float32"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    run = run_cli("train", model_path, "--data", data_path, "-o", tmp_path / "out.keras",
+                  "--custom-objects", module_path, "--epochs", "1", "--loss", "mse",
+                  "--validation-split", "0", timeout=300)
+    log = tmp_path / "state" / "freezestudio" / "log" / "freezestudio.log"
+    assert run.returncode == ExitCode.USER_ERROR, run.stderr[-2000:]
+    assert run.last_stderr_line.endswith(f"nothing was saved (details in {log})")
+    assert "this layer cannot train" in log.read_text()
+    assert not (tmp_path / "out.keras").exists()
