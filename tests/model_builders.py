@@ -343,6 +343,37 @@ def mobilenet_v2_transfer():
     return keras.Model(inputs, outputs, name="transfer")
 
 
+def separable_images(count, size=16, classes=3, seed=0):
+    """Synthetic images a small CNN learns to near 100 %: class k is a bright square in
+    quadrant k on noise. Returns `(x float32 in [0, 1], y int32)`."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, count).astype("int32")
+    x = rng.uniform(0.0, 0.4, (count, size, size, 3)).astype("float32")
+    half = size // 2
+    for i, label in enumerate(y):
+        top, left = (label // 2) * half, (label % 2) * half
+        x[i, top + 2:top + half - 2, left + 2:left + half - 2, label % 3] += 0.6
+    return x, y
+
+
+def trained_small_cnn(x, y, classes=3, epochs=4):
+    """A small CNN (two convolutions, a 64-unit dense layer: ~140k parameters, so its
+    weights dominate any file) trained on `(x, y)`; softmax output `probs`."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(x.shape[1:], name="image")
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    h = keras.layers.MaxPooling2D(name="pool1")(h)
+    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv2")(h)
+    h = keras.layers.Flatten(name="flatten")(h)
+    h = keras.layers.Dense(64, activation="relu", name="hidden")(h)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="probs")(h)
+    model = keras.Model(inputs, outputs, name="small_cnn")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
 def keras_application(name):
     """A builder of `keras.applications.<name>` (no weights, 32x32, 5 classes)."""
     def build():

@@ -36,7 +36,7 @@ def cli(tmp_path_factory):
                   "-o", folder / "text_copy.keras"],
         "under_file": ["export", two, "--format", "frozen-graph",
                        "-o", folder / "taken" / "g.pb"],
-        "quantize_onnx": ["export", two, "--format", "onnx", "--quantize",
+        "quantize_onnx": ["export", two, "--format", "onnx", "--quantize", "float16",
                           "-o", folder / "q.onnx"],
         "wrong_suffix": ["export", two, "--format", "keras", "-o", folder / "two_copy.h5"],
         "bad_format": ["export", two, "--format", "pickle", "-o", folder / "x.pkl"],
@@ -59,7 +59,7 @@ def test_tflite_with_a_plan_prints_the_verification_report(cli):
     folder, runs = cli
     lines = ok(runs["tflite"])
     assert lines[0].startswith(f"exported {folder / 'text.tflite'} (tflite)")
-    assert lines[1].startswith("verified with tf.lite.Interpreter")
+    assert lines[1].startswith("verified with LiteRT")
     assert lines[2].strip().startswith("dense: max |diff|") and lines[2].endswith("ok")
     assert any("unrolled" in line for line in lines)
     import tensorflow as tf
@@ -104,7 +104,7 @@ def test_keras_copy_keeps_the_plan(cli):
 
 @pytest.mark.parametrize("job, fragments", [
     ("under_file", ["taken is a file, not a folder"]),
-    ("quantize_onnx", ["tflite format only"]),
+    ("quantize_onnx", ["onnx cannot be quantised as float16", "onnx: dynamic"]),
     ("wrong_suffix", ["ending in .keras"]),
     ("bad_format", ["invalid choice: 'pickle'"]),
     ("untraceable_names", ["cannot export this model for deployment: TensorFlow refuses the "

@@ -26,6 +26,7 @@ from freezestudio.core.errors import UserError, first_line
 from freezestudio.core.export.dependencies import require_onnx
 from freezestudio.core.export.inference_model import InferenceModel
 from freezestudio.core.export.options import DEFAULT_OPSET
+from freezestudio.core.export.report import Written
 
 MIN_OPSET = 9
 
@@ -58,8 +59,9 @@ def _quiet_tf2onnx():
         logger.setLevel(level)
 
 
-def write_onnx(inference: InferenceModel, path: Path, options) -> list[str]:
-    """Converts the deployment model to an ONNX file at `path`.
+def write_onnx(inference: InferenceModel, path: Path, options) -> Written:
+    """Converts the deployment model to an ONNX file at `path` (then quantises it, if
+    `options.quantize`: `float_bytes` is the float file's size).
 
     Raises:
         MissingDependencyError: tf2onnx/onnx (or onnxruntime, to verify) is missing.
@@ -77,7 +79,38 @@ def write_onnx(inference: InferenceModel, path: Path, options) -> list[str]:
         raise UserError(f"cannot export to ONNX (opset {opset}): tf2onnx failed: "
                         f"{first_line(exc)}") from None
     _check_converted(path, inference)
-    return [f"ONNX opset {opset}"]
+    written = Written([f"ONNX opset {opset}"])
+    if options.quantize is not None:
+        written.float_bytes = path.stat().st_size
+        written.notes.append(quantize_dynamic(path))
+    return written
+
+
+def quantize_dynamic(path: Path) -> str:
+    """Rewrites the ONNX file at `path` with onnxruntime's dynamic quantisation: int8
+    weights (per tensor), activations quantised on the fly (MatMul, Conv, Gather...).
+
+    Returns:
+        A note for the report.
+
+    Raises:
+        UserError: onnxruntime cannot quantise the graph.
+    """
+    import tempfile
+
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize
+
+    with tempfile.TemporaryDirectory(prefix="freezestudio-onnx-") as tmp:
+        float_path = Path(tmp) / "float.onnx"
+        path.replace(float_path)
+        try:
+            ort_quantize(str(float_path), str(path), weight_type=QuantType.QInt8)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds
+            raise UserError(f"cannot quantise the ONNX export: onnxruntime.quantization "
+                            f"failed: {first_line(exc)}") from None
+    return ("dynamic-range quantised by onnxruntime.quantization: int8 weights, "
+            "activations quantised at run time")
 
 
 _GROUPED_WORKING = "savedmodel, tflite and frozen-graph exports (and keras/h5) keep it"

@@ -6,13 +6,16 @@ options and an optional progress callback and cancel flag, never prints, and ret
 
 - `keras`, `h5`: the editable model, flags and stop-gradient points kept;
 - `savedmodel`: `serving_default` keyed by the model's input and output names;
-- `tflite`: float32 or dynamic-range quantised, built-in ops only (stock interpreter);
-- `onnx`: tf2onnx from the serving function, configurable opset;
+- `tflite`: float32 or quantised (dynamic, float16, full-integer int8 calibrated on the
+  user's samples), built-in ops only, verified with LiteRT's interpreter;
+- `onnx`: tf2onnx from the serving function, configurable opset, optionally dynamic int8
+  (onnxruntime.quantization);
 - `frozen-graph`: one `.pb` with the variables folded into constants + `.io.txt`.
 
 The deployment formats are made from the model without its stop-gradient layers (identity
 at inference). Every export is written under a temporary name, loaded back with its own
-runtime, compared with the model, and only then renamed into place.
+runtime, compared with the model (on random inputs, or on the user's samples: then
+quantised exports are judged by their top-1 agreement), and only then renamed into place.
 """
 
 from __future__ import annotations
@@ -27,14 +30,18 @@ from freezestudio.core.export.options import (
     DEPLOYMENT_FORMATS,
     EDITABLE_FORMATS,
     FORMATS,
+    QUANTIZATIONS,
     ExportFormat,
     ExportOptions,
+    IOType,
     Progress,
+    Quantization,
 )
 from freezestudio.core.export.report import (
     ExportCancelled,
     ExportReport,
     VerificationError,
+    Written,
 )
 from freezestudio.core.files import formats
 
@@ -84,7 +91,7 @@ def export_document(document, fmt: str, out, options: ExportOptions | None = Non
     check_request(fmt, out, options, document)
     step(0.02, "loading TensorFlow")
     import_tensorflow_quietly()
-    report = ExportReport(fmt)
+    report = ExportReport(fmt, quantization=options.quantize and str(options.quantize))
     if fmt in EDITABLE_FORMATS:
         write = _editable_writer(document, fmt, options, report, step)
     else:
@@ -115,8 +122,19 @@ def check_request(fmt: str, out, options: ExportOptions | None = None, document=
     if document is not None and fmt not in available_formats(document):
         raise UserError(f"a generic SavedModel has no Keras layers to save as {fmt}: export it "
                         f"as {', '.join(DEPLOYMENT_FORMATS)}")
-    if options.quantize and fmt != ExportFormat.TFLITE:
-        raise UserError("quantisation applies to the tflite format only")
+    if options.quantize is not None and options.quantize not in QUANTIZATIONS.get(fmt, ()):
+        offered = "; ".join(f"{f}: {', '.join(modes)}" for f, modes in QUANTIZATIONS.items())
+        raise UserError(f"{fmt} cannot be quantised as {options.quantize} (quantisation "
+                        f"modes: {offered})")
+    if options.quantize == Quantization.INT8 and options.calibration is None:
+        raise UserError("int8 quantisation needs calibration data: give --calibration-data "
+                        "DATA (a few hundred samples the model will see)")
+    if options.calibration is not None and options.quantize != Quantization.INT8:
+        raise UserError("calibration data apply to --quantize int8 only")
+    if options.io_type != IOType.FLOAT32 and options.quantize != Quantization.INT8:
+        raise UserError("an integer I/O type applies to --quantize int8 only")
+    if options.min_agreement is not None and not 0 <= options.min_agreement <= 1:
+        raise UserError("the minimum agreement must lie between 0 and 1")
     if options.opset is not None and fmt != ExportFormat.ONNX:
         raise UserError("an opset applies to the onnx format only")
     if options.portable and fmt not in EDITABLE_FORMATS:
@@ -163,14 +181,19 @@ def _deployment_writer(document, fmt, options, report, step):
 
     def write(tmp: Path) -> None:
         step(0.2, f"writing {fmt}")
-        report.notes += writer(inference, tmp, options)
+        written = writer(inference, tmp, options, step)
+        report.notes += written.notes
+        report.float_bytes = written.float_bytes
         if options.verify:
-            step(0.7, f"verifying with {verify.RUNTIMES[fmt]}")
+            step(0.7, f"verifying with {verify.runtime(fmt)}")
             actual = verify.run_export(fmt, tmp, inference, feeds)
-            quantized = fmt == ExportFormat.TFLITE and options.quantize
-            tolerance = None if quantized else options.tolerance
-            _record(report, fmt, verify.compare(inference.output_names, expected, actual,
-                                                tolerance), feeds)
+            quantized = options.quantize is not None
+            real = options.verification is not None
+            labels = options.verification.labels if real else None
+            checks = verify.compare(inference.output_names, expected, actual,
+                                    None if quantized else options.tolerance, labels,
+                                    options.agreement_floor if real else None)
+            _record(report, fmt, checks, feeds, options)
         step(0.95, "moving into place")
 
     return write
@@ -194,27 +217,30 @@ def _editable_writer(document, fmt, options, report, step):
         if problems:
             raise VerificationError(f"the {fmt} copy does not reopen as edited: "
                                     f"{'; '.join(problems)}; nothing was written", report)
+        labels = options.verification.labels if options.verification is not None else None
         _record(report, fmt, verify.compare(reference.output_names, expected, actual,
-                                            options.tolerance), feeds)
+                                            options.tolerance, labels), feeds, options)
         step(0.95, "moving into place")
 
     return write
 
 
-def _record(report: ExportReport, fmt: str, checks, feeds: dict) -> None:
+def _record(report: ExportReport, fmt: str, checks, feeds: dict, options=None) -> None:
     from freezestudio.core.export import verify
 
     report.checks = checks
-    report.runtime = verify.RUNTIMES[fmt]
+    report.runtime = verify.runtime(fmt)
     report.samples = len(next(iter(feeds.values()))) if feeds else 0
+    real = options is not None and options.verification is not None
+    report.samples_source = options.verification.source if real else "random"
     if not report.ok:
         raise VerificationError(verify.failure_message(fmt, checks), report)
 
 
-def _write_savedmodel(*args):
+def _write_savedmodel(inference, path, options, step):
     from freezestudio.core.export.savedmodel import write_savedmodel
 
-    return write_savedmodel(*args)
+    return Written(write_savedmodel(inference, path, options))
 
 
 def _write_tflite(*args):
@@ -223,16 +249,16 @@ def _write_tflite(*args):
     return write_tflite(*args)
 
 
-def _write_onnx(*args):
+def _write_onnx(inference, path, options, step):
     from freezestudio.core.export.onnx import write_onnx
 
-    return write_onnx(*args)
+    return write_onnx(inference, path, options)
 
 
-def _write_frozen_graph(*args):
+def _write_frozen_graph(inference, path, options, step):
     from freezestudio.core.export.frozen_graph import write_frozen_graph
 
-    return write_frozen_graph(*args)
+    return Written(write_frozen_graph(inference, path, options))
 
 
 _WRITERS = {

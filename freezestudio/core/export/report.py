@@ -24,6 +24,20 @@ class VerificationError(UserError):
         self.report = report
 
 
+@dataclass
+class Written:
+    """What a format's writer reports back to the pipeline.
+
+    Attributes:
+        notes: things the user should know.
+        float_bytes: a quantised export: the size of the same export unquantised (the
+            writer has it, or writes it from what it already made).
+    """
+
+    notes: list = field(default_factory=list)
+    float_bytes: int | None = None
+
+
 @dataclass(frozen=True)
 class OutputCheck:
     """One output compared between the model and its export.
@@ -32,22 +46,49 @@ class OutputCheck:
         output: the output's name.
         max_abs_diff: the largest absolute difference over all elements.
         limit: the largest accepted difference, or None when only reported.
+        top1_agreement: classifier outputs: the fraction of rows whose arg-max class
+            is the model's (None: not a classifier).
+        min_agreement: the least accepted agreement, or None when only reported.
+        accuracy: with labels: the export's top-1 accuracy; `model_accuracy` the model's.
     """
 
     output: str
     max_abs_diff: float
     limit: float | None
+    top1_agreement: float | None = None
+    min_agreement: float | None = None
+    accuracy: float | None = None
+    model_accuracy: float | None = None
 
     @property
     def ok(self) -> bool:
-        return self.limit is None or self.max_abs_diff <= self.limit
+        close = self.limit is None or self.max_abs_diff <= self.limit
+        agrees = self.min_agreement is None or (self.top1_agreement or 0) >= self.min_agreement
+        return close and agrees
 
     def line(self) -> str:
-        if self.limit is None:
-            verdict = "(reported only)"
-        else:
-            verdict = f"(limit {self.limit:.1e}) {'ok' if self.ok else 'FAILED'}"
-        return f"{self.output}: max |diff| {self.max_abs_diff:.2e} {verdict}"
+        verdict = "(reported only)" if self.limit is None else f"(limit {self.limit:.1e})"
+        text = f"{self.output}: max |diff| {self.max_abs_diff:.2e} {verdict}"
+        if self.top1_agreement is not None:
+            floor = "" if self.min_agreement is None else f" (at least {self.min_agreement:g})"
+            text += f", top-1 agreement {self.top1_agreement:.4f}{floor}"
+        if self.accuracy is not None:
+            text += f", accuracy {self.accuracy:.4f} (model {self.model_accuracy:.4f})"
+        if self.limit is not None or self.min_agreement is not None:
+            text += f" {'ok' if self.ok else 'FAILED'}"
+        return text
+
+    def failure(self) -> str:
+        """Why this check failed, in a few words."""
+        if self.limit is not None and self.max_abs_diff > self.limit:
+            return f"'{self.output}' differs by {self.max_abs_diff:.3g} (limit {self.limit:.1e})"
+        return (f"'{self.output}' agrees on the top-1 class for {self.top1_agreement:.4f} of "
+                f"the samples (at least {self.min_agreement:g} required, --min-agreement)")
+
+    def to_json(self) -> dict:
+        return {"output": self.output, "max_abs_diff": self.max_abs_diff, "limit": self.limit,
+                "top1_agreement": self.top1_agreement, "min_agreement": self.min_agreement,
+                "accuracy": self.accuracy, "model_accuracy": self.model_accuracy}
 
 
 @dataclass
@@ -62,6 +103,9 @@ class ExportReport:
         notes: things the user should know (unrolled layers, quantisation, ...).
         seconds: wall time of the whole export.
         samples: rows of input the verification ran.
+        samples_source: where they came from ("random" or the user's data).
+        quantization: the quantisation mode, or None.
+        float_bytes: quantised exports: the size of the same export unquantised.
     """
 
     format: str
@@ -71,6 +115,9 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     samples: int = 0
+    samples_source: str = ""
+    quantization: str | None = None
+    float_bytes: int | None = None
 
     @property
     def verified(self) -> bool:
@@ -84,15 +131,58 @@ class ExportReport:
     def max_abs_diff(self) -> float | None:
         return max((c.max_abs_diff for c in self.checks), default=None)
 
+    @property
+    def bytes(self) -> int:
+        """The size of what was written (every file of a folder)."""
+        total = 0
+        for path in self.paths:
+            path = Path(path)
+            if path.is_dir():
+                total += sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            elif path.exists():
+                total += path.stat().st_size
+        return total
+
+    def _summary(self, name: str) -> float | None:
+        values = [getattr(c, name) for c in self.checks if getattr(c, name) is not None]
+        return min(values) if values else None
+
+    def to_json(self) -> dict:
+        """The `export --json` object (docs/architecture.md, JSON output)."""
+        return {
+            "format": str(self.format),
+            "output": str(self.paths[0]) if self.paths else None,
+            "paths": [str(p) for p in self.paths],
+            "bytes": self.bytes,
+            "verified": self.verified,
+            "runtime": self.runtime or None,
+            "samples": self.samples,
+            "samples_source": self.samples_source or None,
+            "max_abs_diff": self.max_abs_diff,
+            "top1_agreement": self._summary("top1_agreement"),
+            "accuracy": self._summary("accuracy"),
+            "model_accuracy": self._summary("model_accuracy"),
+            "quantization": self.quantization,
+            "float_bytes": self.float_bytes,
+            "outputs": [c.to_json() for c in self.checks],
+            "notes": list(self.notes),
+            "seconds": self.seconds,
+        }
+
     def lines(self) -> list[str]:
         """The report as text lines, for the CLI and the GUI."""
         main = self.paths[0] if self.paths else "(nothing)"
         lines = [f"exported {main} ({self.format}) in {self.seconds:.1f} s"]
         lines += [f"also wrote {path}" for path in self.paths[1:]]
         if self.checks:
-            lines.append(f"verified with {self.runtime} on {self.samples} input row(s):")
+            source = f" ({self.samples_source})" if self.samples_source else ""
+            lines.append(f"verified with {self.runtime} on {self.samples} input row(s)"
+                         f"{source}:")
             lines += [f"  {check.line()}" for check in self.checks]
         else:
             lines.append("not verified")
+        if self.float_bytes:
+            lines.append(f"size {self.bytes} bytes, {self.bytes / self.float_bytes:.2f}x the "
+                         f"unquantised export ({self.float_bytes} bytes)")
         lines += [f"note: {note}" for note in self.notes]
         return lines

@@ -2,10 +2,14 @@
 
 The same inputs (random, seeded; or the caller's samples) go through the edited model in
 inference mode (eagerly, stop-gradient layers included) and through the export, loaded
-with the runtime a user would use: `tf.saved_model.load`, the stock `tf.lite.Interpreter`,
-onnxruntime, a GraphDef imported into a fresh graph, or FreezeStudio's own loader for
-`.keras`/`.h5`. Each output's max absolute difference is reported and checked against
-`tolerance * max(1, max |model output|)`; a quantised TFLite model is only reported.
+with the runtime a user would use: `tf.saved_model.load`, LiteRT's interpreter
+(`tflite.interpreter`), onnxruntime, a GraphDef imported into a fresh graph, or
+FreezeStudio's own loader for `.keras`/`.h5`. Each output's max absolute difference is
+reported and checked against `tolerance * max(1, max |model output|)`.
+
+A quantised export differs by design: it is judged by the top-1 agreement of its
+classifier outputs with the model's on the user's samples (`ExportOptions.min_agreement`),
+its difference only reported; on random inputs nothing of a quantised export is judged.
 """
 
 from __future__ import annotations
@@ -21,10 +25,21 @@ RUNTIMES = {
     ExportFormat.KERAS: "FreezeStudio's loader (keras.saving.load_model)",
     ExportFormat.H5: "FreezeStudio's loader (keras.saving.load_model)",
     ExportFormat.SAVEDMODEL: "tf.saved_model.load (serving_default)",
-    ExportFormat.TFLITE: "tf.lite.Interpreter (serving_default)",
+    ExportFormat.TFLITE: "LiteRT (serving_default)",
     ExportFormat.ONNX: "onnxruntime (CPU)",
     ExportFormat.FROZEN_GRAPH: "tf.import_graph_def in a fresh graph + tf.compat.v1.Session",
 }
+
+
+def runtime(fmt: str) -> str:
+    """What the export of `fmt` is run with (TFLite: LiteRT, else tf.lite.Interpreter)."""
+    if fmt == ExportFormat.TFLITE:
+        from freezestudio.core.export.tflite import runtime_name
+
+        return runtime_name()
+    return RUNTIMES[fmt]
+
+
 VARIABLE_DIM = 8
 """Size given to unknown non-batch dimensions of random inputs."""
 
@@ -37,6 +52,8 @@ def verification_inputs(inference: InferenceModel, options) -> dict:
     """
     import numpy as np
 
+    if options.verification is not None:
+        return options.verification.feeds(inference)
     if options.sample_inputs is not None:
         missing = [t.name for t in inference.inputs if t.name not in options.sample_inputs]
         if missing:
@@ -96,12 +113,21 @@ def _random_texts(rng, shape: list, vocabulary: list | None):
     return np.array(texts, dtype=object).reshape(shape)
 
 
-def compare(names, expected, actual, tolerance: float | None) -> list[OutputCheck]:
-    """One check per output; `tolerance=None` reports without a limit."""
+def compare(names, expected, actual, tolerance: float | None, labels=None,
+            min_agreement: float | None = None) -> list[OutputCheck]:
+    """One check per output.
+
+    Args:
+        tolerance: the float limit on `max |diff|` (None: reported only).
+        labels: one array per output (class indices or one-hot), for the accuracy.
+        min_agreement: the least top-1 agreement of each classifier output (an output
+            of shape `(batch, classes)` with 2+ classes); None: reported only.
+    """
     import numpy as np
 
     checks = []
-    for name, want, got in zip(names, expected, actual, strict=True):
+    labels = labels or [None] * len(names)
+    for name, want, got, truth in zip(names, expected, actual, labels, strict=True):
         want = np.asarray(want, dtype=np.float64)
         got = np.asarray(got, dtype=np.float64)
         if want.shape != got.shape:
@@ -114,8 +140,32 @@ def compare(names, expected, actual, tolerance: float | None) -> list[OutputChec
         if tolerance is not None:
             scale = float(np.max(np.abs(want))) if want.size else 0.0
             limit = tolerance * max(1.0, scale)
-        checks.append(OutputCheck(name, diff, limit))
+        agreement = accuracy = model_accuracy = None
+        classifier = want.ndim == 2 and want.shape[1] >= 2 and len(want) > 0
+        if classifier:
+            agreement = float(np.mean(np.argmax(want, 1) == np.argmax(got, 1)))
+            classes = _classes(truth, want.shape)
+            if classes is not None:
+                accuracy = float(np.mean(np.argmax(got, 1) == classes))
+                model_accuracy = float(np.mean(np.argmax(want, 1) == classes))
+        checks.append(OutputCheck(name, diff, limit, agreement,
+                                  min_agreement if classifier else None, accuracy,
+                                  model_accuracy))
     return checks
+
+
+def _classes(truth, shape):
+    """Class indices from sparse or one-hot labels of an output of `shape` (else None)."""
+    import numpy as np
+
+    if truth is None:
+        return None
+    truth = np.asarray(truth)
+    if truth.shape == shape:
+        return np.argmax(truth, 1)
+    if truth.shape in ((shape[0],), (shape[0], 1)) and np.issubdtype(truth.dtype, np.integer):
+        return truth.reshape(-1)
+    return None
 
 
 def run_export(fmt: str, path: Path, inference: InferenceModel, feeds: dict) -> list:
@@ -141,7 +191,6 @@ def run_export(fmt: str, path: Path, inference: InferenceModel, feeds: dict) -> 
 
 def failure_message(fmt: str, checks: list[OutputCheck]) -> str:
     bad = [c for c in checks if not c.ok]
-    shown = "; ".join(f"'{c.output}' differs by {c.max_abs_diff:.3g} (limit {c.limit:.1e})"
-                      for c in bad[:3])
+    shown = "; ".join(c.failure() for c in bad[:3])
     return (f"the {fmt} export does not compute what the model computes: {shown}; "
             "nothing was written")

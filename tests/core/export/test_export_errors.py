@@ -119,7 +119,7 @@ def test_failed_verification_writes_nothing(document, tmp_path, monkeypatch, fmt
 
 @pytest.mark.parametrize("fmt", ["savedmodel", "tflite", "frozen-graph"])
 def test_failing_writer_leaves_nothing_behind(document, tmp_path, monkeypatch, fmt):
-    def half_then_crash(inference, path, options):
+    def half_then_crash(inference, path, options, step):
         (path.mkdir() if fmt == "savedmodel" else path.write_bytes(b"partial"))
         raise RuntimeError("disk on fire")
 
@@ -228,7 +228,11 @@ def test_progress_is_reported_in_order(document, tmp_path):
 
 
 @pytest.mark.parametrize("fmt, options, match", [
-    ("onnx", ExportOptions(quantize=True), "tflite format only"),
+    ("onnx", ExportOptions(quantize="float16"), "onnx cannot be quantised as float16"),
+    ("savedmodel", ExportOptions(quantize=True), "savedmodel cannot be quantised as dynamic"),
+    ("tflite", ExportOptions(quantize="dynamic", io_type="int8"), "--quantize int8 only"),
+    ("tflite", ExportOptions(quantize="int8"), "needs calibration data"),
+    ("tflite", ExportOptions(quantize="float16", min_agreement=2), "between 0 and 1"),
     ("tflite", ExportOptions(opset=13), "onnx format only"),
     ("onnx", ExportOptions(opset=99), "opset 99 is not supported"),
     ("savedmodel", ExportOptions(portable=True), "keras/h5 only"),

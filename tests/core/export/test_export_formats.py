@@ -264,15 +264,14 @@ def test_tflite_runs_unrolled_recurrent_layers_with_builtin_ops_only(exported):
     assert not {op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "WHILE")}
 
 
-@pytest.mark.parametrize("name", ["mobilenet", "text"])
-def test_quantized_tflite_is_reported_not_checked(documents, exported, name):
+def test_quantized_tflite_on_random_inputs_is_reported_not_checked(documents, exported):
+    """Sizes and agreement on real data: test_export_quantized.py."""
+    name = "text"
     report, path = exported(name, "tflite", quantize=True)
-    float_report, float_path = exported(name, "tflite")
-    assert report.verified and all(c.limit is None for c in report.checks)
+    assert report.verified and all(c.limit is None and c.min_agreement is None
+                                   for c in report.checks)
     assert all(np.isfinite(c.max_abs_diff) for c in report.checks)
     assert any("quantised" in note for note in report.notes)
-    if name == "mobilenet":  # big enough kernels get int8 weights
-        assert path.stat().st_size < float_path.stat().st_size
     feeds = sample(documents(name))
     got = run_tflite(path, feeds, output_names(documents(name)))
     assert all(np.isfinite(g).all() for g in got)
