@@ -6,12 +6,14 @@ request with the core's `check_request` before starting (a bad destination or a 
 optional package is reported at once, with the install command). The export runs as a
 task (`worker.run_export`) on the export feature's own `TaskHost`, with a progress bar and
 Cancel; at the end the verification report (`ExportReport.lines()`) is shown in the
-dialog. Errors are dialogs with the core's
-one-line message (`dialogs.show_error`), never a traceback.
+dialog, with its numbers in a table (`quantization.ReportTable`). The quantisation modes
+and the calibration/verification data are `quantization.QuantizationPanel`. Errors are
+dialogs with the core's one-line message (`dialogs.show_error`), never a traceback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from functools import partial
 from pathlib import Path
@@ -41,6 +43,11 @@ from freezestudio.core.errors import UserError
 from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
+from freezestudio.gui.export.quantization import (
+    QuantizationPanel,
+    ReportTable,
+    training_data_source,
+)
 from freezestudio.gui.export.worker import ExportRequest, run_export
 from freezestudio.resources import is_bundled_demo
 
@@ -82,6 +89,8 @@ class ExportDialog(QDialog):
         runner: the `TaskHost` exports run on (one at a time).
         parent: the window.
         directory: where to suggest the destination (default: beside the model).
+        data_source: the calibration/verification data offered first (the training
+            dock's data), or None.
 
     Signals:
         done(object): an export ended and its outcome was shown (the `ExportOutcome`).
@@ -90,7 +99,7 @@ class ExportDialog(QDialog):
     done = Signal(object)
 
     def __init__(self, document, runner: TaskHost, parent: QWidget | None = None,
-                 directory: str = ""):
+                 directory: str = "", data_source: str | None = None):
         from freezestudio.core.export import available_formats
         from freezestudio.core.export.options import DEFAULT_OPSET, DEFAULT_TOLERANCE
 
@@ -103,7 +112,7 @@ class ExportDialog(QDialog):
         self.format = QComboBox()
         for fmt in available_formats(document):
             self.format.addItem(DESCRIPTIONS.get(fmt, fmt), fmt)
-        self.quantize = QCheckBox("Dynamic-range quantisation (int8 weights)")
+        self.quantization = QuantizationPanel(data_source)
         self.opset = QSpinBox()
         self.opset.setRange(7, 30)
         self.opset.setValue(DEFAULT_OPSET)
@@ -122,13 +131,12 @@ class ExportDialog(QDialog):
         row.addWidget(self.browse)
         form = QFormLayout()
         form.addRow("Format", self.format)
-        form.addRow("Quantise", self.quantize)
         form.addRow("ONNX opset", self.opset)
         form.addRow("Stop-gradients", self.portable)
         form.addRow("Verify", self.verify)
         form.addRow("Tolerance", self.tolerance)
         form.addRow("Destination", row)
-        self._rows = {self.quantize: "tflite", self.opset: "onnx", self.portable: ("keras", "h5")}
+        self._rows = {self.opset: "onnx", self.portable: ("keras", "h5")}
         self.form = form
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -137,7 +145,8 @@ class ExportDialog(QDialog):
         self.report = QPlainTextEdit()
         self.report.setReadOnly(True)
         self.report.setPlaceholderText("The verification report appears here.")
-        self.report.setMinimumHeight(140)
+        self.report.setMinimumHeight(100)
+        self.table = ReportTable()
         self.buttons = QDialogButtonBox()
         self.export_button = self.buttons.addButton("Export",
                                                     QDialogButtonBox.ButtonRole.AcceptRole)
@@ -146,12 +155,14 @@ class ExportDialog(QDialog):
         self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.quantization)
         layout.addWidget(self.note)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.table)
         layout.addWidget(self.report, 1)
         layout.addWidget(self.buttons)
-        self.resize(620, 480)
+        self.resize(640, 720)
         self._directory = str(default_folder(document.source_path, directory))
         self._suffix = None
         self.format.currentIndexChanged.connect(self._format_changed)
@@ -160,6 +171,7 @@ class ExportDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.reject)
         self.verify.toggled.connect(self.tolerance.setEnabled)
+        self.verify.toggled.connect(self.quantization.verification.setEnabled)
         self._format_changed()
         self._set_running(False)
 
@@ -178,6 +190,7 @@ class ExportDialog(QDialog):
             visible = fmt in (applies if isinstance(applies, tuple) else (applies,))
             widget.setVisible(visible)
             self.form.labelForField(widget).setVisible(visible)
+        self.quantization.set_format(fmt)
         suffix = default_suffix(fmt)
         stem = Path(self.document.source_path).name.split(".")[0] or "model"
         current = self.destination.text().strip()
@@ -217,10 +230,18 @@ class ExportDialog(QDialog):
             tolerance = float(text)
         except ValueError:
             raise UserError(f"tolerance: '{text}' is not a number") from None
-        return ExportOptions(quantize=fmt == "tflite" and self.quantize.isChecked(),
+        chosen = self.quantization.selection()
+        return ExportOptions(quantize=chosen["quantize"], io_type=chosen["io_type"],
+                             min_agreement=chosen["min_agreement"],
                              opset=self.opset.value() if fmt == "onnx" else None,
                              portable=fmt in ("keras", "h5") and self.portable.isChecked(),
                              verify=self.verify.isChecked(), tolerance=tolerance)
+
+    def data_sources(self) -> tuple[str | None, str | None]:
+        """(calibration, verification) data named in the form (None: not used)."""
+        chosen = self.quantization.selection()
+        verification = chosen["verification"] if self.verify.isChecked() else None
+        return chosen["calibration"], verification
 
     # --- running -------------------------------------------------------------------------
     @Slot()
@@ -235,7 +256,12 @@ class ExportDialog(QDialog):
             if not out:
                 raise UserError("choose where to write the export")
             options = self.options()
-            check_request(self.fmt(), out, options, self.document)
+            calibration, verification = self.data_sources()
+            if options.quantize == "int8" and calibration is None:
+                raise UserError("int8 quantisation needs calibration data: name a data file "
+                                "(or demo) under Calibration data")
+            check_request(self.fmt(), out, dataclasses.replace(
+                options, calibration=calibration), self.document)
         except MissingDependencyError as exc:
             dialogs.show_error(self, "Missing optional package", str(exc))
             return False
@@ -244,10 +270,12 @@ class ExportDialog(QDialog):
             return False
         self.outcome = None
         self.report.clear()
+        self.table.clear_values()
         self.progress.setValue(0)
         self.status.setText("starting…")
         self._set_running(True)
-        request = ExportRequest(self.document, self.fmt(), out, options)
+        request = ExportRequest(self.document, self.fmt(), out, options, calibration,
+                                verification)
         self.task = self.runner.submit(partial(run_export, request), on_done=self._on_finished,
                                        on_progress=self._on_progress)
         return True
@@ -260,9 +288,12 @@ class ExportDialog(QDialog):
             self.cancel_button.setEnabled(False)
 
     def _set_running(self, running: bool) -> None:
-        for widget in (self.format, self.quantize, self.opset, self.portable, self.verify,
+        for widget in (self.format, self.opset, self.portable, self.verify,
                        self.tolerance, self.destination, self.browse, self.export_button):
             widget.setEnabled(not running)
+        self.quantization.set_running(running)
+        if not running:
+            self.quantization.verification.setEnabled(self.verify.isChecked())
         self.cancel_button.setEnabled(running)
         self.cancel_button.setVisible(running)
 
@@ -280,6 +311,7 @@ class ExportDialog(QDialog):
             self.progress.setValue(1000)
             self.status.setText("done: verified" if report.verified else "done (not verified)")
             self.report.setPlainText("\n".join(report.lines()))
+            self.table.show_report(report)
         elif outcome.cancelled:
             self.progress.setValue(0)
             self.progress.setFormat("")
@@ -289,6 +321,7 @@ class ExportDialog(QDialog):
             lines = [outcome.error]
             if report is not None and report.checks:
                 lines += ["", "verification:"] + [f"  {c.line()}" for c in report.checks]
+                self.table.show_report(report)
             self.report.setPlainText("\n".join(lines))
             title = "Missing optional package" if outcome.install else "Export failed"
             dialogs.show_error(self, title, outcome.error, outcome.details)
@@ -357,7 +390,8 @@ class ExportFeature(QObject, BackgroundTask):
                                "a training run is in progress: export when it has ended")
             return None
         self.dialog = ExportDialog(window.loaded_document, self.runner, window,
-                                   window.settings.last_directory())
+                                   window.settings.last_directory(),
+                                   training_data_source(window, window.loaded_document))
         if modal:
             self.dialog.exec()
         else:

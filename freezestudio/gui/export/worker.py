@@ -17,12 +17,17 @@ from freezestudio.gui.background.threads import TaskState
 
 @dataclass
 class ExportRequest:
-    """One export to do: the document, the format, the destination and the options."""
+    """One export to do: the document, the format, the destination and the options.
+
+    `calibration` and `verification` name data sources (anything `train --data` takes),
+    read by the task into the options' samples."""
 
     document: object
     fmt: str
     out: str
     options: object
+    calibration: str | None = None
+    verification: str | None = None
 
 
 @dataclass
@@ -68,8 +73,9 @@ def run_export(request: ExportRequest, state: TaskState) -> ExportOutcome:
 
     outcome = ExportOutcome()
     try:
+        options = _with_samples(request, state)
         outcome.report = export_document(request.document, request.fmt, request.out,
-                                         request.options, progress=state.progress,
+                                         options, progress=state.progress,
                                          cancelled=lambda: state.cancelled)
     except ExportCancelled as exc:
         outcome.cancelled = True
@@ -84,3 +90,28 @@ def run_export(request: ExportRequest, state: TaskState) -> ExportOutcome:
         outcome.error = f"unexpected failure: {type(exc).__name__}: {first_line(exc, default='')}"
         outcome.details = traceback.format_exc()
     return outcome
+
+
+def _with_samples(request: ExportRequest, state: TaskState):
+    """The request's options with its named data read into samples."""
+    import dataclasses
+
+    from freezestudio.core.export.options import (
+        DEFAULT_CALIBRATION_SAMPLES,
+        DEFAULT_VERIFICATION_SAMPLES,
+    )
+    from freezestudio.core.export.samples import read_samples
+
+    options = request.options
+    path = request.document.source_path
+    if request.calibration:
+        state.progress(0.0, f"reading the calibration data ({request.calibration})")
+        options = dataclasses.replace(options, calibration=read_samples(
+            request.document, request.calibration, limit=DEFAULT_CALIBRATION_SAMPLES,
+            held_out=False, model_path=path))
+    if request.verification:
+        state.progress(0.01, f"reading the verification data ({request.verification})")
+        options = dataclasses.replace(options, verification=read_samples(
+            request.document, request.verification, limit=DEFAULT_VERIFICATION_SAMPLES,
+            held_out=True, model_path=path))
+    return options

@@ -56,18 +56,86 @@ def test_exports_the_demo_model_and_shows_the_verification_report(qtbot, dialog,
 
 
 def test_the_form_follows_the_format(dialog):
+    modes = dialog.quantization.mode
     dialog.set_format("keras")
     assert dialog.destination.text().endswith("cnn_transfer_export.keras")
-    assert dialog.portable.isVisibleTo(dialog) and not dialog.quantize.isVisibleTo(dialog)
+    assert dialog.portable.isVisibleTo(dialog) and not modes.isVisibleTo(dialog)
     dialog.set_format("tflite")
     assert dialog.destination.text().endswith("cnn_transfer_export.tflite")
-    assert dialog.quantize.isVisibleTo(dialog) and not dialog.opset.isVisibleTo(dialog)
+    assert modes.isVisibleTo(dialog) and not dialog.opset.isVisibleTo(dialog)
+    assert [modes.itemData(i) for i in range(modes.count())] == [None, "dynamic", "float16",
+                                                                  "int8"]
+    assert not dialog.quantization.io_type.isVisibleTo(dialog)
+    modes.setCurrentIndex(modes.findData("int8"))
+    assert dialog.quantization.io_type.isVisibleTo(dialog)
+    assert dialog.quantization.calibration.isVisibleTo(dialog)
+    assert dialog.options().quantize == "int8"
     dialog.set_format("onnx")
     assert dialog.opset.isVisibleTo(dialog) and dialog.opset.value() == 17
+    assert [modes.itemData(i) for i in range(modes.count())] == [None, "dynamic"]
+    assert modes.currentData() is None  # int8 is not an ONNX mode
+    modes.setCurrentIndex(1)
     dialog.set_format("savedmodel")
     assert dialog.destination.text().endswith("cnn_transfer_export")
-    dialog.quantize.setChecked(True)  # hidden options do not leak into another format
-    assert dialog.options().quantize is None
+    assert dialog.options().quantize is None  # hidden options do not leak into another format
+
+
+def test_the_data_default_to_the_training_docks(qtbot, window, dialog, tmp_path):
+    assert dialog.quantization.verification.text() == "demo"  # the demo CNN's own data
+    data = tmp_path / "mine.npz"
+    data.write_bytes(b"")
+    window.training.ensure_panel().data_box.add_source(str(data))
+    again = window.export.open_dialog(modal=False)
+    assert again.quantization.calibration.text() == str(data)
+    assert again.quantization.verification.text() == str(data)
+    again.close()
+
+
+def test_int8_export_shows_size_and_agreement_in_the_table(qtbot, dialog, answers, tmp_path):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    panel = dialog.quantization
+    dialog.set_format("tflite")
+    panel.mode.setCurrentIndex(panel.mode.findData("int8"))
+    out = tmp_path / "cnn_int8.tflite"
+    outcome = export(qtbot, dialog, "tflite", out)
+    assert outcome.ok, outcome.error
+    report = outcome.report
+    assert report.quantization == "int8" and report.float_bytes > out.stat().st_size
+    table = dialog.table
+    assert table.value("Size") == (f"{out.stat().st_size:,} bytes "
+                                   f"({out.stat().st_size / report.float_bytes:.2f}x)")
+    assert table.value("Top-1 agreement") == f"{report.checks[0].top1_agreement:.4f}"
+    assert table.value("Accuracy (model)") == f"{report.checks[0].model_accuracy:.4f}"
+    x_val = np.load(DEMO_DIR / "cnn_task_b.npz")["x_val"]
+    got = Interpreter(model_path=str(out)).get_signature_runner()(image=x_val)
+    got = next(iter(got.values()))
+    expected = dialog.document.model.predict(x_val, verbose=0)
+    assert report.checks[0].top1_agreement == pytest.approx(
+        np.mean(np.argmax(got, 1) == np.argmax(expected, 1)))
+    assert answers["errors"] == []
+
+
+def test_cancel_during_the_calibration_pass_writes_nothing(qtbot, dialog, answers, tmp_path):
+    panel = dialog.quantization
+    dialog.set_format("tflite")
+    panel.mode.setCurrentIndex(panel.mode.findData("int8"))
+    out = tmp_path / "cnn_int8.tflite"
+    dialog.destination.setText(str(out))
+    seen, shown = [], dialog._on_progress
+
+    def progress(fraction, message):  # on the GUI thread, as the dialog's own handler
+        shown(fraction, message)
+        if "calibrating" in message and not seen:
+            seen.append(message)
+            dialog.cancel_button.click()
+
+    dialog._on_progress = progress
+    with qtbot.waitSignal(dialog.done, timeout=EXPORT_TIMEOUT_MS) as blocker:
+        assert dialog.start()
+    assert seen and blocker.args[0].cancelled
+    assert not out.exists() and answers["errors"] == []
 
 
 @pytest.mark.parametrize("destination, expected", [
