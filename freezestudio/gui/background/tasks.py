@@ -19,5 +19,9 @@ class BackgroundTask:
         """False while saving must wait (after telling the user)."""
         return True
 
+    def request_shutdown(self) -> None:
+        """Asks the feature's work to stop without waiting: closing asks every feature
+        first and then waits for each (`shutdown`), so their stops overlap."""
+
     def shutdown(self) -> None:
         """Stops the feature's work and waits for its thread."""

@@ -398,6 +398,9 @@ class ExportFeature(QObject, BackgroundTask):
             self.dialog.show()
         return self.dialog
 
+    def request_shutdown(self) -> None:
+        self.runner.shutdown(timeout_s=0)
+
     def shutdown(self) -> None:
         self.runner.shutdown()
 

@@ -361,6 +361,9 @@ class TrainingSession(QObject, BackgroundTask):
         support.save_metrics(self.window, self.panel.plots.metrics)
 
     # --- shutdown -----------------------------------------------------------------------------
+    def request_shutdown(self) -> None:
+        self.runner.shutdown(timeout_s=0)
+
     def shutdown(self) -> None:
         """Stops a run (without asking) and the background thread; waits for both."""
         self.runner.shutdown(STOP_TIMEOUT_S)

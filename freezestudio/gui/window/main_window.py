@@ -387,11 +387,17 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             return
         self.settings.save_window(self)
         self.settings.sync()
+        self.hide()  # gone at once; a running task may take a moment to reach a stop point
         self.shutdown()
         event.accept()
 
     def shutdown(self) -> None:
-        """Stops the background work (abandons queued jobs, waits for a running one)."""
+        """Stops the background work (abandons queued jobs, waits for a running one):
+        every host is asked first, then each is waited for, so their stops overlap."""
+        for task in self.background_tasks:
+            task.request_shutdown()
+        for host in (self.runner, self.reader):
+            host.shutdown(timeout_s=0)
         for task in self.background_tasks:
             task.shutdown()
         self.runner.shutdown()

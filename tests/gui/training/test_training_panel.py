@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 import pytest
+from gui_training import CNN, RUN_TIMEOUT_MS, open_session, run
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 from stall_meter import StallMeter
 
@@ -27,8 +28,6 @@ from freezestudio.resources import DEMO_DIR
 IDLE, PAUSED, RUNNING = PanelState.IDLE, PanelState.PAUSED, PanelState.RUNNING
 
 DEMO = DEMO_DIR
-CNN = DEMO / "cnn_transfer.keras"
-RUN_TIMEOUT_MS = 120_000
 STALL_LIMIT_MS = 250  # target < 50 ms; generous for a loaded 2-core machine
 # MobileNetV2: 41-76 ms measured (at Start, while its first step is traced, or at the
 # end-of-run repaint); 100-200 ms during tracing before `gui_friendly_interpreter`
@@ -37,34 +36,7 @@ LARGE_MODEL_STALL_LIMIT_MS = 150
 
 @pytest.fixture
 def session(qtbot, window, open_and_wait):
-    """The window with the demo CNN open, its training session and a preview of the demo
-    data; checks at teardown that the training thread stopped."""
-    training = getattr(window, "training", None) or install_training(window)
-    window.training = training
-    assert training.panel is None  # created when first shown (pyqtgraph: not at start-up)
-    training.dock.show()
-    assert training.panel is not None and not training.panel.isEnabled()
-    with qtbot.waitSignal(training.preview_shown, timeout=RUN_TIMEOUT_MS):
-        assert open_and_wait(qtbot, window, CNN)
-    assert training.preview.error == "" and training.panel.start_button.isEnabled()
-    yield training
-    window.close()
-    assert training.runner.thread.isFinished(), "the training QThread is still running"
-
-
-def run(qtbot, session, **settings) -> object:
-    """Starts a run with these form settings and waits for its outcome."""
-    form = session.panel.form
-    form.epochs.setValue(settings.get("epochs", 1))
-    form.batch_size.setValue(settings.get("batch_size", 32))
-    form.cache.setCurrentText(settings.get("cache", "auto"))
-    form.seed.setValue(settings.get("seed", 1))
-    with qtbot.waitSignal(session.run_done, timeout=RUN_TIMEOUT_MS) as blocker:
-        assert session.start()
-    # the last plots are drawn one per timer tick after the run, then the timer stops
-    plots = session.panel.plots
-    qtbot.waitUntil(lambda: not plots.pending() and not plots._timer.isActive(), timeout=5000)
-    return blocker.args[0]
+    yield from open_session(qtbot, window, open_and_wait)
 
 
 def weights(document) -> dict:
