@@ -12,7 +12,9 @@ folder, then:
    which also scans the file for code, builds the tree, strips/re-applies stop-gradient
    points and reads FreezeStudio state) and `open_described_document` (the config-first
    reader); then the time of the gradient-flow analysis and of a "freeze everything"
-   edit on the open document.
+   edit on the open document;
+3. the GUI, in fresh processes (offscreen): from `open_path(FILE)` (the file chosen) to
+   the tree painted (config-first), and to the model loaded (edits possible).
 """
 
 from __future__ import annotations
@@ -49,11 +51,56 @@ def fresh_process_seconds(command: list[str], repeats: int) -> float:
                                                  stderr=subprocess.DEVNULL), repeats)
 
 
+def gui_child(path: str) -> None:
+    """Opens `path` in a fresh window; prints the ms to the tree painted and to the model."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from freezestudio.gui.window.main_window import MainWindow
+    from freezestudio.gui.window.settings import Settings
+
+    app = QApplication([])
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(QSettings(str(Path(tmp) / "s.ini"), QSettings.Format.IniFormat))
+        window = MainWindow(settings=settings)
+        window.show()
+        app.processEvents()
+        start = time.perf_counter()
+        window.open_path(path)
+        while window.document is None:
+            app.processEvents()
+            time.sleep(0.001)
+        window.tree.viewport().repaint()
+        painted = time.perf_counter() - start
+        while not window.model_ready:
+            app.processEvents()
+            time.sleep(0.001)
+        loaded = time.perf_counter() - start
+        print(f"{painted * 1000:.0f} {loaded * 1000:.0f}")
+        window.close()
+
+
+def gui_seconds(path: Path, repeats: int) -> tuple[float, float]:
+    """Medians of (tree painted, model loaded) over fresh GUI processes."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "QT_QPA_PLATFORM": "offscreen"}
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, __file__, "--gui-child", str(path)], check=True,
+                              env=env, capture_output=True, text=True)
+        runs.append([int(v) / 1000 for v in done.stdout.split()[-2:]])
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="NASNetMobile")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gui-child", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.gui_child:
+        gui_child(args.gui_child)
+        return
     import_tensorflow_quietly()
     import keras
 
@@ -68,6 +115,7 @@ def main() -> None:
             [sys.executable, "-m", "freezestudio", "inspect", str(path)], args.repeats)
         bare = fresh_process_seconds([sys.executable, "-c", _BARE_LOAD, str(path)],
                                      args.repeats)
+        painted, loaded = gui_seconds(path, args.repeats)
         keras_load, app_open, described = [], [], []
         for _ in range(args.repeats):
             keras_load.append(median_seconds(
@@ -80,6 +128,8 @@ def main() -> None:
     print(f"{args.model}: {layers} tree nodes, {len(document.weights)} weights")
     print(f"fresh processes: freezestudio inspect {inspect * 1000:.0f} ms   bare load_model "
           f"{bare * 1000:.0f} ms   ratio {inspect / bare:.2f}x (target <= 0.25x)")
+    print(f"GUI (fresh process): file chosen -> tree painted {painted * 1000:.0f} ms, "
+          f"-> model loaded {loaded * 1000:.0f} ms")
     print(f"keras.saving.load_model: {k * 1000:.0f} ms   open_document: {a * 1000:.0f} ms   "
           f"ratio {a / k:.2f}x")
     print(f"open_described_document (config-first): {d * 1000:.0f} ms   ratio {d / k:.2f}x")

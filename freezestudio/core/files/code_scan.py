@@ -13,6 +13,7 @@ from pathlib import Path
 
 from freezestudio.core.errors import ModelFileError, first_line
 from freezestudio.core.files import formats, limits
+from freezestudio.core.files.archive_member import open_member
 
 _CODE_LAYER_CLASSES = {"Lambda"}
 
@@ -72,7 +73,7 @@ def _keras_archive_config(path: Path):
             limits.check_member_size(member, path)
             raw = archive.read(member)
             if _WEIGHTS_MEMBER in archive.namelist():
-                _check_archive_weights(archive, path)
+                _check_archive_weights(path, archive)
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
@@ -83,12 +84,13 @@ def _keras_archive_config(path: Path):
     return limits.parse_config(raw, path)
 
 
-def _check_archive_weights(archive: zipfile.ZipFile, path: Path) -> None:
+def _check_archive_weights(path: Path, archive: zipfile.ZipFile) -> None:
     """`limits.check_h5` on the weights inside the archive (read in place)."""
     import h5py
 
     try:
-        with archive.open(_WEIGHTS_MEMBER) as member, h5py.File(member, "r") as handle:
+        with open_member(path, archive, _WEIGHTS_MEMBER) as member, \
+                h5py.File(member, "r") as handle:
             limits.check_h5(handle, path)
     except ModelFileError:
         raise

@@ -22,6 +22,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from freezestudio.core.files.archive_member import open_member
 from freezestudio.core.files.layer_variables import UnknownLayer, layer_variables
 from freezestudio.core.graph.description import (
     DescribedCall,
@@ -54,7 +55,8 @@ def read_description(path: Path, config: dict) -> tuple[DescribedModel, set]:
     import h5py
 
     try:
-        with zipfile.ZipFile(path) as archive, archive.open(_WEIGHTS_MEMBER) as member, \
+        with zipfile.ZipFile(path) as archive, \
+                open_member(path, archive, _WEIGHTS_MEMBER) as member, \
                 h5py.File(member, "r") as weights:
             reader = _Reader(weights)
             model = reader.layer(config, weights.get("/"))

@@ -54,6 +54,17 @@ def _describe(path: str, trust: bool, job):
     return prepare(document) if document is not None else None
 
 
+def import_reader_modules(job) -> None:
+    """Imports what the config-first read needs (h5py, the reader) on the reader's thread
+    at start-up, before the TensorFlow import on the other thread gets to them: a module
+    one thread is importing makes the other wait for the whole import."""
+    import h5py  # noqa: F401
+
+    import freezestudio.core.files.config_reader  # noqa: F401
+    import freezestudio.core.files.loading  # noqa: F401
+    import freezestudio.gui.editor.node_info  # noqa: F401
+
+
 def _ignore(job) -> None:
     """A config read that failed: the full load reports what is wrong with the file."""
 

@@ -29,7 +29,12 @@ from freezestudio.gui.export.dialog import install_export
 from freezestudio.gui.training.session import install_training
 from freezestudio.gui.window.actions import Actions
 from freezestudio.gui.window.busy_page import BusyPage
-from freezestudio.gui.window.file_flows import LOADING_BANNER, FileFlowsMixin, display_name
+from freezestudio.gui.window.file_flows import (
+    LOADING_BANNER,
+    FileFlowsMixin,
+    display_name,
+    import_reader_modules,
+)
 from freezestudio.gui.window.settings import Settings, first_run_geometry
 from freezestudio.gui.window.start_page import StartPage
 from freezestudio.gui.window.summary import Legend, SummaryBar
@@ -88,6 +93,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             self.setGeometry(first_run_geometry(self.screen().availableGeometry()))
         self.refresh_recent()
         self.set_document(None)
+        self.reader.submit(import_reader_modules)
         if import_tf:
             self.runner.submit(import_tensorflow_task, on_done=self._tf_loaded,
                                on_error=self._tf_failed)
