@@ -168,3 +168,15 @@ def test_no_module_is_over_400_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 420}
     assert long == {}
+
+
+def test_test_module_names_are_unique():
+    """pytest imports test modules by basename (no __init__.py under tests/): two files with one
+    name in different folders make the whole run fail at collection."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(REPO)} and {path.relative_to(REPO)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "same test module name twice: " + "; ".join(clashes)
