@@ -5,6 +5,8 @@
    norms on, reported every step). Each round trains several epochs with both; the
    first epoch of every call (tracing, set-up) is the warm-up and is not timed, the other
    epochs are. Prints steps/s of both and the ratio engine / fit (>= 1.0: as fast or faster).
+   Twice: with both on their default `jit_compile="auto"` (XLA only with a GPU), and with
+   XLA forced on for both (`model.compile(jit_compile=True)`, `--jit-compile on`).
 2. MobileNetV2 (96x96, random weights: nothing is downloaded) as a nested backbone with a
    new head: the engine's step time with everything trainable, with a stop-gradient after
    the backbone only, and with the backbone frozen (feature caching off, so this is the
@@ -79,19 +81,23 @@ def open_copy(model, folder: Path, name: str):
     return open_document(path)
 
 
-def bench_fit_vs_engine(folder: Path, rounds: int, epochs: int, batch: int, samples: int):
+def bench_fit_vs_engine(folder: Path, rounds: int, epochs: int, batch: int, samples: int,
+                        jit: bool = False):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(samples, 512)).astype("float32")
     y = rng.integers(0, 10, samples).astype("int32")
     model = mlp(0)
-    print(f"1M-parameter MLP: {model.count_params():,} params, {samples} samples, batch {batch}, "
-          f"{samples // batch} steps/epoch; {rounds} rounds x {epochs} epochs "
+    mode = "XLA on for both (jit_compile=True, --jit-compile on)" if jit else \
+        "jit_compile auto for both"
+    print(f"\n1M-parameter MLP, {mode}: {model.count_params():,} params, {samples} samples, "
+          f"batch {batch}, {samples // batch} steps/epoch; {rounds} rounds x {epochs} epochs "
           f"(first epoch of each call untimed)")
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], jit_compile=True if jit else "auto")
     document = open_copy(mlp(0), folder, "mlp")
     data = TrainingData("arrays", Split([x], [y]))
-    config = TrainingConfig(epochs=epochs, batch_size=batch, cache_features="off", seed=0)
+    config = TrainingConfig(epochs=epochs, batch_size=batch, cache_features="off", seed=0,
+                            jit_compile="on" if jit else "auto")
     steps = samples // batch
     fit_rates, engine_rates = [], []
     for r in range(rounds):
@@ -183,10 +189,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.quick:
-            bench_fit_vs_engine(folder, 2, 3, 64, 64 * 20)
+            for jit in (False, True):
+                bench_fit_vs_engine(folder, 2, 3, 64, 64 * 20, jit)
             bench_mobilenet(folder, 64, 16, 4, 3)
         else:
-            bench_fit_vs_engine(folder, args.rounds, args.epochs, 64, 64 * 100)
+            for jit in (False, True):
+                bench_fit_vs_engine(folder, args.rounds, args.epochs, 64, 64 * 100, jit)
             bench_mobilenet(folder, 96, 32, 8, 5)
     return 0
 

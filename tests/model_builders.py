@@ -468,6 +468,20 @@ class HostRoundTrip(keras.layers.Layer):
         return inputs + tf.stop_gradient(host - inputs)
 
 
+def mlp_with_idle_batchnorm():
+    """Dense `a` -> Dense `c` -> Dense `out` (softmax, 3 classes) from input `x` (6), plus
+    a BatchNormalization `bn` on `a`'s output added to `c`'s input times 0 (`Rescaling`
+    `zero`): in training its moving statistics move, while the outputs and every other
+    weight's gradient are the plain MLP's."""
+    inputs = keras.Input((6,), name="x")
+    a = keras.layers.Dense(8, activation="tanh", name="a")(inputs)
+    idle = keras.layers.Rescaling(0.0, name="zero")(keras.layers.BatchNormalization(
+        name="bn")(a))
+    x = keras.layers.Add(name="add")([a, idle])
+    x = keras.layers.Dense(8, activation="relu", name="c")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
+
+
 def pre_middle_post(middle):
     """Dense `pre` -> the given layer -> Dense `post` -> Dense `out` (an unnamed model)."""
     inputs = keras.Input((6,), name="x")

@@ -83,6 +83,13 @@ def configure(parser) -> None:
     parser.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto",
                         help="compile the step with XLA (auto: as Keras's fit, on with a GPU "
                              "and no distribute strategy)")
+    parser.add_argument("--multi-worker", action="store_true",
+                        help="train synchronously on the cluster in TF_CONFIG "
+                             "(MultiWorkerMirroredStrategy; run the same command on every "
+                             "worker; --batch-size is the global batch)")
+    parser.add_argument("--cluster-timeout", type=_positive_int, default=None,
+                        metavar="SECONDS", help="--multi-worker: how long to wait for the "
+                        "other workers, and for each collective step (default 120)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (and nothing else) on stdout")
 
@@ -107,6 +114,9 @@ def run(args) -> int:
     )
     from freezestudio.core.training.trainer import Trainer
 
+    if args.cluster_timeout is not None and not args.multi_worker:
+        raise UserError("--cluster-timeout applies to --multi-worker only")
+    task, notes = _join_cluster(args) if args.multi_worker else (None, [])
     if args.weight_decay is not None and args.optimizer != "adamw":
         raise UserError(f"--weight-decay applies to --optimizer adamw only ({args.optimizer} "
                         "has no weight decay here)")
@@ -123,7 +133,7 @@ def run(args) -> int:
         **({} if args.weight_decay is None else {"weight_decay": args.weight_decay}),
         loss=args.loss, seed=args.seed, cache_features=args.cache_features,
         device=args.device, mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile)
+        jit_compile=args.jit_compile, multi_worker=args.multi_worker)
     trainer = Trainer(document, data, config)
     trainer.prepare()  # every setup error before any log file is created
     writers = []
@@ -133,8 +143,13 @@ def run(args) -> int:
     if args.log_dir:
         writers.append(TensorBoardWriter(args.log_dir))
     console = _Console(quiet=args.json, bar=sys.stderr.isatty() and not args.json)
+    for note in notes:
+        console._out(f"note: {note}")
     result = trainer.run(MultiReporter(console, *writers))
     summary = result.to_dict()
+    if task is not None:
+        summary["worker"] = {"type": task.task_type, "index": task.index,
+                             "workers": task.workers, "chief": task.is_chief}
     saved = None
     if result.status == COMPLETED:
         report = save_document(document, args.output)
@@ -144,7 +159,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        console.finish(result, saved, summary.get("notes", ()))
+        console.finish(result, saved, summary.get("notes", ()),
+                       integrity=task is None or task.is_chief)
     if result.status == COMPLETED:
         if not result.integrity.ok:
             print(f"freezestudio: integrity violation: frozen weights changed: "
@@ -163,6 +179,45 @@ def run(args) -> int:
     print(f"freezestudio: error: training stopped: {result.message}; nothing was saved",
           file=sys.stderr)
     return ExitCode.USER_ERROR
+
+
+def _join_cluster(args):
+    """Checks what cannot run distributed, then joins the TF_CONFIG cluster (before
+    anything else uses TensorFlow). Points this worker's output at its own file and
+    returns `(ClusterTask, notes)`.
+
+    Raises:
+        UserError: an option that cannot run distributed, a bad TF_CONFIG, a cluster that
+            could not be formed in time.
+    """
+    from freezestudio.core.training.cluster import (
+        DEFAULT_TIMEOUT_SECONDS,
+        output_path,
+        read_tf_config,
+        start_multi_worker,
+    )
+
+    for given, option in ((args.device, "--device"),
+                          (args.cache_features == "on", "--cache-features on"),
+                          (args.jit_compile == "on", "--jit-compile on")):
+        if given:
+            raise UserError(f"{option} cannot run with --multi-worker (each worker trains "
+                            "on all its GPUs, else its CPU, without feature caching or XLA)")
+    task = read_tf_config()
+    notes = []
+    if args.seed is None:
+        args.seed = 0
+        notes.append("multi-worker: every worker shuffles and splits with seed 0 "
+                     "(--seed chooses another)")
+    start_multi_worker(task, args.cluster_timeout or DEFAULT_TIMEOUT_SECONDS)
+    if not task.is_chief:
+        args.output = str(output_path(args.output, task))
+        notes.append(f"multi-worker: this worker saves its copy to {args.output}; the "
+                     "chief's output is the result")
+        if args.metrics_csv or args.log_dir:
+            args.metrics_csv = args.log_dir = None
+            notes.append("multi-worker: the metrics CSV and TensorBoard logs are the chief's")
+    return task, notes
 
 
 class _Console(Reporter):
@@ -221,11 +276,11 @@ class _Console(Reporter):
     def run_finished(self, result) -> None:
         self._clear()
 
-    def finish(self, result, saved, notes=()) -> None:
+    def finish(self, result, saved, notes=(), integrity: bool = True) -> None:
         loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "-"
         self._out(f"{result.status}: {result.steps} steps in {result.seconds:.1f} s "
                   f"({result.steps_per_second:.1f} steps/s), final loss {loss}")
-        if result.integrity is not None:
+        if result.integrity is not None and integrity:  # multi-worker: the chief's report
             for line in result.integrity.summary_lines():
                 self._out(line)
         for note in notes:  # the run's (XLA) and the save report's (compile config)

@@ -13,8 +13,15 @@ import os
 import sys
 
 
-def import_tensorflow_quietly() -> None:
-    """Imports tensorflow and keras, and initialises devices, with native stderr muted."""
+def import_tensorflow_quietly(before_context=None) -> None:
+    """Imports tensorflow and keras, and initialises devices, with native stderr muted.
+
+    Args:
+        before_context: called with the tensorflow module after its import and before
+            anything creates TensorFlow's context (keras, device listing): what must
+            configure the process first (a multi-worker strategy). Not called when both
+            are already imported.
+    """
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,8 +33,11 @@ def import_tensorflow_quietly() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras  # noqa: F401
         import tensorflow
+
+        if before_context is not None:
+            before_context(tensorflow)
+        import keras  # noqa: F401
 
         tensorflow.config.list_logical_devices()  # device probing logs too: do it now
         tensorflow.get_logger().setLevel(logging.ERROR)

@@ -56,6 +56,9 @@ class TrainingConfig:
             a policy name ("mixed_float16", "mixed_bfloat16") to force one.
         jit_compile: "auto" (Keras's rule: XLA with a GPU and no distribute strategy),
             "on" or "off" (see xla.py).
+        multi_worker: train under the process's MultiWorkerMirroredStrategy (started by
+            `cluster.start_multi_worker` first); needs a seed (every worker must shuffle
+            and split alike) and no `device`.
     """
 
     epochs: int = 1
@@ -73,6 +76,7 @@ class TrainingConfig:
     device: str | None = None
     mixed_precision: bool | str = False
     jit_compile: str = "auto"
+    multi_worker: bool = False
 
     def validate(self) -> None:
         """Raises UserError for a value out of range."""
@@ -84,6 +88,9 @@ class TrainingConfig:
         if not self.learning_rate > 0:
             raise UserError("learning rate (--learning-rate) must be positive, "
                             f"got {self.learning_rate}")
+        if self.multi_worker and self.seed is None:
+            raise UserError("multi-worker training needs a seed: every worker must shuffle "
+                            "the data in the same order")
         if isinstance(self.mixed_precision, str) and \
                 self.mixed_precision not in ("mixed_float16", "mixed_bfloat16"):
             raise UserError(f"unknown mixed precision policy '{self.mixed_precision}' "

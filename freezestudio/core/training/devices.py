@@ -3,13 +3,16 @@
 A device name is what TensorFlow calls a logical device (`/CPU:0`, `/GPU:1`), case and the
 leading slash optional. `select_devices` also takes `cpu`, `gpu` (the first of the kind),
 `gpu:all` and comma-separated lists; several devices train under
-`tf.distribute.MirroredStrategy`.
+`tf.distribute.MirroredStrategy`. A multi-worker run (`cluster.py`) trains under the
+process's MultiWorkerMirroredStrategy, on every GPU of each worker (else its CPU).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+
+import numpy as np
 
 from freezestudio.core.errors import UserError
 
@@ -31,6 +34,7 @@ class Placement:
 
     devices: list
     strategy: object = None
+    label: str = ""
 
     @property
     def distributed(self) -> bool:
@@ -50,7 +54,23 @@ class Placement:
             return tf.device(self.devices[0])
         return contextlib.nullcontext()
 
+    def distribute(self, dataset):
+        """`dataset` as the strategy's replicas take it (unchanged on one device): each
+        global batch split across the replicas; across workers sharded by data (every
+        worker reads it all in the same seeded order and keeps its share of each batch:
+        arrays have no files to shard by)."""
+        if self.strategy is None:
+            return dataset
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
     def describe(self) -> str:
+        if self.label:
+            return self.label
         if self.strategy is not None:
             return f"MirroredStrategy over {', '.join(self.devices)}"
         return self.devices[0] if self.devices else "default device"
@@ -88,12 +108,16 @@ def _canonical(name: str) -> str:
     return f"/{kind.upper()}:{index or 0}"
 
 
-def select_devices(spec: str | None) -> Placement:
-    """A Placement for a device spec (None or "auto": TensorFlow's default placement).
+def select_devices(spec: str | None, multi_worker: bool = False) -> Placement:
+    """A Placement for a device spec (None or "auto": TensorFlow's default placement), or
+    with `multi_worker` the process's MultiWorkerMirroredStrategy (`spec` must be None).
 
     Raises:
-        UserError: a named device does not exist (the message lists those that do).
+        UserError: a named device does not exist (the message lists those that do); a
+            device spec with `multi_worker`; `multi_worker` before the cluster started.
     """
+    if multi_worker:
+        return _multi_worker(spec)
     if spec is None or spec.strip().lower() in ("", "auto"):
         return Placement([])
     available = [d.name for d in list_devices()]
@@ -113,6 +137,20 @@ def select_devices(spec: str | None) -> Placement:
     if len(wanted) == 1:
         return Placement(wanted)
     return Placement(wanted, _mirrored(tuple(wanted)))
+
+
+def _multi_worker(spec: str | None) -> Placement:
+    from freezestudio.core.training.cluster import running_cluster
+
+    if spec is not None and spec.strip().lower() not in ("", "auto"):
+        raise UserError("--device cannot be combined with --multi-worker (each worker "
+                        "trains on all its GPUs, else its CPU)")
+    task, strategy = running_cluster()
+    devices = [_canonical(d) for d in strategy.extended.worker_devices]
+    label = (f"MultiWorkerMirroredStrategy, {task.describe()}, {strategy.num_replicas_in_sync}"
+             f" replicas in sync ({', '.join(devices)} here); --batch-size is the global "
+             "batch, split across the replicas")
+    return Placement(devices, strategy, label)
 
 
 _STRATEGIES: dict = {}
@@ -183,3 +221,36 @@ def replicate_model(model, strategy):
         copy.assign(original.numpy())
         copy.trainable = original.trainable
     return clone, {id(a): b for a, b in zip(originals, copies, strict=True)}
+
+
+def replica_values(strategy, originals, mapping: dict, synchronized) -> list:
+    """The values a run on replicas leaves, one array per variable of `originals`.
+
+    A variable in `synchronized` (those receiving gradient: their updates are all-reduced)
+    is the same on every replica. Any other replica variable that differs from its
+    original (BatchNorm moving statistics: each replica updates them from its own share
+    of the batch) is averaged over all replicas of all workers (one collective, which
+    every worker runs, on the same variables: they change alike on every worker), so
+    every worker ends with the same model; an exponential moving average is linear, so
+    the mean at the end equals averaging after every step. The rest (frozen weights) are
+    returned as they are, bit for bit.
+
+    Args:
+        mapping: `id(original variable) -> replica variable` (from `replicate_model`).
+    """
+    import tensorflow as tf
+
+    clones = [mapping[id(v)] for v in originals]
+    values = [c.numpy() for c in clones]
+    fixed = {id(v) for v in synchronized}
+    moved = [i for i, (clone, original) in enumerate(zip(clones, originals, strict=True))
+             if id(clone) not in fixed and not np.array_equal(values[i], original.numpy())]
+    if moved:
+        @tf.function(autograph=False)
+        def averaged():
+            local = strategy.run(lambda: [tf.identity(clones[i]) for i in moved])
+            return [strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for v in local]
+
+        for i, value in zip(moved, averaged(), strict=True):
+            values[i] = value.numpy()
+    return values

@@ -44,6 +44,7 @@ from freezestudio.core.training.config import (
 from freezestudio.core.training.devices import (
     apply_policy,
     mixed_precision_policy,
+    replica_values,
     replicate_model,
     select_devices,
 )
@@ -162,7 +163,7 @@ class Trainer:
         columns = [node for node in document.root.walk() if node.weights]
         receiving = [w for w in document.weights if document.receives_gradient(w) is True]
         notes = list(self.data.notes)
-        placement = select_devices(cfg.device)
+        placement = select_devices(cfg.device, cfg.multi_worker)
         model, mapping = (document.model if is_keras(document) else None), {}
         if placement.distributed:
             if model is None:
@@ -339,8 +340,7 @@ class Trainer:
 
     @staticmethod
     def _distribute(setup: _Setup, dataset):
-        strategy = setup.placement.strategy
-        return dataset if strategy is None else strategy.experimental_distribute_dataset(dataset)
+        return setup.placement.distribute(dataset)
 
     @staticmethod
     def _evaluate(spec: StepSpec, eval_step, batches, samples: int, batch_size: int):
@@ -367,10 +367,10 @@ class Trainer:
         (not after a diverged run: its last step was applied on the replicas)."""
         if not setup.mapping or result.status == DIVERGED:
             return
-        for weight in self.document.weights:
-            clone = setup.mapping.get(id(weight.variable))
-            if clone is not None:
-                weight.variable.assign(clone.numpy())
+        originals = [w.variable for w in self.document.weights if id(w.variable) in setup.mapping]
+        for original, value in zip(originals, replica_values(
+                setup.placement.strategy, originals, setup.mapping, setup.variables), strict=True):
+            original.assign(value)
 
 
 def _first_line(exc: Exception) -> str:
