@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.commands.common import (
+    add_edit_options,
+    add_merge_lora_option,
+    add_model_options,
+    open_edited_document,
+)
 from freezestudio.commands.exit_codes import ExitCode
 
 HELP = "apply a plan or freeze/unfreeze/stop-gradient edits and save the result"
@@ -15,13 +20,15 @@ def configure(parser) -> None:
                         help="output .keras or .h5 file (a directory for generic SavedModels)")
     parser.add_argument("--portable", action="store_true",
                         help="drop stop-gradient layers so plain Keras loads the file")
+    add_merge_lora_option(parser)
 
 
 def run(args) -> int:
     from freezestudio.core.files.saving import save_document
 
     document = open_edited_document(args)
-    report = save_document(document, args.output, portable=args.portable)
+    report = save_document(document, args.output, portable=args.portable,
+                           merge_lora=args.merge_lora)
     counts = document.counts()
     receiving = f"{document.receiving_params():,} receive gradient"
     if args.portable and document.stop_points:  # the copy has no points: the count is not its

@@ -39,6 +39,13 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
                         help="insert a stop-gradient point after this layer (PATH or PATH[k])")
 
 
+def add_merge_lora_option(parser: argparse.ArgumentParser) -> None:
+    """--merge-lora, for the commands that save a .keras/.h5."""
+    parser.add_argument("--merge-lora", action="store_true",
+                        help="write LoRA adapters merged into their kernels: a plain model "
+                             "(default: kept, so the file trains on with them)")
+
+
 def open_edited_document(args, config_first: bool = False):
     """Opens args.file and applies --plan, then --freeze/--unfreeze/--stop-gradient-after.
 

@@ -60,6 +60,9 @@ def configure(parser) -> None:
     parser.add_argument("--opset", type=int, metavar="N", help="onnx: the opset version")
     parser.add_argument("--portable", action="store_true",
                         help="keras/h5: drop stop-gradient layers so plain Keras loads the file")
+    parser.add_argument("--merge-lora", action="store_true",
+                        help="keras/h5: write LoRA adapters merged into their kernels (a plain "
+                             "model); deployment formats always merge them")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="X",
                         help="largest accepted difference from the model, times "
                              "max(1, largest |output|) (default "
@@ -93,7 +96,8 @@ def run(args) -> int:
     from freezestudio.core.export.samples import read_samples
 
     options = ExportOptions(quantize=args.quantize, opset=args.opset, portable=args.portable,
-                            verify=not args.no_verify, tolerance=args.tolerance,
+                            merge_lora=args.merge_lora, verify=not args.no_verify,
+                            tolerance=args.tolerance,
                             io_type=args.io_type, min_agreement=args.min_agreement)
     options.calibration = args.calibration_data  # checked as given; read after the model
     if args.verify_data and args.no_verify:

@@ -14,7 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.commands.common import (
+    add_edit_options,
+    add_merge_lora_option,
+    add_model_options,
+    open_edited_document,
+)
 from freezestudio.commands.exit_codes import ExitCode
 from freezestudio.core.diagnostics.log_file import record_failure
 from freezestudio.core.errors import UserError
@@ -48,6 +53,7 @@ def _positive_int(text: str) -> int:
 def configure(parser) -> None:
     add_model_options(parser)
     add_edit_options(parser)
+    add_merge_lora_option(parser)
     parser.add_argument("--data", required=True, metavar="DATA",
                         help=".npz (x, y[, x_val, y_val] or one array per input name), .csv "
                              "(numeric, see --target), a folder of class sub-folders of "
@@ -152,7 +158,7 @@ def run(args) -> int:
                              "workers": task.workers, "chief": task.is_chief}
     saved = None
     if result.status == COMPLETED:
-        report = save_document(document, args.output)
+        report = save_document(document, args.output, merge_lora=args.merge_lora)
         saved = str(report.path)
         summary["notes"] += report.notes
     summary["output"] = saved

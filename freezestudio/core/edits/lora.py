@@ -14,8 +14,11 @@ does (A he-uniform, B zeros), which keeps the outputs and makes them learn again
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import numpy as np
 
 from freezestudio.core.errors import PlanError, first_line
 from freezestudio.core.model.adapters import Adapter, lora_layers
@@ -133,8 +136,6 @@ def computed_kernel(layer):
 
 def _live(layer) -> bool:
     """Whether an adapter has any non-zero entry (Keras's reload leaves both zero)."""
-    import numpy as np
-
     return bool(np.any(layer.lora_kernel_a.numpy()) or np.any(layer.lora_kernel_b.numpy()))
 
 
@@ -152,3 +153,150 @@ def revive_dead_adapters(document: Document) -> list[Adapter]:
     if revived:
         document.weights_changed(notify=False)
     return revived
+
+
+@contextlib.contextmanager
+def merged_adapters(adapters: list[Adapter]):
+    """For the block, the adapted layers are plain layers with merged kernels: no adapter
+    variables tracked, no `lora_rank` in their config (for deployment exports and merged
+    saves). After it, every layer is exactly as before: the same variable objects, in the
+    same order, the base kernels bit-identical. The document is not told (nothing it
+    shows changes for good), so this may run on a worker thread."""
+    import keras
+
+    kept = []
+    try:
+        for adapter in adapters:
+            layer = adapter.layer
+            base = base_variable(layer)
+            kept.append((layer, base, np.array(base.numpy(), copy=True),
+                         list(layer._trainable_variables), list(layer._non_trainable_variables),
+                         (layer.lora_kernel_a, layer.lora_kernel_b, layer.lora_rank,
+                          layer.lora_alpha)))
+            base.assign(keras.ops.cast(computed_kernel(layer), base.dtype))
+            del layer.lora_kernel_a
+            del layer.lora_kernel_b
+            layer.lora_enabled, layer.lora_rank = False, None
+        yield
+    finally:
+        for layer, base, value, trainable, non_trainable, state in reversed(kept):
+            layer._tracker.unlock()
+            layer.lora_kernel_a, layer.lora_kernel_b = state[0], state[1]
+            layer._tracker.lock()
+            layer._trainable_variables[:] = trainable
+            layer._non_trainable_variables[:] = non_trainable
+            layer.lora_enabled, layer.lora_rank, layer.lora_alpha = True, state[2], state[3]
+            base.assign(value)
+
+
+@contextlib.contextmanager
+def keras_file_values(adapters: list[Adapter]):
+    """For the block, each adapter holds what Keras's own `.keras` save writes: the merged
+    kernel, both matrices zero (so that a legacy `.h5`, which stores the raw variables,
+    reloads in plain Keras with the outputs it had, whatever alpha Keras's reload picks).
+    After it, the values are exactly as before."""
+    import keras
+
+    kept = []
+    try:
+        for adapter in adapters:
+            layer = adapter.layer
+            variables = (base_variable(layer), layer.lora_kernel_a, layer.lora_kernel_b)
+            kept.append([(v, np.array(v.numpy(), copy=True)) for v in variables])
+            merged = keras.ops.cast(computed_kernel(layer), variables[0].dtype)
+            variables[0].assign(merged)
+            for matrix in variables[1:]:
+                matrix.assign(np.zeros(matrix.shape, matrix.dtype))
+        yield
+    finally:
+        for pairs in kept:
+            for variable, value in pairs:
+                variable.assign(value)
+
+
+def restore_adapter_values(document: Document, entries: list[dict]) -> list[str]:
+    """Puts adapters' stored state back after a load (Keras's leaves both matrices zero,
+    the kernel merged and, for Dense, alpha reset to rank).
+
+    Args:
+        entries: `{"id", "alpha", "kernel", "a", "b"}` per adapter (`files/lora_store.py`).
+
+    Returns:
+        The ids of the entries that matched no adapter of this shape (nothing restored).
+    """
+    by_id = {a.id: a for a in document.adapters()}
+    missed = []
+    for entry in entries:
+        adapter = by_id.get(entry["id"])
+        values = (entry["kernel"], entry["a"], entry["b"])
+        rows = None if adapter is None else (adapter.kernel, adapter.a, adapter.b)
+        if rows is None or any(tuple(r.shape) != tuple(np.shape(v))
+                               for r, v in zip(rows, values, strict=True)):
+            missed.append(entry["id"])
+            continue
+        for row, value in zip(rows, values, strict=True):
+            row.variable.assign(value)
+        adapter.layer.lora_alpha = entry["alpha"]
+    document.invalidate_graph()  # the adapters' alpha is part of what derived state shows
+    return missed
+
+
+@dataclass(frozen=True)
+class AdapterState:
+    """A copy of a document's adapters, for undo: each adapter's `(id, rank, alpha)` and
+    the values of the kernels and matrices named (`kernels` also holds kernels that
+    have no adapter in this state but have one in the state it is paired with)."""
+
+    adapters: tuple
+    values: dict
+
+    @classmethod
+    def take(cls, document: Document, kernels: Iterable[str] = ()) -> AdapterState:
+        adapters = document.adapters()
+        values = {a.id: np.array(base_variable(a.layer).numpy(), copy=True) for a in adapters}
+        for adapter in adapters:
+            values[adapter.a.id] = np.array(adapter.a.variable.numpy(), copy=True)
+            values[adapter.b.id] = np.array(adapter.b.variable.numpy(), copy=True)
+        for kernel in kernels:
+            values.setdefault(kernel, np.array(document.weight(kernel).variable.numpy(),
+                                               copy=True))
+        return cls(tuple((a.id, a.rank, a.alpha) for a in adapters), values)
+
+    @property
+    def kernel_ids(self) -> list[str]:
+        return [key for key, *_ in self.adapters]
+
+    def restore(self, document: Document) -> None:
+        """Makes the document's adapters and those values exactly this state's."""
+        wanted = {key: (rank, alpha) for key, rank, alpha in self.adapters}
+        stale = [a.kernel for a in document.adapters()
+                 if (a.rank, a.alpha) != wanted.get(a.id, (a.rank, a.alpha)) or
+                 a.id not in wanted]
+        if stale:
+            remove_adapters(document, stale, merge=False)
+        present = {a.id for a in document.adapters()}
+        for key, (rank, alpha) in wanted.items():
+            if key not in present:
+                add_adapters(document, [document.weight(key)], rank, alpha)
+        for key, value in self.values.items():
+            document.weight(key).variable.assign(value)
+        for adapter in document.adapters():
+            adapter.layer.lora_alpha = wanted[adapter.id][1]
+        document.weights_changed()
+
+
+ATTENTION_PROJECTIONS = ("query", "value")
+"""The projections "Add LoRA adapters to attention projections" adapts (the LoRA
+paper's choice, and keras_hub's `default_lora_layer_names`)."""
+
+
+def attention_kernels(node: LayerNode) -> list[WeightNode]:
+    """The kernels of the query and value projections of every MultiHeadAttention-like
+    layer at or below `node` (a layer holding EinsumDense/Dense sub-layers named
+    `query`/`value`, as Keras's MultiHeadAttention and keras_hub's encoders do)."""
+    found = []
+    for sub_node in node.walk():
+        for layer, kernel in lora_layers(sub_node):
+            if layer is not sub_node.layer and layer.name in ATTENTION_PROJECTIONS:
+                found.append(kernel)  # a projection inside a composite layer
+    return found

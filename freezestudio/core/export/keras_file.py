@@ -16,7 +16,8 @@ def write_keras_file(document, path: Path, options) -> list[str]:
     """Saves a copy of the document at `path` (suffix `.keras` or `.h5`)."""
     from freezestudio.core.files.saving import save_document
 
-    report = save_document(document, path, portable=options.portable, copy=True)
+    report = save_document(document, path, portable=options.portable, copy=True,
+                           merge_lora=options.merge_lora)
     return list(report.notes)
 
 
@@ -33,13 +34,17 @@ def run_keras_file(path: Path, feeds: dict):
     return from_keras_model(copy.model).predict(feeds), copy
 
 
-def state_differences(document, copy, portable: bool) -> list[str]:
-    """How the reopened copy's freeze state and points differ from the document's."""
+def state_differences(document, copy, portable: bool, merge_lora: bool = False) -> list[str]:
+    """How the reopened copy's freeze state and points differ from the document's (its
+    adapters' rows and kernels left out where they were merged)."""
     problems = []
     expected_points = [] if portable else document.stop_points
     if copy.stop_points != expected_points:
         problems.append(f"stop-gradient points {copy.stop_points} instead of {expected_points}")
-    wanted = {w.id: document.is_weight_trainable(w) for w in document.weights}
+    merged = {row.id for a in document.adapters() for row in (a.kernel, a.a, a.b)} \
+        if merge_lora else set()
+    wanted = {w.id: document.is_weight_trainable(w) for w in document.weights
+              if w.id not in merged}
     got = {w.id: copy.is_weight_trainable(w) for w in copy.weights}
     changed = [key for key in wanted if got.get(key) != wanted[key]]
     if changed:

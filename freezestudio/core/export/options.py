@@ -103,6 +103,8 @@ class ExportOptions:
         opset: ONNX only: the opset version (None: `DEFAULT_OPSET`).
         portable: `.keras`/`.h5` only: drop the stop-gradient layers so plain Keras loads
             the file without FreezeStudio.
+        merge_lora: `.keras`/`.h5` only: write LoRA adapters merged into their kernels
+            (a plain model). Deployment formats always merge them.
         verify: load the export back with its own runtime and compare it with the model.
         tolerance: the largest accepted `max |export - model|` per output, relative to the
             output's scale: `tolerance * max(1, max |model output|)`.
@@ -119,6 +121,7 @@ class ExportOptions:
     min_agreement: float | None = None
     opset: int | None = None
     portable: bool = False
+    merge_lora: bool = False
     verify: bool = True
     tolerance: float = DEFAULT_TOLERANCE
     batch_size: int = 2

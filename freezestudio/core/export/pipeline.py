@@ -165,6 +165,7 @@ class _Steps:
 
 
 def _deployment_writer(document, fmt, options, report, step):
+    from freezestudio.core.edits.lora import merged_adapters
     from freezestudio.core.export import verify
     from freezestudio.core.export.inference_model import deployment_model, reference_model
 
@@ -181,7 +182,8 @@ def _deployment_writer(document, fmt, options, report, step):
 
     def write(tmp: Path) -> None:
         step(0.2, f"writing {fmt}")
-        written = writer(inference, tmp, options, step)
+        with merged_adapters(document.adapters()):  # traced merged: no adapter variables
+            written = writer(inference, tmp, options, step)
         report.notes += written.notes
         report.float_bytes = written.float_bytes
         if options.verify:
@@ -213,7 +215,8 @@ def _editable_writer(document, fmt, options, report, step):
         feeds = verify.verification_inputs(reference, options)
         expected = reference.predict(feeds)
         actual, copy = keras_file.run_keras_file(tmp, feeds)
-        problems = keras_file.state_differences(document, copy, options.portable)
+        problems = keras_file.state_differences(document, copy, options.portable,
+                                                options.merge_lora)
         if problems:
             raise VerificationError(f"the {fmt} copy does not reopen as edited: "
                                     f"{'; '.join(problems)}; nothing was written", report)

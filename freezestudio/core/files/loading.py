@@ -20,6 +20,7 @@ from freezestudio.core.errors import (
 from freezestudio.core.files import formats, limits, tf_keras_compat
 from freezestudio.core.files.code_scan import find_code_objects, stored_configs
 from freezestudio.core.files.custom_objects import import_custom_objects
+from freezestudio.core.files.lora_store import read_adapters
 from freezestudio.core.files.state_store import read_state
 from freezestudio.core.model.document import Document
 from freezestudio.core.model.tree import build_keras_tree
@@ -234,14 +235,29 @@ def _layers_of_class(configs: list, classes: set[str]) -> list[str]:
 
 
 def _restore_state(document: Document, path: Path, fmt: str) -> None:
-    state = read_state(path, fmt)
-    if not state or "plan" not in state:
-        return
-    from freezestudio.core.edits.plans import Plan, apply_plan
-    from freezestudio.core.errors import PlanError
+    """Re-applies FreezeStudio's stored state: the stored plan (its `lora` rules keep the
+    adapters Keras rebuilt, zeroed, and re-add those Keras's config cannot hold, inside
+    composite layers), then the adapters' own values; adapters still zero start afresh."""
+    from freezestudio.core.edits import lora
 
-    try:
-        apply_plan(document, Plan.from_dict(state["plan"]))
-    except PlanError as exc:  # the file was changed by another tool since we saved it
-        document.add_note(f"FreezeStudio's stored edit state was not applied: {exc}")
+    state = read_state(path, fmt)
+    if state and "plan" in state:
+        from freezestudio.core.edits.plans import Plan, apply_plan
+        from freezestudio.core.errors import PlanError
+
+        try:
+            apply_plan(document, Plan.from_dict(state["plan"]))
+        except PlanError as exc:  # the file was changed by another tool since we saved it
+            document.add_note(f"FreezeStudio's stored edit state was not applied: {exc}")
+    entries = read_adapters(path, fmt) if document.adapters() else []
+    missed = lora.restore_adapter_values(document, entries)
+    if missed:
+        document.add_note(f"the stored values of {len(missed)} LoRA adapter(s) fit no "
+                          f"adapter of the model (e.g. {missed[0]}): not restored")
+    revived = lora.revive_dead_adapters(document)
+    if revived:
+        document.add_note(
+            f"{len(revived)} LoRA adapter(s) were loaded with both matrices zero, as Keras "
+            f"reloads them (e.g. {revived[0].id}), and would never learn: re-initialised as "
+            "enable_lora does (A random, B zero), the outputs unchanged")
     document.mark_unmodified()

@@ -21,6 +21,7 @@ from pathlib import Path
 from freezestudio.core.errors import UserError, first_line
 from freezestudio.core.files import formats
 from freezestudio.core.files.atomic import replace_directory, replace_file
+from freezestudio.core.files.lora_store import adapter_entries, write_adapters
 from freezestudio.core.files.state_store import write_state
 from freezestudio.core.model.document import Document
 
@@ -51,7 +52,7 @@ def format_for_target(document: Document, target: Path) -> str:
 
 
 def save_document(document: Document, target, portable: bool = False,
-                  copy: bool = False) -> SaveReport:
+                  copy: bool = False, merge_lora: bool = False) -> SaveReport:
     """Saves the edited model with its flags and FreezeStudio state.
 
     Args:
@@ -61,6 +62,11 @@ def save_document(document: Document, target, portable: bool = False,
             loads the file without FreezeStudio; the document itself keeps them.
         copy: write a copy (an export): the document keeps its own file and its
             modified flag. A portable save is always a copy.
+        merge_lora: write LoRA adapters merged into their kernels: a plain model (the
+            document keeps its adapters). Otherwise the file holds what Keras writes
+            (merged kernels, `lora_rank` in the config, both matrices zero: plain Keras
+            computes the same) and FreezeStudio keeps each adapter's own values beside
+            it (`lora_store.py`), so a reopened model trains them on.
 
     Raises:
         UserError: unsupported target or the write failed (the original is untouched).
@@ -69,10 +75,20 @@ def save_document(document: Document, target, portable: bool = False,
 
     target = Path(target)
     fmt = format_for_target(document, target)
+    from freezestudio.core.edits import lora
+
     model = _model_to_save(document, portable)
     plan = derive_plan(document)
     if portable:
         plan.stop_gradient_after = []
+    adapters = document.adapters() if fmt != formats.SAVEDMODEL else []
+    entries = [] if merge_lora else adapter_entries(adapters)
+    if merge_lora:
+        plan.lora = []
+        plan.trainable = [r for r in plan.trainable if "lora_kernel" not in r.match]
+        values = lora.merged_adapters(adapters)
+    else:
+        values = lora.keras_file_values(adapters if fmt == formats.H5 else [])
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"{target}: the folder {directory} does not exist")
@@ -85,8 +101,9 @@ def save_document(document: Document, target, portable: bool = False,
         else:
             if fmt == formats.H5:
                 _layer_level_variable_flags(document)
-            replace_file(target, lambda tmp: _write(model, tmp, fmt, plan, compile_args,
-                                                     compile_notes))
+            with values:
+                replace_file(target, lambda tmp: _write(model, tmp, fmt, plan, compile_args,
+                                                        compile_notes, entries))
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure leaves the original intact
@@ -126,7 +143,8 @@ def _layer_level_variable_flags(document: Document) -> None:
             weight.variable.trainable = document.layer_flag(weight.layer)
 
 
-def _write(model, path: Path, fmt: str, plan, compile_args=None, notes=None) -> None:
+def _write(model, path: Path, fmt: str, plan, compile_args=None, notes=None,
+           adapter_values=()) -> None:
     if fmt == formats.H5:
         _check_h5_can_hold(model)
     with _without_h5_legacy_warning():
@@ -134,6 +152,7 @@ def _write(model, path: Path, fmt: str, plan, compile_args=None, notes=None) -> 
     if fmt == formats.H5:
         _check_h5_reloads(model, path)
     write_state(path, fmt, plan.to_dict())
+    write_adapters(path, fmt, list(adapter_values))
 
 
 _H5_LEGACY_WARNING = "You are saving your model as an HDF5 file"
@@ -314,6 +333,13 @@ def plain_keras_notes(document: Document, plan) -> list[str]:
             f"{len(holders)} frozen layer(s) hold sub-layers (e.g. {holders[0]}): plain Keras "
             "does not pass a reloaded layer's trainable=False on to its sub-layers, so it would "
             "train their weights; FreezeStudio restores the freeze from the file")
+    inner = [a.id for a in document.adapters()
+             if a.layer is not getattr(a.kernel.layer, "layer", None)]
+    if plan.lora and inner:
+        notes.append(
+            f"{len(inner)} LoRA adapter(s) sit inside composite layers (e.g. {inner[0]}), "
+            "whose Keras config does not hold them: plain Keras reloads those kernels merged, "
+            "trainable and without adapters; FreezeStudio restores the adapters")
     if plan.stop_gradient_after:
         notes.append("the model contains FreezeStudio stop-gradient layers: loading it without "
                      "FreezeStudio needs `import freezestudio.core.graph.stop_gradient_layer` "

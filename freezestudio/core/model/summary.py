@@ -7,8 +7,16 @@ from freezestudio.core.model.document import Document
 from freezestudio.core.model.tree import LayerNode
 
 
-def node_dict(document: Document, node: LayerNode) -> dict:
+def _lora(document: Document) -> dict:
+    """Adapted kernel id -> `{"rank", "alpha"}` of its LoRA adapter."""
+    return {a.id: {"rank": a.rank, "alpha": a.alpha} for a in document.adapters()}
+
+
+def node_dict(document: Document, node: LayerNode, lora: dict | None = None) -> dict:
+    """One NODE of `inspect --json`; an adapted kernel's weight entry also has
+    `"lora": {"rank", "alpha"}`."""
     counts = document.counts(node)
+    lora = _lora(document) if lora is None else lora
     return {
         "path": node.path,
         "name": node.name,
@@ -25,10 +33,11 @@ def node_dict(document: Document, node: LayerNode) -> dict:
                 "dtype": w.dtype,
                 "trainable": document.is_weight_trainable(w),
                 "receives_gradient": document.receives_gradient(w),
+                **({"lora": lora[w.id]} if w.id in lora else {}),
             }
             for w in node.weights
         ],
-        "children": [node_dict(document, child) for child in node.children],
+        "children": [node_dict(document, child, lora) for child in node.children],
     }
 
 
@@ -60,6 +69,7 @@ def _mark(state) -> str:
 def document_text(document: Document, show_weights: bool = False) -> str:
     """An indented tree: name, class, freeze state, gradient, params."""
     lines = []
+    lora = _lora(document)
 
     def visit(node: LayerNode, depth: int) -> None:
         counts = document.counts(node)
@@ -71,6 +81,10 @@ def document_text(document: Document, show_weights: bool = False) -> str:
             extras.append("inference mode")
         if document.stop_gradient_after(node):
             extras.append("stop-gradient after")
+        adapted = [w.key for w in node.weights if w.id in lora]
+        if adapted:
+            extras.append("LoRA " + ", ".join(
+                f"{key} rank {lora[f'{node.path}:{key}']['rank']}" for key in adapted))
         if _holds_layers_without_graph(node):
             extras.append("no layer graph: no stop-gradient points inside")
         label = node.name if depth else f"{node.name} (model)"
@@ -91,4 +105,7 @@ def document_text(document: Document, show_weights: bool = False) -> str:
     lines.append(f"Total params: {totals.params:,}  trainable: {totals.trainable:,}  "
                  f"non-trainable: {totals.non_trainable:,}  "
                  f"receiving gradient: {document.receiving_params():,}")
+    if lora:
+        share = totals.trainable / totals.params if totals.params else 0.0
+        lines.append(f"LoRA adapters: {len(lora)}, trainable share {share:.1%}")
     return "\n".join(lines)

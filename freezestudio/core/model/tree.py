@@ -168,6 +168,9 @@ def _sublayer_variables(layer, prefix=""):
         yield from _sublayer_variables(sub, f"{prefix}{sub.name}/")
 
 
+_ADAPTER_PREFIX = "lora_kernel_"
+"""LoRA matrices inside a composite layer are always keyed by their path below it
+(`query/lora_kernel_a`), so an id does not change when a second adapter is added."""
 _AUTO_NAME = re.compile(r"^variable(_\d+)?$")
 
 
@@ -189,7 +192,7 @@ def _weight_nodes(layer, node: LayerNode, seen: set[int]) -> list[WeightNode]:
     weights, keys = [], set()
     for (rel_path, variable, created_trainable), name in zip(entries, names, strict=True):
         seen.add(id(variable))
-        if names.count(name) == 1:
+        if names.count(name) == 1 and not name.startswith(_ADAPTER_PREFIX):
             key = base = name
         else:
             key = base = rel_path.rpartition("/")[0] + "/" + name if "/" in rel_path else name

@@ -14,8 +14,8 @@ from freezestudio.gui.common import style
 from freezestudio.gui.editor import node_info
 
 COLUMNS = ("Name", "Class", "Output shape", "Params", "Trainable", "Freeze", "Stop gradient",
-           "Gradient")
-NAME, CLASS, SHAPE, PARAMS, TRAINABLE, FREEZE, STOP, GRADIENT = range(len(COLUMNS))
+           "Gradient", "Adapter")
+NAME, CLASS, SHAPE, PARAMS, TRAINABLE, FREEZE, STOP, GRADIENT, ADAPTER = range(len(COLUMNS))
 NODE_ROLE = Qt.ItemDataRole.UserRole + 1
 POINTS_ROLE = Qt.ItemDataRole.UserRole + 2  # [(address, active)] of the Stop gradient column
 KIND_ROLE = Qt.ItemDataRole.UserRole + 3  # style key of the row state
@@ -29,6 +29,8 @@ HEADER_TIPS = {
     STOP: "Stop-gradient points: one toggle per output/call of the layer. Forward pass "
           "unchanged; no gradient flows back through it.",
     GRADIENT: "Whether gradient from the outputs reaches the weights (hover for the reason)",
+    ADAPTER: "LoRA adapter rank (Keras's enable_lora): double-click to set; 0 removes it. "
+             "Empty where the layer cannot take one.",
 }
 _CHECK = {True: Qt.CheckState.Unchecked, False: Qt.CheckState.Checked,
           PARTIAL: Qt.CheckState.PartiallyChecked}
@@ -122,7 +124,30 @@ class CellsMixin:
             return {style.FROZEN: "frozen", style.PARTIAL: "partly"}.get(kind, "")
         if column == GRADIENT:
             return node_info.gradient_text(self.document, node)[0]
+        if column == ADAPTER:
+            return self._adapter_text(node)
         return ""
+
+    def _adapters_at(self, node) -> list:
+        """The live adapters of a kernel row, or inside a layer/container."""
+        adapters = self.document.adapters()
+        if isinstance(node, WeightNode):
+            return [a for a in adapters if a.kernel.variable is node.variable]
+        inside = {id(n) for n in node.walk()}
+        return [a for a in adapters if id(a.kernel.layer) in inside]
+
+    def _takes_adapter(self, node) -> bool:
+        from freezestudio.core.model.adapters import lora_layers
+
+        if isinstance(node, WeightNode):
+            return any(row.variable is node.variable for _, row in lora_layers(node.layer))
+        return any(lora_layers(n) for n in node.walk())
+
+    def _adapter_text(self, node) -> str:
+        ranks = sorted({a.rank for a in self._adapters_at(node)})
+        if not ranks:
+            return ""
+        return ", ".join(str(r) for r in ranks)
 
     def _check_state(self, node, column: int):
         if column == FREEZE:
@@ -183,6 +208,10 @@ class CellsMixin:
             return "Stop gradient after this output (click to toggle):\n" + "\n".join(lines)
         if column == GRADIENT:
             return node_info.gradient_reason(self.document, node)
+        if column == ADAPTER and self._takes_adapter(node):
+            adapters = self._adapters_at(node)
+            lines = [f"{a.id}: rank {a.rank}, alpha {a.alpha:g}" for a in adapters[:8]]
+            return "\n".join(lines or ["No LoRA adapter: double-click to add one (a rank)"])
         return None
 
     def _compute_flags(self, node, index):
@@ -191,5 +220,15 @@ class CellsMixin:
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         if index.column() == STOP and self.stop_points(node):
             flags |= Qt.ItemFlag.ItemIsUserCheckable
+        if index.column() == ADAPTER and self._takes_adapter(node):
+            flags |= Qt.ItemFlag.ItemIsEditable
         return flags
+
+
+def parse_rank(value) -> int | None:
+    """An Adapter cell's edit as a rank (0: none), or None for anything else."""
+    text = str(value).strip()
+    if text in ("", "-"):
+        return 0
+    return int(text) if text.isdigit() else None
 

@@ -34,6 +34,7 @@ from freezestudio.gui.editor.tree_cells import (  # noqa: F401 - the model's pub
     _NUMERIC,
     _ROOT,
     _TOOLTIP,
+    ADAPTER,
     CLASS,
     COLUMNS,
     FREEZE,
@@ -48,6 +49,7 @@ from freezestudio.gui.editor.tree_cells import (  # noqa: F401 - the model's pub
     STOP,
     TRAINABLE,
     CellsMixin,
+    parse_rank,
 )
 
 
@@ -150,6 +152,9 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
 
     def apply_change(self, change: DocumentChange) -> None:
         """Forgets the cells `change` affects now; repaints them at the next `flush()`."""
+        if change.kind == ChangeKind.ADAPTERS:  # rows came or went: the tree is rebuilt
+            self.set_document(self.document)
+            return
         if change.kind == ChangeKind.WEIGHTS:
             self.values_changed.emit()  # nothing in the tree shows values; details do
             self.refreshed.emit()
@@ -326,6 +331,10 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         return flags
 
     def setData(self, index, value, role=Qt.ItemDataRole.EditRole) -> bool:
+        if index.isValid() and index.column() == ADAPTER and role == Qt.ItemDataRole.EditRole:
+            rank = parse_rank(value)
+            return rank is not None and self.editor.set_adapter_rank(index.internalPointer(),
+                                                                     rank)
         if not index.isValid() or role != Qt.ItemDataRole.CheckStateRole:
             return False
         node = index.internalPointer()

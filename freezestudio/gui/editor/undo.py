@@ -1,9 +1,11 @@
 """Edits as undoable commands: every change to a document goes through `Editor`.
 
 An edit runs the core operation once, records the document's snapshot before and after
-(`Document.snapshot` covers freeze state and stop-gradient points), and pushes a
+(`Document.snapshot` covers freeze state and stop-gradient points; where LoRA adapters are
+involved, `lora.AdapterState` adds the adapters and their values), and pushes a
 `SnapshotCommand`; undo and redo restore those snapshots, so they give back the exact
-state whatever the edit was (a plan, a bulk freeze, a stop-gradient rebuild).
+state whatever the edit was (a plan, a bulk freeze, a stop-gradient rebuild, adapters
+added, merged or discarded).
 
 A stop-gradient edit rebuilds the model's graph (0.1-0.4 s on 500-800-layer models): that
 part runs on the editor's own thread (`stop_gradient.prepare_graph`) while a local event
@@ -28,20 +30,25 @@ from freezestudio.gui.background.threads import TaskHost
 class SnapshotCommand(QUndoCommand):
     """An edit that already ran: redo/undo restore the snapshots around it."""
 
-    def __init__(self, document, text: str, before, after):
+    def __init__(self, document, text: str, before, after, adapters=None):
         super().__init__(text)
         self._document = document
         self._before = before
         self._after = after
+        self._adapters = adapters  # (before, after) AdapterStates, or None
         self._first = True
 
     def redo(self) -> None:
         if self._first:  # the edit itself already ran before the push
             self._first = False
             return
+        if self._adapters is not None:
+            self._adapters[1].restore(self._document)  # the rows first: snapshots match them
         self._document.restore(self._after)
 
     def undo(self) -> None:
+        if self._adapters is not None:
+            self._adapters[0].restore(self._document)
         self._document.restore(self._before)
 
 
@@ -119,7 +126,10 @@ class Editor(QObject):
         document = self.document
         if not self._allows_edits():
             return False
+        from freezestudio.core.edits.lora import AdapterState
+
         before = document.snapshot()
+        adapters = AdapterState.take(document) if document.adapters() else None
         try:
             if slow:  # stop-gradient edits rebuild the graph: ~0.4 s on NASNetMobile
                 with busy_cursor():
@@ -127,14 +137,23 @@ class Editor(QObject):
             else:
                 action()
         except UserError as exc:
+            if adapters is not None or document.adapters():
+                (adapters or AdapterState((), {})).restore(document)
             if document.snapshot() != before:
                 document.restore(before)
             self.failed.emit(str(exc))
             return False
         after = document.snapshot()
-        if after == before:
+        pair = None
+        if adapters is not None or document.adapters():
+            old = adapters or AdapterState((), {})
+            new = AdapterState.take(document, kernels=old.kernel_ids)
+            for key in new.kernel_ids:  # adding an adapter leaves its kernel as it was
+                old.values.setdefault(key, new.values[key])
+            pair = (old, new) if new.adapters != old.adapters or after != before else None
+        if after == before and pair is None:
             return False
-        self.stack.push(SnapshotCommand(document, text, before, after))
+        self.stack.push(SnapshotCommand(document, text, before, after, pair))
         return True
 
     def _allows_edits(self) -> bool:
@@ -254,6 +273,49 @@ class Editor(QObject):
                 stop_gradient.freeze_upstream(self.document, address)
 
         return self.run(f"Freeze upstream of {', '.join(addresses)}", action, slow=True)
+
+    # --- LoRA adapters ----------------------------------------------------------------
+    def add_adapters(self, nodes: Iterable, rank: int, alpha: float | None = None,
+                     text: str | None = None) -> bool:
+        """Adds adapters of `rank` where the nodes reach a layer that takes one."""
+        from freezestudio.core.edits import lora
+
+        nodes = list(nodes)
+        text = text or f"Add LoRA adapters (rank {rank}) to {_describe(nodes)}"
+        return self.run(text, lambda: lora.add_adapters(self.document, nodes, rank, alpha))
+
+    def remove_adapters(self, nodes: Iterable, merge: bool) -> bool:
+        """Removes the adapters the nodes reach, merged into their kernels or discarded."""
+        from freezestudio.core.edits import lora
+
+        nodes = list(nodes)
+        text = f"{'Merge' if merge else 'Discard'} LoRA adapters of {_describe(nodes)}"
+        return self.run(text, lambda: lora.remove_adapters(self.document, nodes, merge))
+
+    def set_adapter_rank(self, node, rank: int) -> bool:
+        """The Adapter column's edit: 0 discards the node's adapters, another rank
+        replaces them (discarded first) or adds them."""
+        from freezestudio.core.edits import lora
+
+        def action():
+            lora.remove_adapters(self.document, [node], merge=False)
+            if rank:
+                lora.add_adapters(self.document, [node], rank)
+
+        what = f"rank {rank}" if rank else "none"
+        return self.run(f"Set LoRA adapter of {_describe([node])} to {what}", action)
+
+    def add_attention_adapters(self, node: LayerNode, rank: int = 8) -> bool:
+        """Adapters on every attention query and value projection inside `node`."""
+        from freezestudio.core.edits import lora
+
+        kernels = lora.attention_kernels(node)
+        if not kernels:
+            self.failed.emit(f"{node.path or node.name} holds no attention layer with "
+                             "query/value projections")
+            return False
+        return self.add_adapters(kernels, rank, text=f"Add LoRA adapters (rank {rank}) to "
+                                 f"the attention projections of {_describe([node])}")
 
     # --- plans ------------------------------------------------------------------------
     def apply_plan(self, plan, name: str) -> bool:

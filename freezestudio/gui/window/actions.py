@@ -230,8 +230,31 @@ class Actions:
                     action.triggered.connect(partial(w.editor.toggle_stop_point, point))
             if any(p in stops for p in points):
                 menu.addAction(self.freeze_upstream)
+        self._lora_actions(menu, node)
         if not isinstance(node, WeightNode):
             menu.addSeparator()
             menu.addAction("Expand Subtree").triggered.connect(w.expand_current)
         menu.addAction("Copy Address").triggered.connect(w.copy_current_address)
         return menu
+
+    def _lora_actions(self, menu: QMenu, node) -> None:
+        """LoRA entries: adapters on a container's attention projections; merge or
+        discard the adapters at or below the node."""
+        from freezestudio.core.edits import lora
+
+        editor = self.window.editor
+        document = editor.document
+        if isinstance(node, LayerNode) and lora.attention_kernels(node):
+            menu.addSeparator()
+            menu.addAction(ATTENTION_ACTION).triggered.connect(
+                partial(editor.add_attention_adapters, node))
+        if document is not None and lora.sites([node]) and any(
+                id(a.layer) in {id(s.layer) for s in lora.sites([node])}
+                for a in document.adapters()):
+            menu.addAction("Merge LoRA Adapters Into Kernels").triggered.connect(
+                partial(editor.remove_adapters, [node], True))
+            menu.addAction("Discard LoRA Adapters").triggered.connect(
+                partial(editor.remove_adapters, [node], False))
+
+
+ATTENTION_ACTION = "Add LoRA adapters to attention projections (query, value)"

@@ -29,6 +29,16 @@ def _percent(part: int, whole: int) -> str:
     return f" ({100 * part / whole:.1f}%)" if whole else ""
 
 
+def _lora_share(document, trainable: int, params: int) -> str:
+    """With LoRA adapters: what share of the model trains, e.g. "1,507 of 25,283
+    trainable: 6%" (the point of LoRA)."""
+    adapters = document.adapters()
+    if not adapters or not params:
+        return ""
+    return (f" &nbsp;·&nbsp; LoRA ({len(adapters)} adapters): {trainable:,} of {params:,} "
+            f"trainable: {100 * trainable / params:.0f}%")
+
+
 class SummaryBar(QFrame):
     """Totals of the whole model, refreshed on every edit."""
 
@@ -70,7 +80,8 @@ class SummaryBar(QFrame):
             f"trainable <b>{trainable:,}</b>{_percent(trainable, params)}"
             f" &nbsp;·&nbsp; receiving gradient <b>{receiving:,}</b>"
             f"{_percent(receiving, params)} &nbsp;·&nbsp; "
-            f"non-trainable {params - trainable:,}")
+            f"non-trainable {params - trainable:,}"
+            + _lora_share(document, trainable, params))
         self.set_recompile(edited and bool(document.needs_recompile))
 
     def set_recompile(self, needed: bool) -> None:

@@ -324,3 +324,41 @@ def test_portable_keras_export_drops_stop_gradient_layers(documents, workdir):
     layers = [la for la in model._flatten_layers() if "StopGradient" in type(la).__name__]
     assert layers == []
     assert document.stop_points == ["backbone/bn"]
+
+
+# --- LoRA adapters: merged in deployment exports ------------------------------------------
+
+@pytest.fixture(scope="module")
+def lora_document(workdir):
+    from freezestudio.core.edits.plans import Plan, apply_plan
+
+    path = workdir / "lora.keras"
+    mb.attention_model().save(path)
+    document = open_document(path)
+    apply_plan(document, Plan.from_dict({"freezestudio_plan": 1, "lora": [
+        {"match": "mha:query/kernel", "rank": 2, "alpha": 4},
+        {"match": "mha:value/kernel", "rank": 2}, {"match": "dense", "rank": 1}]}))
+    for adapter in document.adapters():  # live adapters: B away from its zero start
+        b = adapter.layer.lora_kernel_b
+        b.assign(np.random.default_rng(3).normal(size=b.shape).astype("float32"))
+    return document
+
+
+@pytest.mark.parametrize("fmt", DEPLOYMENT)
+def test_deployment_exports_merge_lora_adapters(lora_document, workdir, fmt):
+    feeds = sample(lora_document)
+    expected = keras_outputs(lora_document, feeds)
+    values = {w.id: w.variable.numpy().copy() for w in lora_document.weights}
+    out = workdir / f"lora_{fmt}{SUFFIX[fmt]}"
+    report = export_document(lora_document, fmt, out)
+    assert report.verified
+    for got, want in zip(RUNNERS[fmt](out, feeds, output_names(lora_document)), expected,
+                         strict=True):
+        np.testing.assert_allclose(got, want, atol=TOL)
+    assert not [name for _, name in NODES[fmt](out) if "lora" in name.lower()]
+    if fmt == "savedmodel":
+        assert not [v.name for v in tf.saved_model.load(str(out)).variables if "lora" in v.name]
+    # the document keeps its adapters, unchanged
+    assert len(lora_document.adapters()) == 3
+    assert all(np.array_equal(values[w.id], w.variable.numpy()) for w in lora_document.weights)
+    np.testing.assert_array_equal(keras_outputs(lora_document, feeds)[0], expected[0])

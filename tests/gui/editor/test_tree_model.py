@@ -27,16 +27,9 @@ CHECK = Qt.ItemDataRole.CheckStateRole
 
 
 @pytest.fixture
-def tree(qtbot, model_files):
+def tree(tree_over, model_files):
     """A model + editor over the nested model (no window)."""
-    document = open_document(model_files["nested"])
-    editor = Editor()
-    model = LayerTreeModel(editor)
-    editor.set_document(document)
-    model.set_document(document)
-    editor.stack.indexChanged.connect(model.flush)
-    yield model, editor, document
-    editor.dispose()
+    return tree_over(model_files["nested"])
 
 
 def at(model, address, column=NAME):
