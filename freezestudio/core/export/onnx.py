@@ -49,8 +49,9 @@ def check_opset(opset: int | None) -> int:
 
 
 @contextlib.contextmanager
-def _quiet_tf2onnx():
-    logger = logging.getLogger("tf2onnx")
+def _quiet_logger(name: str = "tf2onnx"):
+    """Only errors from the logger `name` (onnxruntime.quantization warns on the root one)."""
+    logger = logging.getLogger(name) if name else logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
@@ -71,7 +72,7 @@ def write_onnx(inference: InferenceModel, path: Path, options) -> Written:
     opset = check_opset(options.opset)
     tf2onnx = modules["tf2onnx"]
     try:
-        with _quiet_tf2onnx():
+        with _quiet_logger():
             tf2onnx.convert.from_function(inference.function(),
                                           input_signature=inference.input_signature(),
                                           opset=opset, output_path=str(path))
@@ -105,7 +106,8 @@ def quantize_dynamic(path: Path) -> str:
         float_path = Path(tmp) / "float.onnx"
         path.replace(float_path)
         try:
-            ort_quantize(str(float_path), str(path), weight_type=QuantType.QInt8)
+            with _quiet_logger(""):
+                ort_quantize(str(float_path), str(path), weight_type=QuantType.QInt8)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises many kinds
             raise UserError(f"cannot quantise the ONNX export: onnxruntime.quantization "
                             f"failed: {first_line(exc)}") from None
