@@ -149,8 +149,10 @@ def _on_iterator(spec: StepSpec, on_batch):
 
     Without XLA the batch is fetched inside the `tf.function`. With XLA the batch is
     fetched outside the XLA-compiled function (as `model.fit` does: the iterator is not
-    XLA-compilable); if XLA cannot compile it on its first call, nothing of it ran, a
-    note is added to `spec.notes` and this and every later batch run without XLA.
+    XLA-compilable). The first batch is fetched eagerly and given to the XLA function: if
+    XLA cannot compile it, nothing of it ran, a note is added to `spec.notes` and this and
+    every later batch run without XLA. Later steps are one `tf.function` that fetches the
+    batch and calls the compiled function (as fit's `one_step_on_iterator` does).
     """
     import tensorflow as tf
 
@@ -163,23 +165,24 @@ def _on_iterator(spec: StepSpec, on_batch):
     from freezestudio.core.training.xla import is_xla_compile_failure
 
     compiled = tf.function(on_batch, autograph=False, jit_compile=True, reduce_retracing=True)
-    plain = tf.function(on_batch, autograph=False, reduce_retracing=True)
-    state = {"function": compiled, "proven": False}
+    state = {}
 
     def step(iterator):
+        if "fused" in state:  # one graph call per step: the fetch, then the XLA cluster
+            return state["fused"](iterator)
         x, y = next(iterator)
-        if state["proven"]:
-            return state["function"](x, y)
         try:
-            result = state["function"](x, y)
+            result = compiled(x, y)
         except Exception as exc:
             if not is_xla_compile_failure(exc):
                 raise
             spec.notes.append("XLA could not compile the step, it ran without XLA: "
                               f"{first_line(exc, 200)}")
-            state["function"] = plain
+            plain = tf.function(on_batch, autograph=False)
             result = plain(x, y)
-        state["proven"] = True
+            state["fused"] = tf.function(lambda it: plain(*next(it)), autograph=False)
+            return result
+        state["fused"] = tf.function(lambda it: compiled(*next(it)), autograph=False)
         return result
     return step
 
