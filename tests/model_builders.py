@@ -429,6 +429,17 @@ def two_dense_sequential():
                              keras.layers.Dense(2, name="d2")], name="seq")
 
 
+def bn_block_model():
+    """A two-block MLP with BatchNorm in each block (schedules, BatchNorm policy)."""
+    inputs = keras.Input((4,), name="x")
+    x = keras.layers.Dense(6, name="block_1_dense")(inputs)
+    x = keras.layers.BatchNormalization(name="block_1_bn")(x)
+    x = keras.layers.Dense(5, name="block_2_dense")(x)
+    x = keras.layers.BatchNormalization(name="block_2_bn")(x)
+    out = keras.layers.Dense(2, name="head")(x)
+    return keras.Model(inputs, out, name="bn_blocks")
+
+
 def two_in_two_out():
     """Inputs `a` (3) and `b` (2) concatenated; a softmax `cls` and a regression `reg`."""
     a = keras.Input((3,), name="a")

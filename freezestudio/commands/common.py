@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +69,4 @@ def open_edited_document(args, config_first: bool = False):
     plan.trainable += [Rule(pattern, value) for pattern, value in getattr(args, "rules", [])]
     plan.stop_gradient_after += getattr(args, "stop_gradient_after", [])
     apply_plan(document, plan)
-    if plan.unapplied_note():
-        print(f"note: {plan.unapplied_note()}", file=sys.stderr)
     return document

@@ -1,4 +1,5 @@
-"""`freezestudio inspect FILE [--json]`: the tree, flags and parameter counts."""
+"""`freezestudio inspect FILE [--json]`: the tree, flags and parameter counts, and the
+fine-tuning strategy (learning-rate multipliers, schedule stages) stored or planned."""
 
 from __future__ import annotations
 
@@ -19,13 +20,17 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
+    from freezestudio.core.edits.fine_tuning import fine_tuning_dict, fine_tuning_lines
     from freezestudio.core.model.summary import document_dict, document_text
 
     document = open_edited_document(args, config_first=True)
     for note in document.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(document_dict(document)))
+        extra = fine_tuning_dict(document) if document.fine_tuning else {}
+        print(json.dumps({**document_dict(document), **extra}))
     else:
         print(document_text(document, show_weights=args.weights))
+        for line in fine_tuning_lines(document):
+            print(line)
     return ExitCode.OK

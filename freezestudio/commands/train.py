@@ -1,10 +1,11 @@
 """`freezestudio train FILE --data DATA -o OUT ...`: fine-tune headless and save the result.
 
-Prints the chosen loss, one line per epoch, the integrity report and where the model was
-saved; a progress bar (steps, loss, ETA) goes to stderr when it is a terminal. With
-`--json`, stdout holds only one JSON object (`steps`, `seconds`, `steps_per_second`,
-`final_loss`, `integrity`, ...). A run that diverges (NaN/Inf) or whose data fail is not
-saved: exit 2 with one `freezestudio: error:` line.
+Prints the chosen loss, one line per epoch (and one per schedule stage, when it starts),
+the integrity report and where the model was saved; a progress bar (steps, loss, ETA)
+goes to stderr when it is a terminal. With `--json`, stdout holds only one JSON object
+(`steps`, `seconds`, `steps_per_second`, `final_loss`, `integrity`, `stages`, ...). A run
+that diverges (NaN/Inf) or whose data fail is not saved: exit 2 with one
+`freezestudio: error:` line.
 """
 
 from __future__ import annotations
@@ -253,6 +254,9 @@ class _Console(Reporter):
                   f"({info.epochs} x {info.steps_per_epoch})")
         for note in info.notes:
             self._out(f"note: {note}")
+
+    def stage_started(self, report) -> None:
+        self._out(report.description)
 
     def step_finished(self, report) -> None:
         import time

@@ -3,9 +3,11 @@
 A plan's `trainable` rules apply in order (later wins); each `match` is a shell-style
 glob over layer paths and weight ids, and a rule on a layer or container applies to
 every weight inside it except LoRA adapters (a rule changes adapter matrices only when
-its pattern names them: has `lora_kernel` in it). A rule that matches nothing is an error naming the
-closest existing addresses. The `lora` rules apply first (`core/edits/lora.py`), so the
-`trainable` rules can name the adapters' weights.
+its pattern names them: has `lora_kernel` in it). A rule that matches nothing is an error
+naming the closest existing addresses. The `lora` rules apply first (`core/edits/lora.py`),
+so the `trainable` rules can name the adapters' weights. `lr_multipliers` and `schedule`
+(the same rule form) become the document's `FineTuning`, which the training engine
+applies and saves store.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from freezestudio.core.errors import PlanError
 from freezestudio.core.model.document import PARTIAL, Document
+from freezestudio.core.model.fine_tuning import BATCHNORM_POLICIES, BN_FROZEN, Stage
 from freezestudio.core.model.tree import LayerNode
 
 PLAN_VERSION = 1
@@ -45,25 +48,22 @@ class LoraRule:
         return {"match": self.match, "rank": self.rank, **alpha}
 
 
-LATER_KEYS = ("lr_multipliers", "schedule")
-"""Plan keys of the format (docs/architecture.md, Plan file) that this version validates
-and keeps but does not apply yet; applying a plan that uses them says so."""
-
-_TOP_KEYS = ("freezestudio_plan", "trainable", "stop_gradient_after", "lora", *LATER_KEYS)
+_TOP_KEYS = ("freezestudio_plan", "trainable", "stop_gradient_after", "lora",
+             "lr_multipliers", "schedule")
 _RULE_KEYS = ("match", "value")
 _LORA_KEYS = ("match", "rank", "alpha")
 _STAGE_KEYS = ("from_epoch", "trainable", "lr_multipliers", "batchnorm")
-_BATCHNORM_POLICIES = ("frozen", "train")
 
 
 @dataclass
 class Plan:
-    """A parsed plan; the later keys (`LATER_KEYS`) are kept as given, once validated."""
+    """A parsed plan (every key of the format is applied)."""
 
     trainable: list[Rule] = field(default_factory=list)
     stop_gradient_after: list[str] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
     lora: list[LoraRule] = field(default_factory=list)
+    lr_multipliers: list[Rule] = field(default_factory=list)
+    schedule: list[Stage] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data) -> Plan:
@@ -85,20 +85,10 @@ class Plan:
         stops = _list(data, "stop_gradient_after")
         if not all(isinstance(item, str) for item in stops):
             raise PlanError("plan: 'stop_gradient_after' must be a list of layer paths")
-        _check_multipliers(_list(data, "lr_multipliers"), "lr_multipliers")
+        multipliers = _parse_multipliers(_list(data, "lr_multipliers"), "plan")
         adapters = [_parse_lora(item) for item in _list(data, "lora")]
-        _check_schedule(_list(data, "schedule"))
-        extra = {k: v for k, v in data.items() if k in LATER_KEYS}
-        return cls(rules, list(stops), extra, adapters)
-
-    def unapplied_note(self) -> str:
-        """What of the plan this version does not apply (its later keys), or ""."""
-        keys = [key for key in LATER_KEYS if self.extra.get(key)]
-        if not keys:
-            return ""
-        named = " and ".join([", ".join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)
-        return (f"the plan's {named} {'is' if len(keys) == 1 else 'are'} not "
-                "applied by this version of FreezeStudio (nor stored with the model)")
+        schedule = _parse_schedule(_list(data, "schedule"))
+        return cls(rules, list(stops), adapters, multipliers, schedule)
 
     def to_dict(self) -> dict:
         return {
@@ -106,7 +96,10 @@ class Plan:
             "trainable": [rule.to_dict() for rule in self.trainable],
             "stop_gradient_after": list(self.stop_gradient_after),
             **({"lora": [rule.to_dict() for rule in self.lora]} if self.lora else {}),
-            **self.extra,
+            **({"lr_multipliers": [r.to_dict() for r in self.lr_multipliers]}
+               if self.lr_multipliers else {}),
+            **({"schedule": [stage.to_dict() for stage in self.schedule]}
+               if self.schedule else {}),
         }
 
 
@@ -143,12 +136,13 @@ def _parse_rule(item, key: str, value_type, where: str = "plan") -> Rule:
     return Rule(item["match"], item["value"])
 
 
-def _check_multipliers(items: list, where: str) -> None:
-    for item in items:
-        rule = _parse_rule(item, "lr_multipliers", float, where)
-        if not rule.value > 0:
-            raise PlanError(f"{where}: a learning-rate multiplier must be > 0, got "
-                            f"{rule.value} for '{rule.match}'")
+def _parse_multipliers(items: list, where: str) -> list[Rule]:
+    rules = [_parse_rule(item, "lr_multipliers", float, where) for item in items]
+    for rule in rules:
+        if not (rule.value > 0 and rule.value < float("inf")):
+            raise PlanError(f"{where}: a learning-rate multiplier must be > 0 (and finite), "
+                            f"got {rule.value} for '{rule.match}'")
+    return rules
 
 
 def _parse_lora(item) -> LoraRule:
@@ -163,8 +157,8 @@ def _parse_lora(item) -> LoraRule:
     return LoraRule(item["match"], rank, item.get("alpha"))
 
 
-def _check_schedule(stages: list) -> None:
-    last = 0
+def _parse_schedule(stages: list) -> list[Stage]:
+    parsed, last = [], 0
     for stage in stages:
         if not isinstance(stage, dict):
             raise PlanError(f"plan: each 'schedule' stage must be an object, got "
@@ -176,13 +170,16 @@ def _check_schedule(stages: list) -> None:
                             f"(1-based) after the previous stage's, got {json.dumps(start)}")
         last = start
         where = f"plan: the schedule stage from epoch {start}"
-        for item in _list(stage, "trainable", where):
-            _parse_rule(item, "trainable", bool, where)
-        _check_multipliers(_list(stage, "lr_multipliers", where), where)
-        if stage.get("batchnorm", "frozen") not in _BATCHNORM_POLICIES:
-            given = json.dumps(stage["batchnorm"])[:40]
+        trainable = [_parse_rule(item, "trainable", bool, where)
+                     for item in _list(stage, "trainable", where)]
+        multipliers = _parse_multipliers(_list(stage, "lr_multipliers", where), where)
+        policy = stage.get("batchnorm", BN_FROZEN)
+        if policy not in BATCHNORM_POLICIES:
             raise PlanError(f"{where}: 'batchnorm' must be one of "
-                            f"{', '.join(_BATCHNORM_POLICIES)}, got {given}")
+                            f"{', '.join(BATCHNORM_POLICIES)}, got {json.dumps(policy)[:40]}")
+        parsed.append(Stage(start, tuple((r.match, r.value) for r in trainable),
+                            tuple((r.match, float(r.value)) for r in multipliers), policy))
+    return parsed
 
 
 def load_plan(path) -> Plan:
@@ -247,22 +244,38 @@ def _shared_prefix(a: str, b: str) -> int:
 def apply_plan(document: Document, plan: Plan) -> None:
     """Applies a plan's edits to the document: its `lora` rules, its stop-gradient
     points, then its `trainable` rules (every pattern is checked first; a `lora` rule
-    that Keras refuses stops the plan there, naming the layer)."""
+    that Keras refuses stops the plan there, naming the layer), then its fine-tuning
+    strategy: its `lr_multipliers` are added after the document's own (a rule for the
+    same glob replaces the older one); its `schedule`, when given, replaces the
+    document's."""
     from freezestudio.core.edits import lora
 
     adapters = [(matching_nodes(document, rule.match), rule) for rule in plan.lora]
-    for rule in plan.trainable:
-        if not _is_adapter_pattern(rule.match):  # adapters' rows exist once added
-            matching_nodes(document, rule.match)
+    for pattern in [rule.match for rule in plan.trainable] + _strategy_patterns(plan):
+        if not _is_adapter_pattern(pattern):  # adapters' rows exist once added
+            matching_nodes(document, pattern)
     for nodes, rule in adapters:
         lora.add_adapters(document, nodes, rule.rank, rule.alpha, pattern=rule.match)
     resolved = [(matching_nodes(document, rule.match), rule) for rule in plan.trainable]
+    for pattern in _strategy_patterns(plan):
+        matching_nodes(document, pattern)
     if plan.stop_gradient_after:
         from freezestudio.core.edits.stop_gradient import add_stop_gradient_points
 
         add_stop_gradient_points(document, plan.stop_gradient_after)
     for nodes, rule in resolved:
         _set_trainable_keeping_adapters(document, nodes, rule.value, rule.match)
+    if plan.lr_multipliers or plan.schedule:
+        strategy = document.fine_tuning.with_multipliers(
+            (rule.match, rule.value) for rule in plan.lr_multipliers)
+        document.set_fine_tuning(strategy.with_schedule(plan.schedule or strategy.schedule))
+
+
+def _strategy_patterns(plan: Plan) -> list[str]:
+    patterns = [rule.match for rule in plan.lr_multipliers]
+    for stage in plan.schedule:
+        patterns += [pattern for pattern, _ in stage.trainable + stage.lr_multipliers]
+    return patterns
 
 
 def _is_adapter_pattern(pattern: str) -> bool:
@@ -319,7 +332,10 @@ def derive_plan(document: Document) -> Plan:
                   for row in (adapter.a, adapter.b)]
     lora = [LoraRule(glob_escape(a.id), a.rank, a.alpha if a.alpha != a.rank else None)
             for a in adapters]
-    return Plan(rules, list(document.stop_points), lora=lora)
+    strategy = document.fine_tuning
+    return Plan(rules, list(document.stop_points), lora=lora,
+                lr_multipliers=[Rule(m, v) for m, v in strategy.lr_multipliers],
+                schedule=list(strategy.schedule))
 
 
 def _majority(document: Document, node: LayerNode) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from freezestudio.core.model.fine_tuning import FineTuning
+
 
 class ChangeKind(str, Enum):
     """What an edit changed (a view redraws only what depends on it)."""
@@ -13,6 +15,7 @@ class ChangeKind(str, Enum):
     POINTS = "points"  # stop-gradient points: the graph, receives gradient
     WEIGHTS = "weights"  # weight values (a training run, its undo): statistics
     ADAPTERS = "adapters"  # LoRA adapters added/removed: weight rows of those layers
+    FINE_TUNING = "fine_tuning"  # learning-rate multipliers, the unfreezing schedule
 
     __str__ = str.__str__
     __format__ = str.__format__
@@ -35,3 +38,4 @@ class Snapshot:
     weights: tuple[bool, ...]
     flags: tuple[tuple[str, bool], ...]
     stop_points: tuple[str, ...] = ()
+    fine_tuning: FineTuning = FineTuning()

@@ -15,28 +15,18 @@ set at `compile()`). Listeners get a `DocumentChange` saying what changed. Deriv
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from freezestudio.core.graph.gradient_flow import LIVE, analyze
 from freezestudio.core.model.adapters import Adapter, find_adapters
 from freezestudio.core.model.changes import ChangeKind, DocumentChange, Snapshot
+from freezestudio.core.model.fine_tuning import FineTuning
 from freezestudio.core.model.keras_flags import write_keras_flags
 from freezestudio.core.model.source import SourceFormat
-from freezestudio.core.model.tree import LayerNode, WeightNode, rebuild_weights
+from freezestudio.core.model.tree import LayerNode, ParamCounts, WeightNode, rebuild_weights
 
 PARTIAL = "partial"
-
-
-@dataclass(frozen=True)
-class ParamCounts:
-    params: int
-    trainable: int
-
-    @property
-    def non_trainable(self) -> int:
-        return self.params - self.trainable
 
 
 PointWriter = Callable[["Document", Iterable[str]], None]
@@ -71,14 +61,13 @@ class Document:
         self._flag_writer = flag_writer or write_keras_flags
         self._point_writer = point_writer
         self._listeners: list[Callable[[DocumentChange], None]] = []
-        self._needs_recompile = True
-        self._modified = False
+        self._needs_recompile, self._modified = True, False
         self._compile_config = compile_config
         self._compile_origin: str | None = None
         self._notes = list(notes)
-        self._flow = None
-        self._derived: dict = {}
+        self._flow, self._derived = None, {}
         self._stop_points: list[str] = []
+        self._fine_tuning = FineTuning()
         # The graph without stop-gradient points: container path -> its Keras object.
         self._base_layers = MappingProxyType(
             {n.path: n.layer for n in root.walk() if n.is_container})
@@ -99,13 +88,8 @@ class Document:
         """The model to train and save: the base graph with the stop-gradient layers."""
         return self._model
 
-    @property
-    def source_path(self) -> Path:
-        return self._source_path
-
-    @property
-    def source_format(self) -> SourceFormat:
-        return self._source_format
+    source_path = property(lambda self: self._source_path)
+    source_format = property(lambda self: self._source_format)
 
     @property
     def needs_recompile(self) -> bool:
@@ -162,13 +146,8 @@ class Document:
             return self._weights[address]
         return self._layers[address]
 
-    @property
-    def layer_paths(self) -> list[str]:
-        return list(self._layers)
-
-    @property
-    def weight_ids(self) -> list[str]:
-        return list(self._weights)
+    layer_paths = property(lambda self: list(self._layers))
+    weight_ids = property(lambda self: list(self._weights))
 
     # --- freeze state -------------------------------------------------------------------
     def is_weight_trainable(self, weight: WeightNode) -> bool:
@@ -245,6 +224,25 @@ class Document:
         self._weights = {w.id: w for node in self.root.walk() for w in node.weights}
         self.weights = list(self._weights.values())
         self._changed(DocumentChange(ChangeKind.ADAPTERS, nodes))
+
+    # --- fine-tuning strategy -----------------------------------------------------------
+    fine_tuning = property(lambda self: self._fine_tuning, doc="The learning-rate "
+                           "multipliers and unfreezing schedule (core/model/fine_tuning).")
+
+    def set_fine_tuning(self, value: FineTuning) -> None:
+        """Replaces the strategy (the caller checked its rules against the model)."""
+        self._fine_tuning = value
+        self._changed(DocumentChange(ChangeKind.FINE_TUNING))
+
+    def detached_copy(self) -> Document:
+        """The edit state over the same tree and model, without listeners (the engine's
+        schedule edits it; that writes the shared Keras flags: `write_flags` after)."""
+        copy = Document(self.root, self._model, self._source_path, self._source_format,
+                        self._flag_writer, None, self._compile_config)
+        copy._trainable, copy._flags = dict(self._trainable), dict(self._flags)
+        copy._flow, copy._stop_points = self._flow, list(self._stop_points)
+        copy._fine_tuning = self._fine_tuning
+        return copy
 
     # --- gradient flow ----------------------------------------------------------------
     def flow_state(self, node: LayerNode):
@@ -383,12 +381,14 @@ class Document:
             weights=tuple(self._trainable[id(w.variable)] for w in self.weights),
             flags=tuple(sorted(self._flags.items())),
             stop_points=tuple(self._stop_points),
+            fine_tuning=self._fine_tuning,
         )
 
     def restore(self, snapshot: Snapshot) -> None:
         for weight, value in zip(self.weights, snapshot.weights, strict=True):
             self._trainable[id(weight.variable)] = value
         self._flags = dict(snapshot.flags)
+        self._fine_tuning = snapshot.fine_tuning
         if list(snapshot.stop_points) != self._stop_points:
             self.set_stop_points(snapshot.stop_points)  # writes the flags, notifies POINTS
             self._notify(DocumentChange(ChangeKind.TRAINABLE))

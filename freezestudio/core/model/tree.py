@@ -27,6 +27,17 @@ from typing import Any
 from freezestudio.core.graph.functional import class_name, is_model
 
 
+@dataclass(frozen=True)
+class ParamCounts:
+    """Parameter counts of a node, as Keras counts them."""
+
+    params: int
+    trainable: int
+
+    @property
+    def non_trainable(self) -> int:
+        return self.params - self.trainable
+
 @dataclass(eq=False)
 class WeightNode:
     """One variable as shown in the tree.

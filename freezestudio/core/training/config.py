@@ -151,6 +151,8 @@ class RunInfo:
         receiving_layers: those whose weights receive gradient (the others stay empty).
         losses: the loss chosen per output, with the reason (`LossChoice.describe`).
         metric_names: the epoch metrics that will be reported.
+        stages: per stage of the schedule that starts within the run (the epoch-1
+            state first), `StagePlan.to_dict()`: the epoch and what changed.
     """
 
     epochs: int
@@ -168,6 +170,7 @@ class RunInfo:
     data: str
     notes: list = field(default_factory=list)
     xla: str = ""
+    stages: list = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +186,24 @@ class StepReport:
     steps_per_second: float
     eta_seconds: float
     elapsed: float
+
+
+@dataclass
+class StageReport:
+    """A schedule stage starts (before the first step of its epoch).
+
+    Attributes:
+        epoch: its first epoch; index: its place in the schedule (1 = the first stage).
+        description: one line (what it changes, what trains, the feature cache).
+        receiving_layers: the layers that receive gradient from now on.
+        details: its `RunInfo.stages` entry.
+    """
+
+    epoch: int
+    index: int
+    description: str
+    receiving_layers: list
+    details: dict
 
 
 @dataclass
@@ -247,6 +268,7 @@ class RunResult:
             "feature_cache": self.info.feature_cache if self.info else "",
             "xla": self.info.xla if self.info else "",
             "notes": list(self.notes),
+            "stages": self.info.stages if self.info else [],
             "integrity": self.integrity.to_dict() if self.integrity is not None else None,
         }
 
@@ -255,6 +277,9 @@ class Reporter:
     """Receives the run's events; every method is optional. Called on the training thread."""
 
     def run_started(self, info: RunInfo) -> None:
+        pass
+
+    def stage_started(self, report: StageReport) -> None:
         pass
 
     def step_finished(self, report: StepReport) -> None:
@@ -276,6 +301,10 @@ class MultiReporter(Reporter):
     def run_started(self, info):
         for r in self.reporters:
             r.run_started(info)
+
+    def stage_started(self, report):
+        for r in self.reporters:
+            r.stage_started(report)
 
     def step_finished(self, report):
         for r in self.reporters:

@@ -19,6 +19,7 @@ import numpy as np
 from freezestudio.core.training.adapter_integrity import check_adapters
 
 BATCH_NORM_CLASSES = {"BatchNormalization", "SyncBatchNormalization"}
+TRAINABLE_FROM_START = "trainable from epoch 1"
 
 
 @dataclass
@@ -50,6 +51,9 @@ class IntegrityReport:
             no gradient (cut off by a stop-gradient): freeze them to keep them fixed.
         adapters: one `AdapterCheck` per LoRA adapter (`adapter_integrity.py`): a
             computed-kernel change of higher rank than its factors allow is a violation.
+        statistics_why: for every id of `moved_statistics`, why its layer ran in
+            training mode ("trainable from epoch 1", "unfrozen from epoch 4 with
+            batchnorm 'train'").
     """
 
     changed: list = field(default_factory=list)
@@ -59,6 +63,7 @@ class IntegrityReport:
     moved_statistics: list = field(default_factory=list)
     upstream_of_stop_gradient: list = field(default_factory=list)
     adapters: list = field(default_factory=list)
+    statistics_why: dict = field(default_factory=dict)
     checked_fixed: int = 0
     checked_trained: int = 0
 
@@ -76,6 +81,7 @@ class IntegrityReport:
             "moved_statistics": self.moved_statistics,
             "upstream_of_stop_gradient": self.upstream_of_stop_gradient,
             "adapters": [check.to_dict() for check in self.adapters],
+            "moved_statistics_why": self.statistics_why,
         }
 
     def summary_lines(self) -> list[str]:
@@ -107,6 +113,12 @@ class IntegrityReport:
         if others:
             lines.append(f"  {others} BatchNorm moving statistics of trained layers moved "
                          "(expected)")
+        reasons: dict = {}
+        for weight_id, why in self.statistics_why.items():
+            if why != TRAINABLE_FROM_START:
+                reasons.setdefault(why, []).append(weight_id)
+        for why, ids in reasons.items():
+            lines.append(f"  BatchNorm statistics moved ({why}): {_few(ids)}")
         return lines
 
 
@@ -120,13 +132,16 @@ def is_moving_statistic(document, weight) -> bool:
             and document.layer_flag(weight.layer))
 
 
-def check_integrity(document, before: WeightSnapshot, received: set) -> IntegrityReport:
+def check_integrity(document, before: WeightSnapshot, received: set,
+                    training_mode: dict | None = None) -> IntegrityReport:
     """Compares the document's weights with `before`.
 
     Args:
         document: after the run.
         before: the snapshot taken before the run.
         received: ids of the weights that received gradient (given to the optimizer).
+        training_mode: BatchNorm layer path -> why it ran in training mode during the
+            run (a schedule's stages); None: the layers the document keeps trainable.
     """
     report = IntegrityReport()
     for weight in document.weights:
@@ -140,9 +155,11 @@ def check_integrity(document, before: WeightSnapshot, received: set) -> Integrit
             report.checked_trained += 1
             if same:
                 report.trained_unchanged.append(weight.id)
-        elif is_moving_statistic(document, weight):
+        elif _moving(document, weight, training_mode):
             if not same:
                 report.moved_statistics.append(weight.id)
+                report.statistics_why[weight.id] = (training_mode or {}).get(
+                    weight.layer.path, TRAINABLE_FROM_START)
                 if document.receives_gradient(weight.layer) is False:
                     report.upstream_of_stop_gradient.append(weight.id)
         else:
@@ -151,3 +168,10 @@ def check_integrity(document, before: WeightSnapshot, received: set) -> Integrit
                 report.frozen_changed.append(weight.id)
     report.adapters = check_adapters(document, before.values)
     return report
+
+
+def _moving(document, weight, training_mode: dict | None) -> bool:
+    if training_mode is None:
+        return is_moving_statistic(document, weight)
+    return (not weight.freezable and weight.layer.class_name in BATCH_NORM_CLASSES
+            and weight.layer.path in training_mode)

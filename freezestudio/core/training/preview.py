@@ -88,7 +88,7 @@ def read_preview(document, spec: DataSpec) -> Preview:
         The preview; a problem with the data is its `error`, not an exception.
     """
     from freezestudio.core.training.devices import list_devices
-    from freezestudio.core.training.trainer import preview_losses
+    from freezestudio.core.training.setup import preview_losses
 
     preview = Preview(spec)
     try:

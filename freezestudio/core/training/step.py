@@ -41,13 +41,16 @@ class StepSpec:
         groups: per reported layer, the indices into `variables` of its weights.
         losses: per output, a callable `(y_true, y_pred) -> per-sample loss`.
         metrics: per output, a list of Keras metrics (maybe empty).
-        optimizer: built on `variables`.
+        optimizer: built on `variables` (with `update_groups`: the first group's, whose
+            loss scale the step uses).
         regularization: `() -> list of scalar losses` (the model's `losses`).
         strategy: a distribute strategy, or None for one device.
         loss_scale: the optimizer is a LossScaleOptimizer.
         jit_compile: compile the step's computation with XLA (one device; see `xla.py`).
         missing: filled at trace time with indices of variables that got no gradient.
         notes: filled when XLA could not compile the step and it ran without.
+        update_groups: `OptimizerGroup`s (an optimizer and the indices into `variables`
+            it updates); None: `optimizer` updates every variable.
     """
 
     forward: object
@@ -62,6 +65,7 @@ class StepSpec:
     jit_compile: bool = False
     missing: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    update_groups: list | None = None
 
 
 def _square_norm(grad):
@@ -126,9 +130,15 @@ def _gradients(spec: StepSpec, x, y, global_batch=None):
 
 
 def _apply(spec: StepSpec, grads) -> None:
-    pairs = [(g, v) for g, v in zip(grads, spec.variables, strict=True) if g is not None]
-    if pairs:
-        spec.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+    groups = spec.update_groups
+    if groups is None:
+        groups = [(spec.optimizer, range(len(spec.variables)))]
+    else:
+        groups = [(group.optimizer, group.indices) for group in groups]
+    for optimizer, indices in groups:
+        pairs = [(grads[i], spec.variables[i]) for i in indices if grads[i] is not None]
+        if pairs:
+            optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
 
 def _unscaled(spec: StepSpec, grads):
@@ -283,16 +293,21 @@ def seed_run(seed: int, model=None) -> None:
         state.assign(np.array([derived, 0], dtype=state.dtype))
 
 
-def make_optimizer(config, total_steps: int):
-    """A fresh Keras optimizer for a run (with the learning-rate schedule)."""
+def make_optimizer(config, total_steps: int, multiplier: float = 1.0, first_step: int = 0):
+    """A fresh Keras optimizer for a run (with the learning-rate schedule), its learning
+    rate (every value of its schedule) times `multiplier`. An optimizer created for
+    variables that start training at the run's step `first_step` (a schedule stage)
+    counts its own `iterations` from 0 and reads the schedule at `first_step` on."""
     import keras
 
-    lr = config.learning_rate
+    lr = config.learning_rate * multiplier
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total_steps))
     elif config.schedule == "step":
         lr = keras.optimizers.schedules.ExponentialDecay(
             lr, decay_steps=max(1, total_steps // 3), decay_rate=0.1, staircase=True)
+    if first_step and config.schedule != "constant":
+        lr = _offset_schedule(lr, first_step)
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
     if config.optimizer == "sgd":
@@ -300,6 +315,22 @@ def make_optimizer(config, total_steps: int):
     if config.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(lr)
     return keras.optimizers.Adam(lr)
+
+
+def _offset_schedule(schedule, offset: int):
+    """`schedule` read `offset` steps later (not serialised: saves keep the run's base
+    optimizer)."""
+    import keras
+
+    class OffsetSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return schedule(step + offset)
+
+        def get_config(self):
+            return {"schedule": keras.optimizers.schedules.serialize(schedule),
+                    "offset": offset}
+
+    return OffsetSchedule()
 
 
 def reset_metrics(metrics) -> None:

@@ -334,10 +334,7 @@ class FileFlowsMixin:
         except UserError as exc:
             dialogs.show_error(self, "Cannot apply plan", str(exc))
             return False
-        applied = self.editor.apply_plan(plan, display_name(path))
-        if applied and plan.unapplied_note():
-            self.statusBar().showMessage(f"Plan applied; {plan.unapplied_note()}", 15000)
-        return applied
+        return self.editor.apply_plan(plan, display_name(path))
 
     # --- recent files ---------------------------------------------------------------------
     def refresh_recent(self) -> None:

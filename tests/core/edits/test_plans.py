@@ -222,35 +222,20 @@ def test_missing_plan_file_is_plan_error(tmp_path):
         load_plan(tmp_path / "nothing.json")
 
 
-def test_later_plan_keys_are_kept(tmp_path):
+def test_fine_tuning_keys_round_trip(tmp_path):
+    stage = {"from_epoch": 2, "trainable": [{"match": "dense_1", "value": True}],
+             "lr_multipliers": [{"match": "dense_1", "value": 0.1}], "batchnorm": "train"}
     data = {"freezestudio_plan": 1, "trainable": [{"match": "*", "value": True}],
             "stop_gradient_after": [], "lr_multipliers": [{"match": "*", "value": 0.1}],
-            "schedule": [{"from_epoch": 2}]}
+            "schedule": [stage], "lora": [{"match": "dense", "rank": 2}]}
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(data))
     save_plan(load_plan(path), tmp_path / "again.json")
     assert json.loads((tmp_path / "again.json").read_text()) == data
-    # kept, not applied: said, not silently ignored
-    assert load_plan(path).unapplied_note() == (
-        "the plan's lr_multipliers and schedule are not applied by this version of "
-        "FreezeStudio (nor stored with the model)")
-    del data["schedule"]
-    assert "lr_multipliers is not applied" in Plan.from_dict(data).unapplied_note()
-    data["lr_multipliers"] = []
-    assert Plan.from_dict(data).unapplied_note() == ""
-
-
-def test_cli_says_when_a_plan_holds_keys_it_does_not_apply(tmp_path, capsys):
-    from freezestudio.cli import main
-
-    source = tmp_path / "m.keras"
-    mb.nested_sequential().save(source)
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"freezestudio_plan": 1, "lr_multipliers": [
-        {"match": "*", "value": 0.1}]}))
-    assert main(["apply", str(source), "--plan", str(plan), "-o", str(tmp_path / "o.keras")]) == 0
-    assert "note: the plan's lr_multipliers is not applied by this version" in \
-        capsys.readouterr().err
+    # a stage's omitted parts come back in full form
+    short = dict(data, schedule=[{"from_epoch": 3}])
+    assert Plan.from_dict(short).to_dict()["schedule"] == [
+        {"from_epoch": 3, "trainable": [], "lr_multipliers": [], "batchnorm": "frozen"}]
 
 
 @pytest.mark.parametrize("plan, named, suggested", [
@@ -278,8 +263,6 @@ def test_every_reserved_key_is_said_not_applied_and_lora_is_applied():
                            "lr_multipliers": [{"match": "*", "value": 0.1}],
                            "lora": [{"match": "head", "rank": 4, "alpha": 8}],
                            "schedule": [{"from_epoch": 2, "batchnorm": "train"}]})
-    assert plan.unapplied_note().startswith(
-        "the plan's lr_multipliers and schedule are not applied")
     assert plan.to_dict()["lora"] == [{"match": "head", "rank": 4, "alpha": 8}]
 
 
@@ -294,3 +277,44 @@ def test_no_match_names_the_top_model_and_case_and_shared_prefix(files):
     with pytest.raises(PlanError) as info:  # far in edit distance, near by prefix
         matching_nodes(document, "backbone/zzzzzzzzzzzzzzzzzzzzzzzz*")
     assert "closest: backbone/" in str(info.value)
+
+
+def test_fine_tuning_is_stored_with_the_model_and_replays(tmp_path, capsys):
+    from freezestudio.cli import main
+    from freezestudio.core.files.loading import open_document
+    from freezestudio.core.model.fine_tuning import FineTuning, Stage
+
+    source = tmp_path / "m.keras"
+    mb.mlp().save(source)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({
+        "freezestudio_plan": 1, "trainable": [{"match": "dense", "value": False}],
+        "lr_multipliers": [{"match": "dense_1", "value": 0.5}],
+        "schedule": [{"from_epoch": 3, "trainable": [{"match": "dense", "value": True}],
+                      "lr_multipliers": [{"match": "dense", "value": 0.1}]}]}))
+    out = tmp_path / "out.keras"
+    assert main(["apply", str(source), "--plan", str(plan), "-o", str(out)]) == 0
+    expected = FineTuning((("dense_1", 0.5),), (Stage(3, (("dense", True),),
+                                                      (("dense", 0.1),)),))
+    reopened = open_document(out)
+    assert reopened.fine_tuning == expected
+    assert main(["inspect", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert shown["lr_multiplier_by_weight"] == {"dense_1:kernel": 0.5, "dense_1:bias": 0.5}
+    assert shown["schedule"][0]["from_epoch"] == 3
+    assert main(["inspect", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "learning-rate multipliers: dense_1 x0.5 (x0.5: 2 weight(s), x1: 4 weight(s))" \
+        in text
+    assert "schedule: from epoch 3: unfreeze dense, LR x0.1 on dense, BatchNorm frozen" in text
+    assert reopened.trainable_state(reopened.layer("dense")) is False
+    # saving again (through the stored state alone) keeps it; h5 too
+    again = tmp_path / "again.h5"
+    assert main(["apply", str(out), "-o", str(again)]) == 0
+    assert open_document(again).fine_tuning == expected
+    # a plan's multiplier for a glob already present replaces it; its schedule replaces
+    document = open_document(out)
+    apply_plan(document, Plan.from_dict({"freezestudio_plan": 1, "lr_multipliers": [
+        {"match": "dense_1", "value": 2}, {"match": "dense_2", "value": 3}]}))
+    assert document.fine_tuning.lr_multipliers == (("dense_1", 2.0), ("dense_2", 3.0))
+    assert document.fine_tuning.schedule == expected.schedule

@@ -8,7 +8,7 @@ import numpy as np
 from freezestudio.core.data import Split, TrainingData
 from freezestudio.core.files.loading import open_document
 from freezestudio.core.model.signature import model_io
-from freezestudio.core.training.trainer import preview_losses
+from freezestudio.core.training.setup import preview_losses
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(32, 4)).astype("float32")

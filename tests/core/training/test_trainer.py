@@ -523,7 +523,7 @@ def test_cache_on_without_a_frozen_prefix_is_refused(tmp_path):
 
 
 def test_preview_losses_reads_without_touching_the_document():
-    from freezestudio.core.training.trainer import preview_losses
+    from freezestudio.core.training.setup import preview_losses
 
     document = demo("text_classifier", "text_plan.json")
     document.mark_unmodified()

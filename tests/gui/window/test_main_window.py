@@ -241,12 +241,13 @@ def test_details_context_menu_and_plans(qtbot, opened, answers, tmp_path):
     assert window.document.trainable_state(bn) is False
     window.actions.undo.trigger()
     assert window.document.trainable_state(bn) is True
-    # a key this version keeps but does not apply is said in the status bar
-    plan["lr_multipliers"] = [{"match": "*", "value": 0.1}]
+    # the fine-tuning keys are applied (and undoable)
+    plan["lr_multipliers"] = [{"match": "head_dense", "value": 0.5}]
     (tmp_path / "later.json").write_text(json.dumps(plan))
     assert window.apply_plan_file(str(tmp_path / "later.json"))
-    assert "lr_multipliers is not applied by this version" in \
-        window.statusBar().currentMessage()
+    assert window.document.fine_tuning.lr_multipliers == (("head_dense", 0.5),)
+    window.actions.undo.trigger()
+    assert not window.document.fine_tuning
 
 
 def test_geometry_is_remembered(qtbot, window, settings):
