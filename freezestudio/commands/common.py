@@ -25,8 +25,14 @@ class _TrainableRule(argparse.Action):
 
 
 def add_edit_options(parser: argparse.ArgumentParser) -> None:
-    """--plan, --freeze, --unfreeze, --stop-gradient-after."""
+    """--plan, --preset, --freeze, --unfreeze, --stop-gradient-after."""
     parser.add_argument("--plan", metavar="P.json", help="apply this plan first")
+    parser.add_argument("--preset", metavar="NAME[:OPTIONS]",
+                        help="then this fine-tuning preset: 'gradual[:blocks=N,from_epoch=E,"
+                             "lr=F]' (train the head, then the last N blocks at LR x F from "
+                             "epoch E) or 'discriminative[:lowest=F]' (multipliers growing "
+                             "geometrically from F on the first block to 1 on the head); "
+                             "globs=GLOB;GLOB;... names the blocks where none are found")
     parser.add_argument("--freeze", action=_TrainableRule, dest="rules", default=[],
                         const=False, metavar="GLOB",
                         help="freeze the layers/weights matching GLOB (repeatable; "
@@ -46,7 +52,8 @@ def add_merge_lora_option(parser: argparse.ArgumentParser) -> None:
 
 
 def open_edited_document(args, config_first: bool = False):
-    """Opens args.file and applies --plan, then --freeze/--unfreeze/--stop-gradient-after.
+    """Opens args.file and applies --plan, then --preset, then
+    --freeze/--unfreeze/--stop-gradient-after.
 
     Args:
         config_first: a `.keras` file whose config tells the model exactly is opened
@@ -66,7 +73,15 @@ def open_edited_document(args, config_first: bool = False):
     plan = load_plan(args.plan) if getattr(args, "plan", None) else Plan()
     if plan.lora and is_described(document.model):  # adapters are made by Keras
         document = open_document(args.file, trust=args.trust)
-    plan.trainable += [Rule(pattern, value) for pattern, value in getattr(args, "rules", [])]
-    plan.stop_gradient_after += getattr(args, "stop_gradient_after", [])
+    edits = Plan([Rule(pattern, value) for pattern, value in getattr(args, "rules", [])],
+                 list(getattr(args, "stop_gradient_after", [])))
+    if getattr(args, "preset", None):
+        from freezestudio.core.edits.presets import preset_plan
+
+        apply_plan(document, plan)
+        plan = Plan()
+        apply_plan(document, preset_plan(document, args.preset))
+    plan.trainable += edits.trainable
+    plan.stop_gradient_after += edits.stop_gradient_after
     apply_plan(document, plan)
     return document

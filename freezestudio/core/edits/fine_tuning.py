@@ -55,3 +55,34 @@ def fine_tuning_lines(document) -> list[str]:
     for stage in strategy.schedule:
         lines.append(f"schedule: from epoch {stage.from_epoch}: {stage.describe()}")
     return lines
+
+
+class MultiplierView:
+    """What the tree's "LR x" column shows: each node's multiplier from epoch 1 and
+    whether a rule names the node itself (else it is inherited, or the default 1).
+
+    Args:
+        document: the document (read once; make a new view after an edit).
+    """
+
+    def __init__(self, document):
+        rules = document.fine_tuning.lr_multipliers
+        self._values = resolve_multipliers(document, rules)
+        self._explicit = set()
+        for pattern, _ in rules:
+            for node in matching_nodes(document, pattern):
+                self._explicit.add(id(node))
+
+    def value(self, node) -> float | str | None:
+        """The multiplier of a weight; of a layer, its weights' common one, "mixed", or
+        None when it has no trainable-capable weight."""
+        if isinstance(node, WeightNode):
+            return self._values[node.id] if node.freezable else None
+        values = {self._values[w.id] for w in node.all_weights() if w.freezable}
+        if not values:
+            return None
+        return values.pop() if len(values) == 1 else "mixed"
+
+    def explicit(self, node) -> bool:
+        """A rule names this node itself (not inherited from a container, not default)."""
+        return id(node) in self._explicit

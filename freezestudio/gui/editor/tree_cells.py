@@ -7,6 +7,7 @@ cells it makes are cached by the model until a change touches them.
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtGui import QGuiApplication, QPalette
 
 from freezestudio.core.model.document import PARTIAL
 from freezestudio.core.model.tree import LayerNode, WeightNode, format_shape
@@ -14,8 +15,8 @@ from freezestudio.gui.common import style
 from freezestudio.gui.editor import node_info
 
 COLUMNS = ("Name", "Class", "Output shape", "Params", "Trainable", "Freeze", "Stop gradient",
-           "Gradient", "Adapter")
-NAME, CLASS, SHAPE, PARAMS, TRAINABLE, FREEZE, STOP, GRADIENT, ADAPTER = range(len(COLUMNS))
+           "Gradient", "Adapter", "LR \u00d7")
+NAME, CLASS, SHAPE, PARAMS, TRAINABLE, FREEZE, STOP, GRADIENT, ADAPTER, LR = range(len(COLUMNS))
 NODE_ROLE = Qt.ItemDataRole.UserRole + 1
 POINTS_ROLE = Qt.ItemDataRole.UserRole + 2  # [(address, active)] of the Stop gradient column
 KIND_ROLE = Qt.ItemDataRole.UserRole + 3  # style key of the row state
@@ -31,6 +32,8 @@ HEADER_TIPS = {
     GRADIENT: "Whether gradient from the outputs reaches the weights (hover for the reason)",
     ADAPTER: "LoRA adapter rank (Keras's enable_lora): double-click to set; 0 removes it. "
              "Empty where the layer cannot take one.",
+    LR: "Learning-rate multiplier: scales the step of these weights (double-click a layer or "
+        "container to edit). Grey: inherited from a container, or the default 1.",
 }
 _CHECK = {True: Qt.CheckState.Unchecked, False: Qt.CheckState.Checked,
           PARTIAL: Qt.CheckState.PartiallyChecked}
@@ -44,6 +47,8 @@ _BACKGROUND = int(Qt.ItemDataRole.BackgroundRole)
 _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
 _ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
 _FONT = int(Qt.ItemDataRole.FontRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_EDIT = int(Qt.ItemDataRole.EditRole)
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
@@ -93,14 +98,26 @@ class CellsMixin:
             _DECORATION: self._decoration(node, column),
             _BACKGROUND: self._background(node),
         }
-        if column in _NUMERIC:
+        if column in _NUMERIC or column == LR:
             cell[_ALIGN] = _RIGHT
         if column == NAME:
             if isinstance(node, WeightNode):
                 cell[_FONT] = self._italic
             elif node.is_container:
                 cell[_FONT] = self._bold
+        if column == LR:
+            value = self.multipliers().value(node)
+            cell[_EDIT] = f"{value:g}" if isinstance(value, float) else "1"
+            if not self.multipliers().explicit(node):
+                cell[_FOREGROUND] = QGuiApplication.palette().color(
+                    QPalette.ColorRole.PlaceholderText)
         return cell
+
+    def multipliers(self):
+        """The LR column's `MultiplierView`, made once per edit."""
+        from freezestudio.core.edits.fine_tuning import MultiplierView
+
+        return self._cached(self.document.root, "lr", lambda: MultiplierView(self.document))
 
     def _display(self, node, column: int) -> str:
         weight = isinstance(node, WeightNode)
@@ -126,6 +143,9 @@ class CellsMixin:
             return node_info.gradient_text(self.document, node)[0]
         if column == ADAPTER:
             return self._adapter_text(node)
+        if column == LR:
+            value = self.multipliers().value(node)
+            return "" if value is None else (value if isinstance(value, str) else f"{value:g}")
         return ""
 
     def _adapters_at(self, node) -> list:
@@ -221,6 +241,9 @@ class CellsMixin:
         if index.column() == STOP and self.stop_points(node):
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         if index.column() == ADAPTER and self._takes_adapter(node):
+            flags |= Qt.ItemFlag.ItemIsEditable
+        if index.column() == LR and isinstance(node, LayerNode) and \
+                node_info.has_freezable(node):
             flags |= Qt.ItemFlag.ItemIsEditable
         return flags
 

@@ -41,6 +41,7 @@ from freezestudio.gui.editor.tree_cells import (  # noqa: F401 - the model's pub
     GRADIENT,
     HEADER_TIPS,
     KIND_ROLE,
+    LR,
     NAME,
     NODE_ROLE,
     PARAMS,
@@ -335,6 +336,13 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
             rank = parse_rank(value)
             return rank is not None and self.editor.set_adapter_rank(index.internalPointer(),
                                                                      rank)
+        if index.isValid() and index.column() == LR and role == Qt.ItemDataRole.EditRole:
+            try:
+                multiplier = float(str(value).strip().lstrip("x\u00d7"))
+            except ValueError:
+                self.editor.failed.emit(f"'{value}' is not a learning-rate multiplier")
+                return False
+            return self.editor.set_lr_multiplier([index.internalPointer()], multiplier)
         if not index.isValid() or role != Qt.ItemDataRole.CheckStateRole:
             return False
         node = index.internalPointer()

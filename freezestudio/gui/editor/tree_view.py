@@ -140,7 +140,9 @@ class LayerTreeView(QTreeView):
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setAllColumnsShowFocus(True)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # only the LR x column is editable (its flags say so): double-click or F2
+        self.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked |
+                             QAbstractItemView.EditTrigger.EditKeyPressed)
         self.setExpandsOnDoubleClick(True)
         self.setIconSize(QSize(16, 16))
         self.stop_delegate = StopPointDelegate(self)

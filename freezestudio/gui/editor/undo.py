@@ -1,8 +1,9 @@
 """Edits as undoable commands: every change to a document goes through `Editor`.
 
 An edit runs the core operation once, records the document's snapshot before and after
-(`Document.snapshot` covers freeze state and stop-gradient points; where LoRA adapters are
-involved, `lora.AdapterState` adds the adapters and their values), and pushes a
+(`Document.snapshot` covers freeze state, stop-gradient points and the fine-tuning
+strategy; where LoRA adapters are involved, `lora.AdapterState` adds the adapters and
+their values), and pushes a
 `SnapshotCommand`; undo and redo restore those snapshots, so they give back the exact
 state whatever the edit was (a plan, a bulk freeze, a stop-gradient rebuild, adapters
 added, merged or discarded).
@@ -316,6 +317,41 @@ class Editor(QObject):
             return False
         return self.add_adapters(kernels, rank, text=f"Add LoRA adapters (rank {rank}) to "
                                  f"the attention projections of {_describe([node])}")
+
+    # --- fine-tuning strategy -----------------------------------------------------------
+    def set_lr_multiplier(self, nodes: Iterable, value: float) -> bool:
+        """Gives these layers/containers/weights the learning-rate multiplier `value`
+        (a rule per node, after the others: it wins over a container's)."""
+        from freezestudio.core.edits.plans import glob_escape
+
+        nodes = list(nodes)
+        if not nodes:
+            return False
+        if not value > 0:
+            self.failed.emit(f"a learning-rate multiplier must be > 0, got {value:g}")
+            return False
+        rules = [(glob_escape(n.id if isinstance(n, WeightNode) else n.path), float(value))
+                 for n in nodes]
+
+        def action():
+            strategy = self.document.fine_tuning.with_multipliers(rules)
+            self.document.set_fine_tuning(strategy)
+
+        return self.run(f"Set LR x{value:g} on {_describe(nodes)}", action)
+
+    def set_schedule(self, stages: Iterable, text: str = "Edit schedule") -> bool:
+        """Makes `stages` (core `Stage`s) the schedule; their globs must match."""
+        from freezestudio.core.edits.plans import matching_nodes
+
+        stages = list(stages)
+
+        def action():
+            for stage in stages:
+                for pattern, _ in stage.trainable + stage.lr_multipliers:
+                    matching_nodes(self.document, pattern)
+            self.document.set_fine_tuning(self.document.fine_tuning.with_schedule(stages))
+
+        return self.run(text, action)
 
     # --- plans ------------------------------------------------------------------------
     def apply_plan(self, plan, name: str) -> bool:

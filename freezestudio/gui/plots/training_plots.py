@@ -53,6 +53,7 @@ class TrainingPlots(QWidget):
         layout.addWidget(splitter)
         self.splitter = splitter
         self.metrics: RunMetrics | None = None
+        self.stage_lines: list = []  # (plot item, InfiniteLine) of the schedule's stages
         self.selected: list[str] = []
         self.redraw_times: list[float] = []
         self._stale: set = set()  # plots whose data changed since they were drawn
@@ -84,6 +85,7 @@ class TrainingPlots(QWidget):
     def start_run(self, info) -> RunMetrics:
         """Starts a new run's (empty) metrics buffers and returns them. Each plot is
         cleared and re-ranged at its first redraw (one at a time, like the redraws)."""
+        self.clear_stages()
         self.metrics = RunMetrics(info)
         self.redraw_times = []
         self._fresh = set(self._plots())
@@ -102,6 +104,23 @@ class TrainingPlots(QWidget):
             plot.start(total)
             if plot is self.lines:
                 self.lines.choose(self.metrics, self.selected)
+
+    def mark_stage(self, step: int, label: str) -> None:
+        """A vertical line at `step` (a schedule stage starts after it) in the loss and
+        gradient-line plots."""
+        import pyqtgraph as pg
+
+        for item in (self.loss.widget.getPlotItem(), self.lines.item):
+            line = pg.InfiniteLine(pos=step, angle=90, label=label,
+                                   pen=pg.mkPen("#CC79A7", width=1, style=Qt.PenStyle.DashLine),
+                                   labelOpts={"position": 0.95, "color": "#CC79A7"})
+            item.addItem(line)
+            self.stage_lines.append((item, line))
+
+    def clear_stages(self) -> None:
+        for item, line in self.stage_lines:
+            item.removeItem(line)
+        self.stage_lines = []
 
     def add_step(self, report) -> None:
         if self.metrics is not None:

@@ -162,6 +162,21 @@ class TrainingPanel(QWidget):
         self.rate.setText("first step…")
         self.result.setPlainText(run_header(info))
 
+    def stage_started(self, report) -> None:
+        """A schedule stage starts: a line in the plots and the log; its layers join the
+        gradient plots' choice."""
+        if self.info is not None:
+            step = (report.epoch - 1) * self.info.steps_per_epoch
+            self.plots.mark_stage(step, f"epoch {report.epoch}")
+            known = set(self.info.receiving_layers)
+            self.info.receiving_layers += [p for p in report.receiving_layers if p not in known]
+        self.result.appendPlainText(report.description)
+
+    def add_schedule(self, table) -> None:
+        """Shows the Schedule table (`schedule_table.ScheduleTable`) as a tab."""
+        self.schedule = table
+        self.tabs.insertTab(2, table, "Schedule")
+
     def step_finished(self, report) -> None:
         self.last_step = report
         self.plots.add_step(report)

@@ -36,6 +36,7 @@ from freezestudio.core.training.config import (
     COMPLETED,
     EpochReport,
     RunInfo,
+    StageReport,
     StepReport,
     TrainingControl,
 )
@@ -121,6 +122,13 @@ class TrainingSession(QObject, BackgroundTask):
         panel.data_changed.connect(self.request_preview)
         panel.save_plots_requested.connect(self.save_plots)
         panel.save_metrics_requested.connect(self.save_metrics)
+        from freezestudio.gui.training.schedule_table import ScheduleTable
+
+        w = self.window
+        table = ScheduleTable(w.editor, w.tree.selected_nodes)
+        panel.add_schedule(table)
+        w.model.refreshed.connect(table.refresh)
+        table.failed.connect(self._refuse)
 
     def _hook_window(self) -> None:
         w = self.window
@@ -281,6 +289,8 @@ class TrainingSession(QObject, BackgroundTask):
             self.panel.step_finished(event)
         elif isinstance(event, EpochReport):
             self.panel.epoch_finished(event)
+        elif isinstance(event, StageReport):
+            self.panel.stage_started(event)
         elif isinstance(event, RunInfo) and self.panel.state == PanelState.PREPARING:
             self.panel.run_started(event)
             self.panel.set_state(PanelState.RUNNING)

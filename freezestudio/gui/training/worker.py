@@ -77,6 +77,9 @@ class _TaskReporter(Reporter):
     def run_started(self, info) -> None:
         self.state.send(info)
 
+    def stage_started(self, report) -> None:
+        self.state.send(report)
+
     def step_finished(self, report) -> None:
         self.state.send(report)
 

@@ -6,6 +6,7 @@ event-loop stall during a run and the redraw rate are printed (pytest -s shows t
 
 from __future__ import annotations
 
+import json
 from functools import partial
 
 import numpy as np
@@ -374,3 +375,52 @@ def test_the_gradient_norm_axis_is_labelled_in_plain_values(qtbot, window, sessi
                                                                           strict=True) if s)
     loss_axis = session.panel.plots.loss.widget.getPlotItem().getAxis("left")
     assert isinstance(loss_axis, PlainAxis) and "(x" not in loss_axis.labelString()
+
+
+def test_schedule_tab_edits_undoably_saves_in_plans_and_a_run_marks_its_stage(
+        qtbot, window, session, answers, tmp_path):
+    """The Schedule tab: a stage from the tree selection, its BatchNorm policy, a bad
+    cell refused; undo/redo; saved in the plan; a two-epoch run unfreezes at epoch 2 and
+    draws the stage line."""
+    document = window.document
+    table = session.panel.schedule
+    assert session.panel.tabs.tabText(session.panel.tabs.indexOf(table)) == "Schedule"
+    block = document.layer("conv_base/block3_conv")
+    window.tree.select_nodes([block])
+    table.add_stage()
+    (stage,) = document.fine_tuning.schedule
+    assert (stage.from_epoch, stage.trainable, stage.lr_multipliers) == (
+        2, (("conv_base/block3_conv", True),), (("conv_base/block3_conv", 0.1),))
+    assert table.table.rowCount() == 1 and table.table.item(0, 1).text() == \
+        "conv_base/block3_conv"
+    table.table.cellWidget(0, 3).setCurrentText("train")
+    assert document.fine_tuning.schedule[0].batchnorm == "train"
+    messages = []
+    table.failed.connect(messages.append)
+    table.table.item(0, 0).setText("soon")
+    assert messages and document.fine_tuning.schedule[0].from_epoch == 2
+    assert table.table.item(0, 0).text() == "2"  # the table shows the document again
+    window.editor.stack.undo()
+    assert document.fine_tuning.schedule[0].batchnorm == "frozen"
+    assert table.table.cellWidget(0, 3).currentText() == "frozen"
+    window.editor.stack.undo()
+    assert not document.fine_tuning.schedule and table.table.rowCount() == 0
+    window.editor.stack.redo()
+    assert table.table.rowCount() == 1
+    answers["plan_path"] = str(tmp_path / "plan.json")
+    window.save_plan_file()
+    saved = json.loads((tmp_path / "plan.json").read_text())["schedule"]
+    assert saved[0]["trainable"] == [{"match": "conv_base/block3_conv", "value": True}]
+    before = weights(document)
+    outcome = run(qtbot, session, epochs=2)
+    result = outcome.result
+    assert result.status == "completed" and result.integrity.ok
+    kernel = "conv_base/block3_conv:kernel"
+    assert kernel in result.received and \
+        weights(document)[kernel].tobytes() != before[kernel].tobytes()
+    plots = session.panel.plots
+    per_epoch = result.info.steps_per_epoch
+    assert [line.value() for _, line in plots.stage_lines] == [per_epoch, per_epoch]
+    assert "stage from epoch 2: unfreeze conv_base/block3_conv" in \
+        session.panel.result.toPlainText()
+    assert "conv_base/block3_conv" in plots.metrics.info.receiving_layers
