@@ -9,7 +9,7 @@ saved in plans; the table re-reads the document after every edit, undo and redo.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -133,8 +133,8 @@ class ScheduleTable(QWidget):
         starts = [s.from_epoch for s in stages]
         if len(set(starts)) != len(starts):
             self.failed.emit("two stages start at the same epoch")
-        elif not self.editor.set_schedule(stages, text):
-            pass  # refused (the editor said why) or unchanged
+        else:  # a refusal is reported by the editor's `failed`
+            self.editor.set_schedule(stages, text)
         self.refresh()
 
     @Slot()
@@ -184,6 +184,3 @@ class ScheduleTable(QWidget):
     def _selected_globs(self) -> list[str]:
         return [glob_escape(n.id if isinstance(n, WeightNode) else n.path)
                 for n in self.selection() if isinstance(n, WeightNode) or n.path]
-
-
-__all__ = ["ScheduleTable", "row_stage", "stage_row", "Qt"]
