@@ -31,6 +31,7 @@ from freezestudio.gui.editor.tree_model import (
     COLUMNS,
     FREEZE,
     GRADIENT,
+    LR,
     NAME,
     PARAMS,
     POINTS_ROLE,
@@ -42,7 +43,8 @@ from freezestudio.gui.editor.tree_model import (
 BOX = 14
 GAP = 4
 SQUEEZABLE = (NAME, CLASS, SHAPE)
-"""Columns narrowed (their text elided) when the tree's viewport is too narrow for all."""
+"""Columns narrowed (their text elided) when the tree's viewport is too narrow for all;
+if that is not enough, the LR x column is hidden until the tree is wide enough."""
 MIN_NAME_WIDTH = 140
 
 
@@ -319,6 +321,7 @@ class LayerTreeView(QTreeView):
             floors = {c: metrics.horizontalAdvance(COLUMNS[c]) + pad for c in SQUEEZABLE}
             floors[NAME] = max(floors[NAME], MIN_NAME_WIDTH)
             squeeze_to_width(widths, floors, self.viewport().width())
+            self.setColumnHidden(LR, sum(widths.values()) > self.viewport().width())
         for column, width in widths.items():
             self.setColumnWidth(column, width)
 
