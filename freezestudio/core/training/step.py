@@ -171,8 +171,7 @@ def _on_iterator(spec: StepSpec, on_batch):
         def step(iterator):
             return on_batch(*next(iterator))
         return step
-    from freezestudio.core.errors import first_line
-    from freezestudio.core.training.xla import is_xla_compile_failure
+    from freezestudio.core.training.xla import is_xla_compile_failure, xla_failure_reason
 
     compiled = tf.function(on_batch, autograph=False, jit_compile=True, reduce_retracing=True)
     state = {}
@@ -187,7 +186,7 @@ def _on_iterator(spec: StepSpec, on_batch):
             if not is_xla_compile_failure(exc):
                 raise
             spec.notes.append("XLA could not compile the step, it ran without XLA: "
-                              f"{first_line(exc, 200)}")
+                              f"{xla_failure_reason(exc)}")
             plain = tf.function(on_batch, autograph=False)
             result = plain(x, y)
             state["fused"] = tf.function(lambda it: plain(*next(it)), autograph=False)

@@ -17,9 +17,10 @@ its first, failed compilation, and the step then runs without XLA (`step.py`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from freezestudio.core.errors import UserError
+from freezestudio.core.errors import UserError, first_line
 
 JIT_MODES = ("auto", "on", "off")
 
@@ -93,3 +94,17 @@ def is_xla_compile_failure(exc: BaseException) -> bool:
         return False
     text = str(exc)
     return "XLA" in text or "must be a compile-time constant" in text
+
+
+_UNSUPPORTED_OPS = re.compile(r"on XLA_\w+_JIT: (.+?)(?: \(No registered|\{\{|$)", re.MULTILINE)
+
+
+def xla_failure_reason(exc: BaseException) -> str:
+    """What made XLA refuse a function, short: the unsupported operations TensorFlow names
+    (e.g. "unsupported operations: PyFunc"), else the error's first line. The graph's own
+    name comes first in TensorFlow's message and grows with every trace, so a plain cut of
+    the message can lose the operations."""
+    found = _UNSUPPORTED_OPS.search(str(exc))
+    if found:
+        return f"unsupported operations: {found.group(1).strip()}"
+    return first_line(exc, 200)

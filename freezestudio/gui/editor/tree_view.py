@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from freezestudio.core.model.tree import LayerNode
 from freezestudio.gui.common import style
 from freezestudio.gui.editor.tree_model import (
+    ADAPTER,
     CLASS,
     COLUMNS,
     FREEZE,
@@ -43,8 +44,10 @@ from freezestudio.gui.editor.tree_model import (
 BOX = 14
 GAP = 4
 SQUEEZABLE = (NAME, CLASS, SHAPE)
-"""Columns narrowed (their text elided) when the tree's viewport is too narrow for all;
-if that is not enough, the LR x column is hidden until the tree is wide enough."""
+"""Columns narrowed (their text elided) when the tree's viewport is too narrow for all."""
+HIDEABLE = (LR, ADAPTER)
+"""If narrowing is not enough, these columns are hidden, first to last, until the rest fits;
+they come back when the tree is wide enough (Freeze, Stop gradient and Gradient never hide)."""
 MIN_NAME_WIDTH = 140
 
 
@@ -321,7 +324,11 @@ class LayerTreeView(QTreeView):
             floors = {c: metrics.horizontalAdvance(COLUMNS[c]) + pad for c in SQUEEZABLE}
             floors[NAME] = max(floors[NAME], MIN_NAME_WIDTH)
             squeeze_to_width(widths, floors, self.viewport().width())
-            self.setColumnHidden(LR, sum(widths.values()) > self.viewport().width())
+            room, shown = self.viewport().width(), sum(widths.values())
+            for column in HIDEABLE:
+                self.setColumnHidden(column, shown > room)
+                if shown > room:
+                    shown -= widths[column]
         for column, width in widths.items():
             self.setColumnWidth(column, width)
 

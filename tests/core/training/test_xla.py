@@ -11,7 +11,7 @@ from freezestudio.core.errors import UserError
 from freezestudio.core.files.loading import open_document
 from freezestudio.core.training.config import COMPLETED, TrainingConfig
 from freezestudio.core.training.trainer import Trainer
-from freezestudio.core.training.xla import resolve_jit_compile
+from freezestudio.core.training.xla import resolve_jit_compile, xla_failure_reason
 
 
 def _data(n=48, features=6, classes=3, seed=0):
@@ -89,3 +89,16 @@ def test_jit_on_under_a_strategy_is_a_user_error():
         resolve_jit_compile("on", mb.gradient_norms_model(), distributed=True)
     with pytest.raises(UserError, match="unknown jit-compile 'yes'"):
         TrainingConfig(jit_compile="yes").validate()
+
+
+def test_the_fallback_note_names_the_unsupported_operation_however_long_the_graph_name():
+    import tensorflow as tf
+
+    for trace in range(3):  # each trace gets a new, longer-numbered graph name
+        @tf.function(jit_compile=True)
+        def host_call(x):
+            return tf.numpy_function(lambda a: a * 2, [x], tf.float32)
+
+        with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+            host_call(tf.ones(3 + trace))
+        assert xla_failure_reason(caught.value) == "unsupported operations: PyFunc"
