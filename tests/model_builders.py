@@ -374,6 +374,18 @@ def trained_small_cnn(x, y, classes=3, epochs=4):
     return model
 
 
+def trained_cnn_files(folder, train_count, held_out_count):
+    """`trained_small_cnn` on `separable_images(train_count)`, saved as `folder/cnn.keras`,
+    with `folder/data.npz` holding its data and `held_out_count` held-out rows
+    (`x_val`, `y_val`, another seed). Returns `(model, model_path, data_path, x_val, y_val)`."""
+    x, y = separable_images(train_count)
+    x_val, y_val = separable_images(held_out_count, seed=1)
+    model = trained_small_cnn(x, y)
+    model.save(folder / "cnn.keras")
+    np.savez(folder / "data.npz", x=x, y=y, x_val=x_val, y_val=y_val)
+    return model, folder / "cnn.keras", folder / "data.npz", x_val, y_val
+
+
 def keras_application(name):
     """A builder of `keras.applications.<name>` (no weights, 32x32, 5 classes)."""
     def build():

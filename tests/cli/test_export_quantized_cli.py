@@ -17,12 +17,7 @@ JSON_KEYS = {"format", "output", "bytes", "verified", "samples", "max_abs_diff",
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quantized_cli")
-    x, y = mb.separable_images(400)
-    x_val, y_val = mb.separable_images(200, seed=1)
-    model = mb.trained_small_cnn(x, y)
-    model.save(folder / "cnn.keras")
-    np.savez(folder / "data.npz", x=x, y=y, x_val=x_val, y_val=y_val)
-    cnn, data = folder / "cnn.keras", folder / "data.npz"
+    model, cnn, data, x_val, y_val = mb.trained_cnn_files(folder, 400, 200)
     text = demo_file("text_classifier.keras")
     jobs = {
         "int8": ["export", cnn, "--format", "tflite", "-o", folder / "int8.tflite",

@@ -19,14 +19,9 @@ from freezestudio.core.files.loading import open_document
 def trained(tmp_path_factory):
     """The trained CNN's document, its data file and its held-out rows."""
     folder = tmp_path_factory.mktemp("quantized")
-    x, y = mb.separable_images(600)
-    x_val, y_val = mb.separable_images(300, seed=1)
-    model = mb.trained_small_cnn(x, y)
+    model, path, data, x_val, y_val = mb.trained_cnn_files(folder, 600, 300)
     assert np.mean(np.argmax(model.predict(x_val, verbose=0), 1) == y_val) >= 0.97
-    model.save(folder / "cnn.keras")
-    data = folder / "data.npz"
-    np.savez(data, x=x, y=y, x_val=x_val, y_val=y_val)
-    return open_document(folder / "cnn.keras"), data, x_val, y_val, folder
+    return open_document(path), data, x_val, y_val, folder
 
 
 @pytest.fixture(scope="module")
