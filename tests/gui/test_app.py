@@ -64,11 +64,11 @@ window = MainWindow()
 window.show()
 app.processEvents()
 shown, shown_cpu = time.perf_counter() - start, time.thread_time() - cpu
-tf_at_show = "tensorflow" in sys.modules
-window.tf_ready.connect(lambda ok: app.quit())
+ready = []
+window.tf_ready.connect(lambda ok: (ready.append(time.perf_counter() - start), app.quit()))
 app.exec()
 window.close()
-print(f"{shown:.3f} {shown_cpu:.3f} {tf_at_show} {'tensorflow' in sys.modules}")
+print(f"{shown:.3f} {shown_cpu:.3f} {ready[0]:.3f} {'tensorflow' in sys.modules}")
 """
 
 
@@ -77,8 +77,11 @@ def test_window_shows_before_tensorflow_is_imported(tmp_path):
     result = subprocess.run([sys.executable, "-c", STARTUP], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    shown, shown_cpu, tf_at_show, tf_later = result.stdout.split()
-    assert tf_at_show == "False", "TensorFlow was imported before the window showed"
+    shown, shown_cpu, tf_ready_at, tf_later = result.stdout.split()
+    # the import runs on a worker thread from the window's construction on, so
+    # "tensorflow" may already be in sys.modules at show; what matters is that the window
+    # did not wait for it: it showed before the import had finished
+    assert float(shown) < float(tf_ready_at), "the window waited for TensorFlow's import"
     assert tf_later == "True", "TensorFlow was not imported in the background"
     # target: < 1 s (about 0.45 s here); CPU time of the GUI thread is what we control,
     # wall time also counts other processes on a loaded machine

@@ -142,16 +142,18 @@ def _live(layer) -> bool:
 def revive_dead_adapters(document: Document) -> list[Adapter]:
     """Gives every adapter whose matrices are both zero (Keras's state after loading a
     saved LoRA layer) a fresh start as `enable_lora` makes it: A he-uniform, B zeros.
-    The layers' outputs do not change. Returns the adapters revived."""
+    The layers' outputs do not change. Returns the adapters revived. A model without
+    adapters returns at once, without importing Keras (`inspect`'s TensorFlow-free path)."""
+    revived = [a for a in document.adapters() if not _live(a.layer)]
+    if not revived:
+        return []
     import keras
 
-    revived = [a for a in document.adapters() if not _live(a.layer)]
     for adapter in revived:
         variable = adapter.layer.lora_kernel_a
         variable.assign(keras.initializers.get("he_uniform")(variable.shape,
                                                              dtype=variable.dtype))
-    if revived:
-        document.weights_changed(notify=False)
+    document.weights_changed(notify=False)
     return revived
 
 

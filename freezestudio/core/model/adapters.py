@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from freezestudio.core.graph.description import is_described
+from freezestudio.core.graph.functional import is_model
 from freezestudio.core.model.tree import LayerNode, WeightNode, adapted_kernel, base_variable
 
 
@@ -45,9 +47,12 @@ class Adapter:
 
 def keras_sublayers(layer):
     """A Keras layer and every layer inside it (through `_layers`), each once, outer
-    first; nested models are not entered (they are tree nodes of their own)."""
-    import keras
-
+    first; nested models are not entered (they are tree nodes of their own). A layer read
+    from a config (`core/graph/description.py`) has no adapters and no layers inside, and
+    asking must not import Keras (`inspect`'s TensorFlow-free path)."""
+    if is_described(layer):
+        yield layer
+        return
     seen, stack = set(), [layer]
     while stack:
         current = stack.pop(0)
@@ -55,14 +60,12 @@ def keras_sublayers(layer):
             continue
         seen.add(id(current))
         yield current
-        stack.extend(sub for sub in current._layers if not isinstance(sub, keras.Model))
+        stack.extend(sub for sub in current._layers if not is_model(sub))
 
 
 def takes_lora(layer) -> bool:
     """Whether a Keras layer has Keras's `enable_lora` (and is not a model)."""
-    import keras
-
-    return callable(getattr(layer, "enable_lora", None)) and not isinstance(layer, keras.Model)
+    return callable(getattr(layer, "enable_lora", None)) and not is_model(layer)
 
 
 def lora_layers(node: LayerNode) -> list:
