@@ -31,6 +31,7 @@ from freezestudio.core.graph.description import (
     DescribedTensor,
     DescribedVariable,
 )
+from freezestudio.core.graph.functional import inbound_call, layer_calls, producer
 
 _WEIGHTS_MEMBER = "model.weights.h5"
 _MODELS = ("Functional", "Sequential")
@@ -138,7 +139,7 @@ class _Reader:
                                                entry)
         # Each call in config order; tensors are made by the call that produces them.
         tensors: dict[tuple, DescribedTensor] = {
-            (name, 0, 0): layer._inbound_nodes[0].outputs[0]
+            (name, 0, 0): layer_calls(layer)[0].outputs[0]
             for name, (layer, _) in layers.items() if layer.class_name == "InputLayer"}
         pending = [(layer, entry, k) for layer, entry in layers.values()
                    for k in range(len(entry.get("inbound_nodes", [])))]
@@ -155,7 +156,7 @@ class _Reader:
         outputs = [tensors[tuple(ref)] for ref in _refs(config["output_layers"])]
         for tensor in outputs:
             if tensor.dtype is None:
-                tensor.dtype = tensor._keras_history.operation.output_dtype
+                tensor.dtype = producer(tensor).output_dtype
         return DescribedModel(config["name"], "Functional", _flag(config), inputs, outputs)
 
     def sequential(self, config: dict, entries: list, group) -> DescribedModel:
@@ -163,7 +164,7 @@ class _Reader:
             raise NotDescribable("a Sequential without an input layer")
         layers_group = group.get("layers") if group is not None else None
         names = _group_names([e["class_name"] for e in entries[1:]], layers_group)
-        tensor = self.layer(entries[0], None)._inbound_nodes[0].outputs[0]
+        tensor = layer_calls(self.layer(entries[0], None))[0].outputs[0]
         inputs = [tensor]
         for entry, name in zip(entries[1:], names, strict=True):
             layer = self.layer(entry, _child(layers_group, name))
@@ -197,9 +198,8 @@ class _Reader:
         if layer.freezestudio_stop_gradient:
             (source,) = inputs
             tensors[(name, k, 0)] = source
-            history = source._keras_history
-            self.cut.add((id(history.operation._inbound_nodes[history.node_index]),
-                          history.tensor_index))
+            node, index = inbound_call(source)
+            self.cut.add((id(node), index))
             return True
         if isinstance(layer, DescribedModel):
             outputs = [DescribedTensor(t.shape, t.dtype) for t in layer.outputs]
