@@ -112,7 +112,8 @@ def _step_spec(setup, config, document, plan, forward_model, previous) -> StepSp
     return StepSpec(forward_fn(document, forward_model), trainables.variables,
                     trainables.norm_groups, [c.build() for c in setup.losses], metrics,
                     groups[0].optimizer, regularization, setup.placement.strategy,
-                    loss_scale, setup.jit_compile, update_groups=groups)
+                    loss_scale, setup.jit_compile, update_groups=groups,
+                    update_sizes=config.update_sizes)
 
 
 def _cached(cache, config, data: TrainingData, train: Split, validation: Split | None):

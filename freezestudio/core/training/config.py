@@ -56,6 +56,8 @@ class TrainingConfig:
             a policy name ("mixed_float16", "mixed_bfloat16") to force one.
         jit_compile: "auto" (Keras's rule: XLA with a GPU and no distribute strategy),
             "on" or "off" (see xla.py).
+        update_sizes: also report, per layer and step, the update size |dw|/|w| (norm of
+            the applied update over the norm of the weights; `step.py`).
         multi_worker: train under the process's MultiWorkerMirroredStrategy (started by
             `cluster.start_multi_worker` first); needs a seed (every worker must shuffle
             and split alike) and no `device`.
@@ -77,6 +79,7 @@ class TrainingConfig:
     mixed_precision: bool | str = False
     jit_compile: str = "auto"
     multi_worker: bool = False
+    update_sizes: bool = False
 
     def validate(self) -> None:
         """Raises UserError for a value out of range."""
@@ -176,7 +179,9 @@ class RunInfo:
 @dataclass
 class StepReport:
     """One training step. `grad_norms` maps every layer path of `RunInfo.layer_paths` to
-    the L2 norm of its weights' gradients, None where the layer receives none."""
+    the L2 norm of its weights' gradients, None where the layer receives none;
+    `update_sizes` (only with `TrainingConfig.update_sizes`, else None) maps them alike
+    to |dw|/|w| of the step."""
 
     epoch: int
     step: int
@@ -186,6 +191,7 @@ class StepReport:
     steps_per_second: float
     eta_seconds: float
     elapsed: float
+    update_sizes: dict | None = None
 
 
 @dataclass

@@ -8,7 +8,8 @@ amortised O(1) and a redraw is `setData` on views of the filled part.
 The heatmap (layers x steps) keeps a bounded number of columns whatever the run's length:
 each column covers `bin` steps (their mean), and when the columns are full, neighbours
 are merged pairwise and `bin` doubles. A layer that receives no gradient has no values,
-so its row stays NaN (drawn empty).
+so its row stays NaN (drawn empty). Steps that carry update sizes (|dw|/|w|,
+`TrainingConfig.update_sizes`) fill a second heatmap alike, `update_heatmap`.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class RunMetrics:
         self.smoothed = GrowingArray()
         self.norms = GrowingArray(max(len(self.layers), 1))
         self.heatmap = BinnedColumns(max(len(self.layers), 1))
+        self.update_heatmap = BinnedColumns(max(len(self.layers), 1))
         self.epochs: list = []  # EpochReports
         self._ema = 0.0
 
@@ -114,10 +116,17 @@ class RunMetrics:
     def count(self) -> int:
         return self.steps.size
 
+    def _row(self, values: dict) -> np.ndarray:
+        if not self.layers:
+            return np.full(1, np.nan)
+        return np.array([np.nan if values.get(p) is None else values[p] for p in self.layers],
+                        dtype=float)
+
     def add_step(self, report) -> None:
-        norms = report.grad_norms
-        row = np.array([np.nan if norms.get(p) is None else norms[p] for p in self.layers],
-                       dtype=float) if self.layers else np.full(1, np.nan)
+        row = self._row(report.grad_norms)
+        sizes = report.update_sizes
+        if sizes is not None:
+            self.update_heatmap.add(np.log10(np.maximum(self._row(sizes), ZERO_FLOOR)))
         loss = float(report.loss)
         # bias-corrected exponential moving average (the first steps are not pulled to 0)
         self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * loss

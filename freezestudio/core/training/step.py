@@ -9,6 +9,14 @@ step). A step whose loss or
 gradients are not finite applies nothing (single device), so the model keeps the weights
 of the last good step.
 
+With `StepSpec.update_sizes` the vector also holds, per reported layer, the *update size*
+`|w_after - w_before| / |w_before|` (L2 norms over the layer's weights that receive
+gradient): the values are copied before the optimizer runs and compared after it, so it
+is what every optimizer group applied, multipliers and weight decay included, at the
+cost of one copy of those weights per step and no extra forward pass. A layer whose
+weights are all zero before the step reports 0; a step not applied (not finite)
+reports 0 everywhere.
+
 Under a `tf.distribute` strategy each replica computes its share of the loss (scaled to
 the global batch), the gradients are all-reduced before their norms are taken, and the
 optimizer is given the replica's own gradients (it all-reduces them itself).
@@ -51,6 +59,7 @@ class StepSpec:
         notes: filled when XLA could not compile the step and it ran without.
         update_groups: `OptimizerGroup`s (an optimizer and the indices into `variables`
             it updates); None: `optimizer` updates every variable.
+        update_sizes: also return each group's update size (module docstring).
     """
 
     forward: object
@@ -66,6 +75,7 @@ class StepSpec:
     missing: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     update_groups: list | None = None
+    update_sizes: bool = False
 
 
 def _square_norm(grad):
@@ -86,6 +96,29 @@ def _group_norms(spec: StepSpec, grads):
     if not spec.groups:
         return tf.zeros((0,), tf.float32)
     return tf.stack([tf.sqrt(tf.add_n([squares[i] for i in group])) for group in spec.groups])
+
+
+def _copies(spec: StepSpec):
+    """The variables' values before the step (None without `update_sizes`)."""
+    import tensorflow as tf
+
+    if not spec.update_sizes:
+        return None
+    return [tf.identity(tf.cast(v, tf.float32)) for v in spec.variables]
+
+
+def _update_sizes(spec: StepSpec, before):
+    """Per group `|after - before| / |before|` (empty without `update_sizes`)."""
+    import tensorflow as tf
+
+    if before is None or not spec.groups:
+        return tf.zeros((0,), tf.float32)
+    moved = [tf.reduce_sum(tf.square(tf.cast(v, tf.float32) - old))
+             for v, old in zip(spec.variables, before, strict=True)]
+    sizes = [tf.reduce_sum(tf.square(old)) for old in before]
+    return tf.stack([tf.math.divide_no_nan(tf.sqrt(tf.add_n([moved[i] for i in group])),
+                                           tf.sqrt(tf.add_n([sizes[i] for i in group])))
+                     for group in spec.groups])
 
 
 def _loss(spec: StepSpec, y, outputs, global_batch=None, regularize: bool = True):
@@ -197,8 +230,8 @@ def _on_iterator(spec: StepSpec, on_batch):
 
 
 def make_train_step(spec: StepSpec):
-    """A `tf.function (iterator) -> [loss, batch size, norms...]` (one device or a
-    strategy)."""
+    """A `tf.function (iterator) -> [loss, batch size, norms..., update sizes...]` (one
+    device or a strategy; update sizes only with `spec.update_sizes`)."""
     import tensorflow as tf
 
     if spec.strategy is None:
@@ -206,6 +239,7 @@ def make_train_step(spec: StepSpec):
             loss, grads, outputs = _gradients(spec, x, y)
             norms = _group_norms(spec, _unscaled(spec, grads))
             finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.reduce_sum(norms))
+            before = _copies(spec)
 
             def apply():
                 _apply(spec, grads)
@@ -216,7 +250,8 @@ def make_train_step(spec: StepSpec):
             else:
                 tf.cond(finite, apply, lambda: tf.constant(False))
             _update_metrics(spec, y, outputs)
-            return tf.concat([tf.stack([loss, _size(y)]), norms], axis=0)
+            return tf.concat([tf.stack([loss, _size(y)]), norms,
+                              _update_sizes(spec, before)], axis=0)
         return _on_iterator(spec, on_batch)
 
     strategy = spec.strategy
@@ -232,9 +267,11 @@ def make_train_step(spec: StepSpec):
             else iter(())
         norms = _group_norms(spec, [None if g is None else next(reduced) for g in
                                     _unscaled(spec, grads)])
+        before = _copies(spec)
         _apply(spec, grads)
         _update_metrics(spec, y, outputs)
-        return tf.stack([loss, _size(y)]), norms
+        return tf.stack([loss, _size(y)]), tf.concat([norms, _update_sizes(spec, before)],
+                                                     axis=0)
 
     @tf.function(autograph=False)
     def distributed_step(iterator):

@@ -148,8 +148,11 @@ class Trainer:
                     values = train_step(built.batches).numpy()
                     result.steps += 1
                     # under loss scaling an overflowing step is skipped by the optimizer
-                    # (and the scale lowered): only a non-finite loss means divergence
-                    checked = values[:1] if setup.policy == "mixed_float16" else values
+                    # (and the scale lowered): only a non-finite loss means divergence;
+                    # update sizes are not checked (an applied step that overflowed a
+                    # weight shows in the next step's loss)
+                    checked = values[:1] if setup.policy == "mixed_float16" else \
+                        values[:2 + len(built.plan.trainables.receiving_layers)]
                     if not np.all(np.isfinite(checked)):
                         return self._stopped(result, DIVERGED, clock,
                                              _divergence(values, result.steps, epoch, batch,
@@ -213,13 +216,15 @@ class Trainer:
 
     @staticmethod
     def _step_report(setup: RunSetup, plan, values, epoch, batch, step, clock) -> StepReport:
-        norms = dict.fromkeys(setup.info.layer_paths)
-        norms.update(zip(plan.trainables.receiving_layers, (float(v) for v in values[2:]),
-                         strict=True))
+        receiving = plan.trainables.receiving_layers
+        norms = _by_layer(setup.info.layer_paths, receiving, values[2:2 + len(receiving)])
+        sizes = _by_layer(setup.info.layer_paths, receiving, values[2 + len(receiving):]) \
+            if len(values) > 2 + len(receiving) else None
         rate = clock.tick()
         remaining = setup.info.total_steps - step
         return StepReport(epoch, step, batch, float(values[0]), norms, rate,
-                          remaining / rate if rate > 0 else float("inf"), clock.elapsed())
+                          remaining / rate if rate > 0 else float("inf"), clock.elapsed(),
+                          sizes)
 
     def _copy_back(self, setup: RunSetup, result: RunResult) -> None:
         """After a run on replicas, the trained values go back to the document's variables
@@ -231,6 +236,13 @@ class Trainer:
                 setup.placement.strategy, originals, setup.mapping,
                 setup.trainables.variables), strict=True):  # one stage: no schedule on replicas
             original.assign(value)
+
+
+def _by_layer(paths: list, receiving: list, values) -> dict:
+    """Every layer path -> its value (None for the layers outside `receiving`)."""
+    result = dict.fromkeys(paths)
+    result.update(zip(receiving, (float(v) for v in values), strict=True))
+    return result
 
 
 def _received(built) -> set:

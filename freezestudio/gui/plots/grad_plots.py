@@ -5,6 +5,11 @@ The heatmap's rows are the layers that own weights, in tree order (the run's
 stop-gradient) has only NaN, which the image leaves transparent over a grey hatched
 background: visibly empty. Colours are log10 of the norm.
 
+The heatmap shows one of two views (`GradHeatmap.set_view`): the gradient norms, or the
+update sizes |dw|/|w| (norm of the applied update over the norm of the weights, what
+learning-rate multipliers change), recorded when the run was asked for them
+(`TrainingConfig.update_sizes`).
+
 Selecting layers in the tree chooses the lines (every receiving layer when the selection
 holds none) and outlines their heatmap rows.
 """
@@ -29,6 +34,9 @@ MAX_LINES = 8
 MAX_TICKS = 24
 EMPTY_FILL = QColor(150, 150, 150, 90)
 EMPTY_HATCH = QColor(110, 110, 110, 160)
+GRADIENT, UPDATE = "Gradient norm", "Update size |dw|/|w|"
+VIEWS = (GRADIENT, UPDATE)
+UPDATE_TITLE = "Update size |dw|/|w| (log10)"
 
 
 def short_name(path: str, paths: list) -> str:
@@ -114,10 +122,12 @@ class GradLinesPlot:
 
 
 class GradHeatmap:
-    """Layers x steps image of log10 gradient norms (`widget` is the PlotWidget)."""
+    """Layers x steps image of log10 gradient norms or update sizes (`widget` is the
+    PlotWidget, `view_name` the view shown)."""
 
     def __init__(self):
         self.widget = make_plot("Gradient norm heatmap (log10)", "", "step")
+        self.view_name = GRADIENT
         self.item = self.widget.getPlotItem()
         self.item.showGrid(x=False, y=False)
         self.item.invertY(True)
@@ -185,12 +195,30 @@ class GradHeatmap:
             self.item.addItem(mark)
             self.marks.append(mark)
 
+    def set_view(self, name: str) -> None:
+        """Shows `name` (one of `VIEWS`) from the next `update` on."""
+        self.view_name = name
+        self.levels = None
+        self._title(name == UPDATE and UPDATE_TITLE)
+
+    def _title(self, text) -> None:
+        """Sets the title when it changes (short: its width is the plot's minimum)."""
+        text = text or "Gradient norm heatmap (log10)"
+        if self.item.titleLabel.text != text:
+            self.item.setTitle(text)
+
     def update(self, metrics) -> None:
-        image = metrics.heatmap.image()
+        columns = metrics.update_heatmap if self.view_name == UPDATE else metrics.heatmap
+        image = columns.image()
+        if self.view_name == UPDATE and metrics.count and not columns.steps:
+            self._title("Update size: not recorded (Settings)")
+            self.clear()
+            return
+        self._title(self.view_name == UPDATE and UPDATE_TITLE)
         if not len(image) or not self.layers:
             return
         rows = len(self.layers)
-        width = len(image) * metrics.heatmap.bin
+        width = len(image) * columns.bin
         finite = image[np.isfinite(image)]
         if finite.size:  # robust levels: a few zero norms (floored) must not wash it out
             low, high = (float(v) for v in np.percentile(finite, (1, 99.5)))

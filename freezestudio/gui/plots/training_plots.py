@@ -19,10 +19,10 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QSplitter, QVBoxLayout, QWidget
 
 from freezestudio.core.training.run_metrics import RunMetrics
-from freezestudio.gui.plots.grad_plots import GradHeatmap, GradLinesPlot
+from freezestudio.gui.plots.grad_plots import VIEWS, GradHeatmap, GradLinesPlot
 from freezestudio.gui.plots.loss_plot import LossPlot
 
 MAX_REDRAWS_PER_SECOND = 20
@@ -31,7 +31,8 @@ TICK_MS = REDRAW_INTERVAL_MS // 2  # the timer checks twice per interval
 
 
 class TrainingPlots(QWidget):
-    """Loss, gradient lines and heatmap side by side, fed by one run at a time.
+    """Loss, gradient lines and heatmap side by side, fed by one run at a time; the
+    `heatmap_view` combo switches the heatmap between gradient norms and update sizes.
 
     Signals:
         redrawn(): after every redraw (with the run's current step count in `metrics`).
@@ -44,9 +45,21 @@ class TrainingPlots(QWidget):
         self.loss = LossPlot()
         self.lines = GradLinesPlot()
         self.heatmap = GradHeatmap()
+        self.heatmap_view = QComboBox()
+        self.heatmap_view.addItems(list(VIEWS))
+        self.heatmap_view.setToolTip("Gradient norm per layer and step, or the update size "
+                                     "|dw|/|w|: the norm of the applied update over the norm "
+                                     "of the layer's weights (what LR multipliers change)")
+        self.heatmap_view.currentTextChanged.connect(self.show_heatmap_view)
+        heatmap = QWidget()
+        column = QVBoxLayout(heatmap)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(self.heatmap_view)
+        column.addWidget(self.heatmap.widget, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        for plot in (self.loss, self.lines, self.heatmap):
-            splitter.addWidget(plot.widget)
+        for widget in (self.loss.widget, self.lines.widget, heatmap):
+            splitter.addWidget(widget)
         splitter.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -153,6 +166,16 @@ class TrainingPlots(QWidget):
         for plot in self._plots():
             if plot in self._stale:
                 self.redraw(plot)
+
+    @Slot(str)
+    def show_heatmap_view(self, name: str) -> None:
+        """The heatmap shows `name` (gradient norm or update size), redrawn now."""
+        if self.heatmap_view.currentText() != name:
+            self.heatmap_view.setCurrentText(name)  # calls back here
+            return
+        self.heatmap.set_view(name)
+        if self.metrics is not None and self.heatmap not in self._fresh:
+            self.redraw(self.heatmap)
 
     def highlight(self, paths: list) -> None:
         """Emphasises these layers (the tree's selection) in both gradient plots."""

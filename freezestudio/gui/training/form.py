@@ -247,6 +247,12 @@ class ConfigForm(QWidget):
         self.device = QComboBox()
         self.set_devices([])
         self.mixed_precision = QCheckBox("float16 on GPU, bfloat16 on CPU")
+        self.update_sizes = QCheckBox("record |dw|/|w| per layer")
+        self.update_sizes.setChecked(True)
+        self.update_sizes.setToolTip("Per layer and step, the norm of the applied update over "
+                                     "the norm of the weights (what learning-rate multipliers "
+                                     "change); shown by the heatmap's 'Update size' view. "
+                                     "Costs a copy of the trained weights per step")
         self.cache = QComboBox()
         self.cache.addItems(list(CACHE_MODES))
         self.cache.setToolTip("Cache the outputs of a frozen, cut-off prefix of the model "
@@ -260,6 +266,7 @@ class ConfigForm(QWidget):
                               ("LR schedule", self.schedule), ("Loss", self.loss),
                               ("Seed", self.seed), ("Device", self.device),
                               ("Mixed precision", self.mixed_precision),
+                              ("Update sizes", self.update_sizes),
                               ("Feature cache", self.cache)):
             form.addRow(label, widget)
         self.optimizer.currentTextChanged.connect(
@@ -318,7 +325,8 @@ class ConfigForm(QWidget):
             learning_rate=learning_rate, optimizer=self.optimizer.currentText(),
             weight_decay=self.weight_decay.value(), schedule=self.schedule.currentText(),
             loss=loss, seed=self.seed_value(), cache_features=self.cache.currentText(),
-            device=self.device.currentData(), mixed_precision=self.mixed_precision.isChecked())
+            device=self.device.currentData(), mixed_precision=self.mixed_precision.isChecked(),
+            update_sizes=self.update_sizes.isChecked())
         if loss is not None:
             from freezestudio.core.training.losses import canonical_name
 

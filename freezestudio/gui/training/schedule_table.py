@@ -3,7 +3,8 @@
 A view over `document.fine_tuning.schedule` (core `Stage`s): one row per stage with its
 start epoch, what it unfreezes (globs separated by `;`, or the tree's selection), the
 learning-rate multiplier of what it unfreezes (empty: unchanged) and its BatchNorm
-policy. Every change goes through the `Editor` (`set_schedule`), so it is undoable and
+policy; "Preset..." opens the fine-tuning presets dialog (`preset_dialog.py`). Every
+change goes through the `Editor` (`set_schedule`), so it is undoable and
 saved in plans; the table re-reads the document after every edit, undo and redo.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
-    QHBoxLayout,
+    QGridLayout,
     QHeaderView,
     QPushButton,
     QTableWidget,
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 from freezestudio.core.edits.plans import glob_escape
 from freezestudio.core.model.fine_tuning import BATCHNORM_POLICIES, Stage
 from freezestudio.core.model.tree import WeightNode
+from freezestudio.gui.training.preset_dialog import open_preset_dialog
 
 EPOCH, UNFREEZE, LR, BATCHNORM = range(4)
 _HEADERS = ("From epoch", "Unfreeze (globs; ...)", "LR \u00d7", "BatchNorm")
@@ -70,8 +72,10 @@ class ScheduleTable(QWidget):
         self.editor, self.selection = editor, selection
         self.table = QTableWidget(0, len(_HEADERS))
         self.table.setHorizontalHeaderLabels(_HEADERS)
-        self.table.horizontalHeader().setSectionResizeMode(UNFREEZE,
-                                                           QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        for column in (EPOCH, LR, BATCHNORM):  # the globs get the rest of a narrow tab
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(UNFREEZE, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
         self.table.setToolTip("From its epoch on, a stage unfreezes these layers (globs over "
                               "layer paths) at this learning-rate multiplier; BatchNorm "
@@ -82,10 +86,13 @@ class ScheduleTable(QWidget):
         self.selection_button.setToolTip("Set the current stage's globs to the layers "
                                          "selected in the tree")
         self.remove_button = QPushButton("Remove")
-        buttons = QHBoxLayout()
-        for button in (self.add_button, self.selection_button, self.remove_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
+        self.preset_button = QPushButton("Preset\u2026")
+        self.preset_button.setToolTip("Gradual unfreezing or discriminative learning rates "
+                                      "over the model's blocks, as one undoable edit")
+        buttons = QGridLayout()  # two rows: the dock's tab is narrow
+        for k, button in enumerate((self.add_button, self.remove_button,
+                                    self.selection_button, self.preset_button)):
+            buttons.addWidget(button, k // 2, k % 2)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
@@ -93,6 +100,8 @@ class ScheduleTable(QWidget):
         self.add_button.clicked.connect(self.add_stage)
         self.selection_button.clicked.connect(self.unfreeze_selection)
         self.remove_button.clicked.connect(self.remove_stage)
+        self.preset_button.clicked.connect(
+            lambda: open_preset_dialog(self.editor, self.window()))
         self.table.itemChanged.connect(self._cell_edited)
         self.refresh()
 
@@ -115,7 +124,7 @@ class ScheduleTable(QWidget):
         self._loading = False
         enabled = document is not None
         for widget in (self.table, self.add_button, self.selection_button,
-                       self.remove_button):
+                       self.remove_button, self.preset_button):
             widget.setEnabled(enabled)
 
     # --- table -> document --------------------------------------------------------------

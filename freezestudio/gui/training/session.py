@@ -45,6 +45,7 @@ from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
 from freezestudio.gui.training import support
+from freezestudio.gui.training.preset_dialog import open_preset_dialog
 from freezestudio.gui.training.support import PanelState
 from freezestudio.gui.training.worker import TrainRequest, train
 
@@ -380,7 +381,8 @@ class TrainingSession(QObject, BackgroundTask):
 
 
 def install_training(window) -> TrainingSession:
-    """Adds the training dock, a Training menu and a toolbar button to a `MainWindow`.
+    """Adds the training dock, a Training menu (with the fine-tuning presets dialog) and a
+    toolbar button to a `MainWindow`.
 
     Returns:
         The session (keep it on the window, e.g. `window.training`).
@@ -399,6 +401,9 @@ def install_training(window) -> TrainingSession:
     menu.addSeparator()
     menu.addAction(session.start_action)
     menu.addAction(session.stop_action)
+    menu.addSeparator()
+    session.preset_action = menu.addAction("Fine-Tuning &Preset\u2026")
+    session.preset_action.triggered.connect(lambda: open_preset_dialog(window.editor, window))
     window.actions.toolbar.addSeparator()
     window.actions.toolbar.addAction(toggle)
     session.menu = menu

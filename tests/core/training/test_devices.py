@@ -88,15 +88,16 @@ _MIRRORED = textwrap.dedent("""
             # 97 and 33 samples: the last batches (1 sample) leave a replica empty
             text_data = TrainingData("t", Split([npz["x"][:97]], [npz["y"][:97]]),
                                      Split([npz["x_val"][:33]], [npz["y_val"][:33]]))
-        steps = []
+        steps, sizes = [], []
         class S(Reporter):
             def step_finished(self, r):
                 steps.append([r.loss, r.grad_norms["hidden"], r.grad_norms["classifier"]])
+                sizes.append([r.update_sizes["hidden"], r.update_sizes["classifier"]])
             def epoch_finished(self, r):
                 steps.append([r.loss, r.val_loss, r.val_metrics["accuracy"]])
         Trainer(text, text_data, TrainingConfig(batch_size=32, shuffle=False,
-                                                device=device)).run(S())
-        twins[device] = steps
+                                                device=device, update_sizes=True)).run(S())
+        twins[device], twins[device + " update sizes"] = steps, sizes
     print(json.dumps({"twins": twins}))
     print(json.dumps({"status": result.status, "message": result.message,
                       "steps": result.steps, "losses": losses, "norms": norms,
@@ -115,6 +116,10 @@ def test_mirrored_strategy_on_two_logical_cpus():
     out = json.loads(lines[-1])
     twins = json.loads(lines[-2])["twins"]
     np.testing.assert_allclose(twins["cpu:0,cpu:1"], twins["cpu:0"], rtol=1e-4)
+    # |dw|/|w| under the strategy (read on each replica) as on one device
+    sizes = twins["cpu:0 update sizes"]
+    assert len(sizes) == 4 and all(s > 0 for row in sizes for s in row)
+    np.testing.assert_allclose(twins["cpu:0,cpu:1 update sizes"], sizes, rtol=1e-4)
     assert len(twins["cpu:0"]) == 4 + 1
     assert out["status"] == COMPLETED, out["message"]
     assert out["device"] == "MirroredStrategy over /CPU:0, /CPU:1"
