@@ -91,6 +91,8 @@ class PresetDialog(QDialog):
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Apply
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.apply_button = self.buttons.button(QDialogButtonBox.StandardButton.Apply)
+        for button in self.buttons.buttons():  # Enter in the globs field finds, no more
+            button.setAutoDefault(False)
         layout = QVBoxLayout(self)
         layout.addLayout(self.form)
         layout.addWidget(self.list, 1)
