@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from gui_training import open_session
 from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
 
 from freezestudio.cli import main
 from freezestudio.core.edits.plans import derive_plan
@@ -89,3 +92,28 @@ def test_without_blocks_it_says_so_and_takes_globs(qtbot, window, open_and_wait,
     assert document.snapshot() == before
     window.editor.stack.redo()
     assert document.snapshot() != before
+
+
+@pytest.fixture
+def session(qtbot, window, open_and_wait):
+    yield from open_session(qtbot, window, open_and_wait)
+
+
+def test_the_schedule_tabs_button_applies_into_the_table_and_ctrl_z_restores(
+        qtbot, window, session):
+    document, table = window.document, session.panel.schedule
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    before = document.snapshot()
+    qtbot.mouseClick(table.preset_button, Qt.MouseButton.LeftButton)
+    (dialog,) = [d for d in window.findChildren(PresetDialog) if d.isVisible()]
+    assert [r[0] for r in _rows(dialog)] == [f"conv_base/block{k}_*" for k in (1, 2, 3)]
+    dialog.block_count.setValue(1)
+    qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+    assert not dialog.isVisible() and table.table.rowCount() == 1
+    assert [table.table.item(0, c).text() for c in range(3)] == [
+        "2", "conv_base/block3_*; conv_base/gap", "0.1"]
+    assert window.editor.stack.undoText() == \
+        "Apply plan preset gradual:blocks=1,from_epoch=2,lr=0.1"
+    QTest.keyClick(window.tree, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert document.snapshot() == before and table.table.rowCount() == 0
