@@ -82,16 +82,22 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
     Signals:
         refreshed(): after the model re-read the document (an edit, undo, redo).
         values_changed(): weight values changed (nothing in the tree shows them).
+        rows_about_to_rebuild(): adapters were added or removed: the model resets over
+            the same document next (the old rows are still valid indexes now).
+        rows_rebuilt(): after that reset (views show again what they kept).
     """
 
     refreshed = Signal()
     values_changed = Signal()
+    rows_about_to_rebuild = Signal()
+    rows_rebuilt = Signal()
 
     def __init__(self, editor, parent=None):
         super().__init__(parent)
         self._editor = weakref.ref(editor)  # no model->editor->stack->model cycle
         self.document = None
         self._rows: dict[int, int] = {}
+        self._held: list = []  # every row's node: index pointers stay valid until a reset
         self._parents: list = []
         self._cache: dict = {}
         self._cells: dict = {}
@@ -128,15 +134,18 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         self._dirty, self._touched = False, set()
         self._rows = {}
         self._parents = []
+        held = []
         if document is not None:
             self._rows[id(document.root)] = 0
             for node in document.root.walk():
                 for row, child in enumerate(self.children(node)):
                     self._rows[id(child)] = row
+                    held.append(child)
                 if node.children or node.weights:
                     self._parents.append(node)
             self._listener = self._make_listener(document)
             document.add_listener(self._listener)
+        self._held = held
         self.endResetModel()
         self.refreshed.emit()
 
@@ -154,7 +163,9 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
     def apply_change(self, change: DocumentChange) -> None:
         """Forgets the cells `change` affects now; repaints them at the next `flush()`."""
         if change.kind == ChangeKind.ADAPTERS:  # rows came or went: the tree is rebuilt
+            self.rows_about_to_rebuild.emit()  # the removed rows' nodes are still held
             self.set_document(self.document)
+            self.rows_rebuilt.emit()
             return
         if change.kind == ChangeKind.WEIGHTS:
             self.values_changed.emit()  # nothing in the tree shows values; details do

@@ -157,6 +157,23 @@ class LayerTreeView(QTreeView):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 
+    def setModel(self, model) -> None:
+        """A `LayerTreeModel`: its row rebuilds (adapters added or removed) keep what the
+        view shows: expanded rows, selection, current row, scroll position."""
+        super().setModel(model)
+        self._kept_view = None
+        model.rows_about_to_rebuild.connect(self._keep_view)
+        model.rows_rebuilt.connect(self._show_kept_view)
+
+    def _keep_view(self) -> None:
+        self._kept_view = (self.view_state(), self.verticalScrollBar().value())
+
+    def _show_kept_view(self) -> None:
+        kept, self._kept_view = self._kept_view, None
+        if kept is not None:
+            self.restore_view_state(kept[0])
+            self.verticalScrollBar().setValue(kept[1])
+
     def changeEvent(self, event) -> None:
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange and self.model() is not None:
@@ -205,7 +222,7 @@ class LayerTreeView(QTreeView):
         if document is None:
             return [], [], None
         expanded = [n.path for n in document.root.walk()
-                    if n.is_container and self.isExpanded(model.index_of(n))]
+                    if (n.children or n.weights) and self.isExpanded(model.index_of(n))]
         current = self.current_node()
         return (expanded, [_address(n) for n in self.selected_nodes()],
                 _address(current) if current is not None else None)

@@ -68,23 +68,71 @@ def test_adapter_edits_undo_and_redo_exactly(tree):
     for run in edits:
         assert run()
         states.append(state(document))
-    for adapter in document.adapters():  # as after training: live adapters
+    for adapter in document.adapters():  # as after training: live adapters (not an edit)
         b = adapter.layer.lora_kernel_b
         b.assign(np.random.default_rng(0).normal(size=b.shape).astype("float32"))
-    states[-1] = state(document)
+    live = state(document)
     assert editor.remove_adapters([document.layer("mha")], merge=True)
-    states.append(state(document))
-    merged = {w.id: w.variable.numpy().copy() for w in document.layer("mha").weights}
+    merged = state(document)
     assert [a.id for a in document.adapters()] == ["dense:kernel"]
-    assert len(set(states)) == len(states)
+    assert len({*states, live, merged}) == len(states) + 2
+    editor.stack.undo()
+    assert state(document) == live  # the merge undone: the live adapters bit for bit
     for expected in reversed(states[:-1]):
         editor.stack.undo()
         assert state(document) == expected
-    for expected in states[1:]:  # a redone add starts a fresh adapter (A random, B zero)
+    for expected in [*states[1:], merged]:  # every redo exact, A's random values too
         editor.stack.redo()
-        assert state(document)[:4] == expected[:4]
-    for w_id, value in merged.items():  # the merged kernels come back bit for bit
-        np.testing.assert_array_equal(document.weight(w_id).variable.numpy(), value)
+        assert state(document) == expected
+
+
+def test_a_redone_add_restores_the_identical_adapter(tree):
+    model, editor, document = tree
+    assert editor.add_adapters([document.layer("dense")], 3, alpha=6.0)
+    assert editor.add_attention_adapters(document.layer("mha"), rank=2)
+    added = {a.id: (a.rank, a.alpha, a.a.variable.numpy().copy(), a.b.variable.numpy().copy())
+             for a in document.adapters()}
+    assert sorted(added) == ["dense:kernel", "mha:query/kernel", "mha:value/kernel"]
+    assert np.any(added["dense:kernel"][2])  # A is he-uniform: a fresh one would differ
+    for _ in range(2):
+        editor.stack.undo()
+    assert document.adapters() == []
+    for _ in range(2):
+        editor.stack.redo()
+    again = {a.id: a for a in document.adapters()}
+    assert sorted(again) == sorted(added)
+    for key, (rank, alpha, a, b) in added.items():
+        adapter = again[key]
+        assert (adapter.rank, adapter.alpha) == (rank, alpha)
+        assert adapter.layer.lora_alpha == alpha
+        assert adapter.a.variable.numpy().tobytes() == a.tobytes()
+        assert adapter.b.variable.numpy().tobytes() == b.tobytes()
+
+
+def test_adapter_rows_keep_the_tree_expanded_and_selected(qtbot, tree):
+    from freezestudio.gui.editor.tree_view import LayerTreeView
+
+    model, editor, document = tree
+    view = LayerTreeView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    view.show()
+    for address in ("", "mha", "dense"):
+        view.expand(model.index_of(document.find(address)))
+    view.select_nodes([document.weight("dense:bias"), document.layer("norm")])
+    view.selectionModel().setCurrentIndex(model.index_of(document.weight("dense:bias")),
+                                          view.selectionModel().SelectionFlag.NoUpdate)
+    shown = view.view_state()
+    assert shown == (["", "mha", "dense"], ["norm", "dense:bias"], "dense:bias")
+    assert editor.add_adapters([document.layer("dense")], 2)  # rows added under dense
+    assert model.index_of(document.weight("dense:lora_kernel_a")).isValid()
+    assert view.view_state() == shown
+    editor.stack.undo()  # rows removed again
+    assert view.view_state() == shown
+    editor.stack.redo()
+    view.select_nodes([document.weight("dense:lora_kernel_b"), document.layer("norm")])
+    editor.stack.undo()  # a selected row goes: the rest of the selection stays
+    assert view.view_state()[:2] == (["", "mha", "dense"], ["norm"])
 
 
 def test_context_menu_and_summary_in_the_window(qtbot, window, open_and_wait,
