@@ -45,10 +45,11 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_merge_lora_option(parser: argparse.ArgumentParser) -> None:
-    """--merge-lora, for the commands that save a .keras/.h5."""
+    """--merge-lora, for the commands that save a .keras/.h5 (apply, train, export)."""
     parser.add_argument("--merge-lora", action="store_true",
-                        help="write LoRA adapters merged into their kernels: a plain model "
-                             "(default: kept, so the file trains on with them)")
+                        help="keras/h5: write LoRA adapters merged into their kernels, a plain "
+                             "model (default: kept, so the file trains on with them); "
+                             "deployment exports always merge them")
 
 
 def open_edited_document(args, config_first: bool = False):

@@ -13,7 +13,12 @@ import os
 import sys
 import tempfile
 
-from freezestudio.commands.common import add_edit_options, add_model_options, open_edited_document
+from freezestudio.commands.common import (
+    add_edit_options,
+    add_merge_lora_option,
+    add_model_options,
+    open_edited_document,
+)
 from freezestudio.commands.exit_codes import ExitCode
 from freezestudio.core.export.options import (
     DEFAULT_CALIBRATION_SAMPLES,
@@ -60,9 +65,7 @@ def configure(parser) -> None:
     parser.add_argument("--opset", type=int, metavar="N", help="onnx: the opset version")
     parser.add_argument("--portable", action="store_true",
                         help="keras/h5: drop stop-gradient layers so plain Keras loads the file")
-    parser.add_argument("--merge-lora", action="store_true",
-                        help="keras/h5: write LoRA adapters merged into their kernels (a plain "
-                             "model); deployment formats always merge them")
+    add_merge_lora_option(parser)
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, metavar="X",
                         help="largest accepted difference from the model, times "
                              "max(1, largest |output|) (default "

@@ -64,11 +64,22 @@ def model_files(keras, tmp_path_factory):
     return files
 
 
+@pytest.fixture(scope="session")
+def attention_file(keras, tmp_path_factory):
+    """A saved MultiHeadAttention model (`model_builders.attention_model`): LoRA tests."""
+    import model_builders as mb
+
+    path = tmp_path_factory.mktemp("lora") / "attention.keras"
+    mb.attention_model().save(path)
+    return path
+
+
 @pytest.fixture
 def answers(monkeypatch):
     """Replaces every modal dialog: records errors, answers questions from this dict."""
     state = {"errors": [], "trust": False, "module": None, "unsaved": dialogs.DISCARD,
-             "save_path": None, "plan_path": None, "open_path": None, "asked": []}
+             "save_path": None, "merge_lora": False, "plan_path": None, "open_path": None,
+             "asked": []}
 
     def show_error(parent, title, message, details=""):
         state["errors"].append(message)
@@ -85,6 +96,7 @@ def answers(monkeypatch):
     monkeypatch.setattr(dialogs, "ask_custom_module", ask("module", "module"))
     monkeypatch.setattr(dialogs, "ask_unsaved", ask("unsaved", "unsaved"))
     monkeypatch.setattr(dialogs, "get_save_path", ask("save_path", "save_path"))
+    monkeypatch.setattr(dialogs, "ask_merge_lora", ask("merge_lora", "merge_lora"))
     monkeypatch.setattr(dialogs, "get_plan_path", ask("plan_path", "plan_path"))
     monkeypatch.setattr(dialogs, "get_open_path", ask("open_path", "open_path"))
     monkeypatch.setattr(dialogs, "get_open_directory", ask("open_path", "open_path"))

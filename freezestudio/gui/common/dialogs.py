@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QStandardPaths
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QFileDialog, QMessageBox, QWidget
 
 MODEL_FILTER = "Keras models (*.keras *.h5 *.hdf5);;SavedModel (saved_model.pb);;All files (*)"
 PLAN_FILTER = "FreezeStudio plans (*.json);;All files (*)"
@@ -75,6 +75,25 @@ def ask_unsaved(parent: QWidget | None, name: str) -> str:
                                   buttons, QMessageBox.StandardButton.Save)
     return {QMessageBox.StandardButton.Save: SAVE,
             QMessageBox.StandardButton.Discard: DISCARD}.get(answer, CANCEL)
+
+
+def ask_merge_lora(parent: QWidget | None, count: int) -> bool | None:
+    """Save As of a document with `count` LoRA adapters: True writes them merged into
+    their kernels (a plain model, as a copy), False keeps them (the default); None
+    cancels the save."""
+    box = QMessageBox(QMessageBox.Icon.Question, "LoRA adapters",
+                      f"The model has {count} LoRA adapter(s).",
+                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Cancel,
+                      parent)
+    box.setInformativeText("Kept, the file trains on with them. Merged, it is a plain model "
+                           "(no adapter variables) saved as a copy: this window keeps the "
+                           "adapters and its own file.")
+    merge = QCheckBox("Merge LoRA adapters into the kernels")
+    box.setCheckBox(merge)
+    box.setDefaultButton(QMessageBox.StandardButton.Save)
+    if box.exec() != QMessageBox.StandardButton.Save:
+        return None
+    return merge.isChecked()
 
 
 def get_open_path(parent: QWidget | None, directory: str = "") -> str | None:

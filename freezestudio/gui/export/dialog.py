@@ -7,7 +7,9 @@ optional package is reported at once, with the install command). The export runs
 task (`worker.run_export`) on the export feature's own `TaskHost`, with a progress bar and
 Cancel; at the end the verification report (`ExportReport.lines()`) is shown in the
 dialog, with its numbers in a table (`quantization.ReportTable`). The quantisation modes
-and the calibration/verification data are `quantization.QuantizationPanel`. Errors are
+and the calibration/verification data are `quantization.QuantizationPanel`. Where the
+document has LoRA adapters, a keras/h5 export may merge them into the kernels (default:
+kept); deployment exports always merge them (shown ticked, fixed). Errors are
 dialogs with the core's one-line message (`dialogs.show_error`), never a traceback.
 """
 
@@ -18,10 +20,8 @@ import importlib.util
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QIcon, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -40,13 +40,11 @@ from PySide6.QtWidgets import (
 )
 
 from freezestudio.core.errors import UserError
-from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
 from freezestudio.gui.export.quantization import (
     QuantizationPanel,
     ReportTable,
-    training_data_source,
 )
 from freezestudio.gui.export.worker import ExportRequest, run_export
 from freezestudio.resources import is_bundled_demo
@@ -60,6 +58,12 @@ DESCRIPTIONS = {
     "frozen-graph": "Frozen graph (.pb): variables folded into constants",
 }
 ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
+KERAS_FORMATS = ("keras", "h5")
+MERGE_LORA = "Merge LoRA adapters into the kernels"
+MERGE_LORA_TIP = ("Write a plain model: each adapted kernel becomes the kernel its layer "
+                  "computes with, no adapter variables. Unticked, the file keeps the adapters "
+                  "so it trains on with them.")
+MERGED_FOR_DEPLOYMENT = "Merged into the kernels (deployment formats always merge them)"
 
 
 def default_folder(source, directory: str = "") -> Path:
@@ -117,6 +121,8 @@ class ExportDialog(QDialog):
         self.opset.setRange(7, 30)
         self.opset.setValue(DEFAULT_OPSET)
         self.portable = QCheckBox("Portable: drop stop-gradient layers (plain Keras loads it)")
+        self.merge_lora = QCheckBox(MERGE_LORA)
+        self.merge_lora.setToolTip(MERGE_LORA_TIP)
         self.verify = QCheckBox("Load the export back and compare it with the model")
         self.verify.setChecked(True)
         self.tolerance = QLineEdit(f"{DEFAULT_TOLERANCE:g}")
@@ -133,10 +139,13 @@ class ExportDialog(QDialog):
         form.addRow("Format", self.format)
         form.addRow("ONNX opset", self.opset)
         form.addRow("Stop-gradients", self.portable)
+        form.addRow("LoRA adapters", self.merge_lora)
         form.addRow("Verify", self.verify)
         form.addRow("Tolerance", self.tolerance)
         form.addRow("Destination", row)
-        self._rows = {self.opset: "onnx", self.portable: ("keras", "h5")}
+        self._rows = {self.opset: "onnx", self.portable: KERAS_FORMATS}
+        self._has_adapters = bool(document.adapters())
+        self._keras_merge = False  # the merge choice for keras/h5 (clicks change it)
         self.form = form
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -171,6 +180,7 @@ class ExportDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         self.close_button.clicked.connect(self.reject)
         self.verify.toggled.connect(self.tolerance.setEnabled)
+        self.merge_lora.toggled.connect(self._merge_toggled)
         self.verify.toggled.connect(self.quantization.verification.setEnabled)
         self._format_changed()
         self._set_running(False)
@@ -190,6 +200,7 @@ class ExportDialog(QDialog):
             visible = fmt in (applies if isinstance(applies, tuple) else (applies,))
             widget.setVisible(visible)
             self.form.labelForField(widget).setVisible(visible)
+        self._show_merge_lora(fmt)
         self.quantization.set_format(fmt)
         suffix = default_suffix(fmt)
         stem = Path(self.document.source_path).name.split(".")[0] or "model"
@@ -203,6 +214,22 @@ class ExportDialog(QDialog):
         note = self._dependency_note(fmt)
         self.note.setText(note)
         self.note.setVisible(bool(note))
+
+    def _show_merge_lora(self, fmt: str) -> None:
+        """The merge choice, shown where the document has adapters: the user's for
+        keras/h5 (default: kept), ticked and fixed for deployment formats (they always
+        merge)."""
+        keras_file = fmt in KERAS_FORMATS
+        for widget in (self.merge_lora, self.form.labelForField(self.merge_lora)):
+            widget.setVisible(self._has_adapters)
+        self.merge_lora.setText(MERGE_LORA if keras_file else MERGED_FOR_DEPLOYMENT)
+        # enabled first: `_merge_toggled` records only the user's own keras/h5 choice
+        self.merge_lora.setEnabled(keras_file and self.task is None)
+        self.merge_lora.setChecked(self._keras_merge or not keras_file)
+
+    def _merge_toggled(self, checked: bool) -> None:
+        if self.merge_lora.isEnabled():  # the user's choice (fixed for deployment formats)
+            self._keras_merge = checked
 
     @staticmethod
     def _dependency_note(fmt: str) -> str:
@@ -234,7 +261,8 @@ class ExportDialog(QDialog):
         return ExportOptions(quantize=chosen["quantize"], io_type=chosen["io_type"],
                              min_agreement=chosen["min_agreement"],
                              opset=self.opset.value() if fmt == "onnx" else None,
-                             portable=fmt in ("keras", "h5") and self.portable.isChecked(),
+                             portable=fmt in KERAS_FORMATS and self.portable.isChecked(),
+                             merge_lora=fmt in KERAS_FORMATS and self._keras_merge,
                              verify=self.verify.isChecked(), tolerance=tolerance)
 
     def data_sources(self) -> tuple[str | None, str | None]:
@@ -291,6 +319,7 @@ class ExportDialog(QDialog):
         for widget in (self.format, self.opset, self.portable, self.verify,
                        self.tolerance, self.destination, self.browse, self.export_button):
             widget.setEnabled(not running)
+        self.merge_lora.setEnabled(not running and self.fmt() in KERAS_FORMATS)
         self.quantization.set_running(running)
         if not running:
             self.quantization.verification.setEnabled(self.verify.isChecked())
@@ -336,85 +365,3 @@ class ExportDialog(QDialog):
             self.cancel()
             return
         super().reject()
-
-
-# --- the main window's entry point ---------------------------------------------------------
-def export_icon() -> QIcon:
-    """An arrow leaving a tray, drawn in the palette's text colour."""
-    pixmap = QPixmap(32, 32)
-    pixmap.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    color = QApplication.palette().color(QPalette.ColorRole.Text)
-    painter.setPen(QPen(color, 3, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
-                        Qt.PenJoinStyle.RoundJoin))
-    painter.drawPolyline([QPointF(5, 17), QPointF(5, 27), QPointF(27, 27), QPointF(27, 17)])
-    painter.drawLine(QPointF(16, 21), QPointF(16, 4))
-    painter.drawPolyline([QPointF(9, 11), QPointF(16, 4), QPointF(23, 11)])
-    painter.end()
-    return QIcon(pixmap)
-
-
-
-class ExportFeature(QObject, BackgroundTask):
-    """File > Export… for a `MainWindow` (installed by `install_export`)."""
-
-    def __init__(self, window):
-        super().__init__(window)
-        self.window = window
-        self.runner = TaskHost("freezestudio-export", self)
-        self.dialog: ExportDialog | None = None
-        self.action = QAction(export_icon(), "&Export…", window)
-        self.action.setShortcut("Ctrl+E")
-        self.action.setIconText("Export")
-        self.action.setToolTip("Export for deployment (SavedModel, TFLite, ONNX, frozen "
-                               "graph) or as .keras/.h5, verified against the model (Ctrl+E)")
-        self.action.setStatusTip(self.action.toolTip())
-        self.action.triggered.connect(self.open_dialog)
-        self.action.setEnabled(window.document is not None)
-        window.model.modelReset.connect(self._on_document_changed)
-
-    @Slot()
-    def _on_document_changed(self) -> None:
-        self.action.setEnabled(self.window.loaded_document is not None)
-
-    @Slot()
-    def open_dialog(self, modal: bool = True) -> ExportDialog | None:
-        """Shows the Export dialog (modal; `modal=False` returns it shown, for tests)."""
-        window = self.window
-        if window.loaded_document is None:
-            return None
-        training = getattr(window, "training", None)
-        if training is not None and training.is_running():
-            dialogs.show_error(window, "Cannot export now",
-                               "a training run is in progress: export when it has ended")
-            return None
-        self.dialog = ExportDialog(window.loaded_document, self.runner, window,
-                                   window.settings.last_directory(),
-                                   training_data_source(window, window.loaded_document))
-        if modal:
-            self.dialog.exec()
-        else:
-            self.dialog.show()
-        return self.dialog
-
-    def request_shutdown(self) -> None:
-        self.runner.shutdown(timeout_s=0)
-
-    def shutdown(self) -> None:
-        self.runner.shutdown()
-
-
-def install_export(window) -> ExportFeature:
-    """Adds File > Export… (before Close Model) and a toolbar button to a `MainWindow`.
-
-    Returns:
-        The feature object (keep it on the window, e.g. `window.export`).
-    """
-    feature = ExportFeature(window)
-    file_menu = window.actions.file_menu
-    file_menu.insertAction(window.actions.close_model, feature.action)
-    file_menu.insertSeparator(window.actions.close_model)
-    window.actions.toolbar.addAction(feature.action)
-    window.background_tasks.append(feature)
-    return feature

@@ -69,10 +69,11 @@ def _ignore(job) -> None:
     """A config read that failed: the full load reports what is wrong with the file."""
 
 
-def _save(document, target: str, portable: bool, job):
+def _save(document, target: str, portable: bool, merge_lora: bool, job):
     from freezestudio.core.files.saving import save_document
 
-    return save_document(document, target, portable=portable)
+    return save_document(document, target, portable=portable, copy=merge_lora,
+                         merge_lora=merge_lora)
 
 
 def beside(source: Path, name: str) -> Path:
@@ -239,7 +240,13 @@ class FileFlowsMixin:
         path = dialogs.get_save_path(self, str(beside(source, name)), directory_only=generic)
         if not path:
             return False
-        return self.save_to(path, then)
+        merge = False
+        adapters = document.adapters() if self.model_ready and not generic else []
+        if adapters:
+            merge = dialogs.ask_merge_lora(self, len(adapters))
+            if merge is None:
+                return False
+        return self.save_to(path, then, merge_lora=merge)
 
     def save_portable_copy(self) -> bool:
         """Saves a copy without the stop-gradient layers (plain Keras loads it); the
@@ -254,8 +261,13 @@ class FileFlowsMixin:
             return False
         return self.save_to(path, portable=True)
 
-    def save_to(self, target: str, then=None, portable: bool = False) -> bool:
+    def save_to(self, target: str, then=None, portable: bool = False,
+                merge_lora: bool = False) -> bool:
         """Saves in the background; the editor is read-only until it is done.
+
+        A portable or `merge_lora` save (LoRA adapters merged into their kernels, the
+        core's `save_document(merge_lora=True)`, as `--merge-lora`) writes a copy: the
+        document keeps its file, its adapters and its modified flag.
 
         Returns:
             False if refused: a run is going, or `target` is inside the bundled demos.
@@ -271,15 +283,15 @@ class FileFlowsMixin:
         self._saving = True
         self.set_editing_enabled(False)
         self.statusBar().showMessage(f"Saving {target}…")
-        self.runner.submit(partial(_save, self.document, target, portable),
-                           on_done=partial(self._saved, then, portable),
+        self.runner.submit(partial(_save, self.document, target, portable, merge_lora),
+                           on_done=partial(self._saved, then, portable or merge_lora),
                            on_error=self._save_failed)
         return True
 
-    def _saved(self, then, portable: bool, report) -> None:
+    def _saved(self, then, copy: bool, report) -> None:
         self._saving = False
         self.set_editing_enabled(True)
-        if not portable:
+        if not copy:
             self.editor.stack.setClean()
         self.settings.add_recent(report.path)
         self.refresh_recent()

@@ -25,7 +25,7 @@ from freezestudio.gui.editor.filter_bar import FilterBar
 from freezestudio.gui.editor.tree_model import LayerTreeModel
 from freezestudio.gui.editor.tree_view import LayerTreeView
 from freezestudio.gui.editor.undo import Editor
-from freezestudio.gui.export.dialog import install_export
+from freezestudio.gui.export.feature import install_export
 from freezestudio.gui.training.session import install_training
 from freezestudio.gui.window.actions import Actions
 from freezestudio.gui.window.busy_page import BusyPage

@@ -11,15 +11,6 @@ from freezestudio.gui.editor.tree_model import ADAPTER, NAME
 from freezestudio.gui.window.actions import ATTENTION_ACTION
 
 
-@pytest.fixture(scope="module")
-def attention_file(keras, tmp_path_factory):
-    import model_builders as mb
-
-    path = tmp_path_factory.mktemp("lora_gui") / "attention.keras"
-    mb.attention_model().save(path)
-    return path
-
-
 @pytest.fixture
 def tree(tree_over, attention_file):
     return tree_over(attention_file)

@@ -9,7 +9,7 @@ import pytest
 
 from freezestudio.core.export import dependencies
 from freezestudio.gui.export import dialog as export_dialog
-from freezestudio.gui.export.dialog import install_export
+from freezestudio.gui.export.feature import install_export
 from freezestudio.resources import DEMO_DIR
 
 CNN = DEMO_DIR / "cnn_transfer.keras"

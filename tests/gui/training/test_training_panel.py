@@ -18,7 +18,7 @@ from stall_meter import StallMeter
 from freezestudio.core.training.config import RunInfo, StepReport, TrainingConfig, TrainingControl
 from freezestudio.core.training.preview import DataSpec
 from freezestudio.gui.background.threads import TaskHost
-from freezestudio.gui.export.dialog import install_export
+from freezestudio.gui.export.feature import install_export
 from freezestudio.gui.plots.training_plots import REDRAW_INTERVAL_MS
 from freezestudio.gui.training import support as training_support
 from freezestudio.gui.training.session import install_training

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from gui_training import CNN, RUN_TIMEOUT_MS, open_session, run
 
-from freezestudio.gui.export.dialog import install_export
+from freezestudio.gui.export.feature import install_export
 from freezestudio.gui.training import support as training_support
 from freezestudio.resources import DEMO_DIR
 
