@@ -80,6 +80,25 @@ def test_apply_merge_lora_writes_a_plain_model_with_the_same_outputs(files, caps
     np.testing.assert_allclose(plain(x).numpy(), adapted(x).numpy(), atol=1e-6)
 
 
+def test_export_merge_lora_is_the_same_option_and_writes_a_plain_model(files, capsys):
+    import argparse
+
+    from freezestudio.cli import _command_modules, build_parser
+
+    parser = build_parser(_command_modules())
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    options = {name: [a for a in command._actions if "--merge-lora" in a.option_strings]
+               for name, command in commands.choices.items()}
+    assert sorted(name for name, found in options.items() if found) == ["apply", "export",
+                                                                        "train"]
+    assert len({(o.help, o.default, o.const) for [o] in filter(None, options.values())}) == 1
+    out = files / "exported_merged.keras"
+    code, _, err = run_cli(["export", files / "attention.keras", "--plan", files / "plan.json",
+                            "--format", "keras", "-o", out, "--merge-lora"], capsys)
+    assert code == 0, err
+    assert not any("lora" in v.path for v in keras.saving.load_model(out).weights)
+
+
 def test_train_with_a_lora_plan_moves_only_adapters_and_reports_them(files, capsys):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 6, 8)).astype("float32")

@@ -165,3 +165,29 @@ def test_derived_plan_replays_adapters_and_their_freeze_state():
         (a.id, a.rank, a.alpha) for a in document.adapters()]
     assert [(w.id, again.is_weight_trainable(w)) for w in again.weights] == [
         (w.id, document.is_weight_trainable(w)) for w in document.weights]
+
+
+def test_an_adapter_state_brings_back_the_identical_adapters_after_removal():
+    """Undo/redo's core: a state taken after an add restores those adapters exactly (A's
+    random values, B, rank, alpha, outputs) once they were removed; Keras's own
+    `enable_lora` again would draw another A."""
+    model = mb.mlp()
+    document = document_of(model)
+    apply_plan(document, plan(lora=[{"match": "dense", "rank": 2, "alpha": 3.0},
+                                    {"match": "dense_2", "rank": 1}]))
+    enliven(document)
+    x = np.random.default_rng(2).normal(size=(5, 4)).astype("float32")
+    expected = model(x).numpy()
+    state = lora.AdapterState.take(document)
+    values = {w.id: w.variable.numpy().tobytes() for w in document.weights}
+    assert lora.remove_adapters(document, [document.root], merge=False)
+    assert document.adapters() == []
+    lora.add_adapters(document, [document.layer("dense")], 2, 3.0)  # a fresh A: differs
+    assert document.weight("dense:lora_kernel_a").variable.numpy().tobytes() != \
+        values["dense:lora_kernel_a"]
+    lora.remove_adapters(document, [document.root], merge=False)
+    state.restore(document)
+    assert [(a.id, a.rank, a.alpha) for a in document.adapters()] == [
+        ("dense:kernel", 2, 3.0), ("dense_2:kernel", 1, 1)]
+    assert {w.id: w.variable.numpy().tobytes() for w in document.weights} == values
+    assert model(x).numpy().tobytes() == expected.tobytes()
