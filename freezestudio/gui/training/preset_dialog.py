@@ -66,9 +66,12 @@ class PresetDialog(QDialog):
         self.from_epoch.setRange(2, 100_000)
         self.factor = _double(0.0001, 100.0, 0.1)
         self.factor.setToolTip("Learning-rate multiplier of the unfrozen blocks")
-        self.lowest = _double(0.0001, 1.0, 0.01)
+        self.lowest = _double(0.000001, 1.0, 0.01, decimals=6)
         self.lowest.setToolTip("The first block's learning-rate multiplier; the head's is 1")
-        self.ratio = QLabel()
+        self.ratio = _double(1.0, 1000.0, 1.0, decimals=3)
+        self.ratio.setPrefix("\u00d7")
+        self.ratio.setToolTip("Each block's multiplier over the one before it (and the "
+                              "head's over the last block's); sets the first block's LR \u00d7")
         self.globs = QLineEdit()
         self.globs.setPlaceholderText("found from the layer names; or GLOB; GLOB; ... "
                                       "(input to head)")
@@ -103,6 +106,7 @@ class PresetDialog(QDialog):
         self.globs.editingFinished.connect(self.find)
         for box in (self.block_count, self.from_epoch, self.factor, self.lowest):
             box.valueChanged.connect(self._update)
+        self.ratio.valueChanged.connect(self._ratio_changed)
         self.apply_button.clicked.connect(self.apply)
         self.buttons.rejected.connect(self.reject)
         self.find()
@@ -155,8 +159,10 @@ class PresetDialog(QDialog):
         for widget in (self.lowest, self.ratio):
             self.form.setRowVisible(widget, not gradual)
         n = len(self.blocks)
-        self.ratio.setText(f"\u00d7{self.lowest.value() ** (-1 / n):.4g} (head: \u00d71)"
-                           if n else "")
+        self.ratio.blockSignals(True)
+        self.ratio.setValue(self.lowest.value() ** (-1 / n) if n else 1.0)
+        self.ratio.blockSignals(False)
+        self.ratio.setEnabled(bool(n))
         self.list.clear()
         for block, gets in zip(self.blocks, self._gets(), strict=True):
             self.list.addTopLevelItem(QTreeWidgetItem([block.glob, str(len(block.paths)),
@@ -172,6 +178,12 @@ class PresetDialog(QDialog):
                     else "the head keeps LR \u00d71; the freeze state is unchanged")
             self._say(f"{n} blocks found; {head}.")
         self.apply_button.setEnabled(bool(self.blocks))
+
+    @Slot(float)
+    def _ratio_changed(self, ratio: float) -> None:
+        """A ratio r over n blocks: the first block's multiplier r^-n."""
+        if self.blocks:
+            self.lowest.setValue(ratio ** -len(self.blocks))
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setText(text)

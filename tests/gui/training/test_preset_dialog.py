@@ -83,7 +83,11 @@ def test_without_blocks_it_says_so_and_takes_globs(qtbot, window, open_and_wait,
     assert dialog.isVisible() and window.editor.stack.count() == 0
     assert [r[0] for r in _rows(dialog)] == ["dense", "dense_1"]
     assert [r[2] for r in _rows(dialog)] == ["LR \u00d70.01", "LR \u00d70.1"]
-    assert dialog.ratio.text().startswith("\u00d710 ")
+    assert dialog.ratio.value() == 10
+    dialog.ratio.setValue(5)  # the ratio sets the first block's multiplier: 5^-2
+    assert dialog.lowest.value() == 0.04 and [r[2] for r in _rows(dialog)] == [
+        "LR \u00d70.04", "LR \u00d70.2"]
+    dialog.lowest.setValue(0.01)
     before = document.snapshot()
     assert dialog.apply()
     assert derive_plan(document).to_dict() == _cli_plan(
