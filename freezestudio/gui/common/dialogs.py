@@ -17,6 +17,8 @@ PLAN_FILTER = "FreezeStudio plans (*.json);;All files (*)"
 SAVE = "save"
 DISCARD = "discard"
 CANCEL = "cancel"
+MERGE_LORA = "Merge LoRA adapters into the kernels"
+"""The check box of Save As (`ask_merge_lora`) and of the Export dialog."""
 
 
 def user_folder() -> Path:
@@ -88,7 +90,7 @@ def ask_merge_lora(parent: QWidget | None, count: int) -> bool | None:
     box.setInformativeText("Kept, the file trains on with them. Merged, it is a plain model "
                            "(no adapter variables) saved as a copy: this window keeps the "
                            "adapters and its own file.")
-    merge = QCheckBox("Merge LoRA adapters into the kernels")
+    merge = QCheckBox(MERGE_LORA)
     box.setCheckBox(merge)
     box.setDefaultButton(QMessageBox.StandardButton.Save)
     if box.exec() != QMessageBox.StandardButton.Save:

@@ -59,7 +59,6 @@ DESCRIPTIONS = {
 }
 ONNX_MODULES = ("tf2onnx", "onnx", "onnxruntime")
 KERAS_FORMATS = ("keras", "h5")
-MERGE_LORA = "Merge LoRA adapters into the kernels"
 MERGE_LORA_TIP = ("Write a plain model: each adapted kernel becomes the kernel its layer "
                   "computes with, no adapter variables. Unticked, the file keeps the adapters "
                   "so it trains on with them.")
@@ -121,7 +120,7 @@ class ExportDialog(QDialog):
         self.opset.setRange(7, 30)
         self.opset.setValue(DEFAULT_OPSET)
         self.portable = QCheckBox("Portable: drop stop-gradient layers (plain Keras loads it)")
-        self.merge_lora = QCheckBox(MERGE_LORA)
+        self.merge_lora = QCheckBox(dialogs.MERGE_LORA)
         self.merge_lora.setToolTip(MERGE_LORA_TIP)
         self.verify = QCheckBox("Load the export back and compare it with the model")
         self.verify.setChecked(True)
@@ -222,7 +221,7 @@ class ExportDialog(QDialog):
         keras_file = fmt in KERAS_FORMATS
         for widget in (self.merge_lora, self.form.labelForField(self.merge_lora)):
             widget.setVisible(self._has_adapters)
-        self.merge_lora.setText(MERGE_LORA if keras_file else MERGED_FOR_DEPLOYMENT)
+        self.merge_lora.setText(dialogs.MERGE_LORA if keras_file else MERGED_FOR_DEPLOYMENT)
         # enabled first: `_merge_toggled` records only the user's own keras/h5 choice
         self.merge_lora.setEnabled(keras_file and self.task is None)
         self.merge_lora.setChecked(self._keras_merge or not keras_file)

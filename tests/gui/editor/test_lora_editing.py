@@ -130,11 +130,16 @@ def test_context_menu_and_summary_in_the_window(qtbot, window, open_and_wait,
                                                  attention_file):
     assert open_and_wait(qtbot, window, attention_file)
     root = window.document.root
+    window.tree.expand(window.model.index_of(window.document.layer("mha")))
+    window.tree.select_nodes([window.document.weight("mha:query/kernel")])
+    shown = window.tree.view_state()
     menu = window.actions.context_menu(root, [], set())
     [action] = [a for a in menu.actions() if a.text() == ATTENTION_ACTION]
     action.trigger()
     assert [a.id for a in window.document.adapters()] == ["mha:query/kernel",
                                                           "mha:value/kernel"]
+    assert window.tree.view_state() == shown  # the window's tree kept as it was
+    assert window.details.node is window.document.weight("mha:query/kernel")  # shown again
     window.summary.update_from(window.document, edited=True)
     counts = window.document.counts()
     share = f"{counts.trainable:,} of {counts.params:,} trainable: " \

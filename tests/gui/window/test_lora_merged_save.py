@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freezestudio.gui.export.dialog import MERGE_LORA, MERGED_FOR_DEPLOYMENT
+from freezestudio.gui.common.dialogs import MERGE_LORA
+from freezestudio.gui.export.dialog import MERGED_FOR_DEPLOYMENT
 from freezestudio.gui.export.feature import install_export
 
 EXPORT_TIMEOUT_MS = 180_000
@@ -101,3 +102,26 @@ def test_the_export_dialog_merges_on_request(qtbot, adapted, answers, tmp_path):
     finally:
         dialog.close()
         feature.shutdown()
+
+
+@pytest.mark.parametrize("tick, button, expected", [(True, "Save", True), (False, "Save", False),
+                                                    (True, "Cancel", None)])
+def test_the_merge_question_answers_from_its_check_box(qtbot, tick, button, expected):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from freezestudio.gui.common import dialogs
+
+    def answer():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):  # not shown yet
+            QTimer.singleShot(10, answer)
+            return
+        assert not box.checkBox().isChecked()  # kept by default
+        assert box.checkBox().text() == MERGE_LORA
+        box.checkBox().setChecked(tick)
+        [chosen] = [b for b in box.buttons() if b.text().replace("&", "") == button]
+        chosen.click()
+
+    QTimer.singleShot(0, answer)
+    assert dialogs.ask_merge_lora(None, 3) is expected
