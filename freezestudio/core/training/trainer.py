@@ -91,6 +91,11 @@ class Trainer:
         setup = self._setup()
         self.document.mark_compiled()  # the step and optimizer now match the edits
         before = WeightSnapshot.take(self.document)
+        # Serialised before the loop: making an optimizer right after a large model's run
+        # held the GIL ~90 ms (its first eager variable op), stalling the GUI thread.
+        compile_config = trained_compile_config(
+            setup.losses, make_optimizer(self.config, setup.info.total_steps),
+            self.config.metrics)
         restore_policy = None
         if setup.policy and setup.model is not None:
             restore_policy = apply_policy(setup.model, setup.policy)
@@ -101,9 +106,8 @@ class Trainer:
                 restore_policy()
         self._copy_back(setup, result)
         if result.steps:  # what the weights were trained with is what saves keep
-            self.document.set_compile_config(trained_compile_config(
-                setup.losses, make_optimizer(self.config, setup.info.total_steps),
-                self.config.metrics), origin="FreezeStudio's training run")
+            self.document.set_compile_config(compile_config,
+                                             origin="FreezeStudio's training run")
         received = setup.received
         result.received = sorted(received)
         result.integrity = check_integrity(self.document, before, received,
