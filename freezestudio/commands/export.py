@@ -60,6 +60,9 @@ def configure(parser) -> None:
     parser.add_argument("--min-agreement", type=float, metavar="F",
                         help="quantised exports with --verify-data: the least top-1 "
                              f"agreement with the model (default per mode: {floors})")
+    parser.add_argument("--layer-report", action="store_true",
+                        help="tflite int8: also report each quantised op's own error (RMSE, "
+                             "in int8 steps), worst first; slower (calibrates again)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (the report) as the last stdout line")
     parser.add_argument("--opset", type=int, metavar="N", help="onnx: the opset version")
@@ -101,7 +104,8 @@ def run(args) -> int:
     options = ExportOptions(quantize=args.quantize, opset=args.opset, portable=args.portable,
                             merge_lora=args.merge_lora, verify=not args.no_verify,
                             tolerance=args.tolerance,
-                            io_type=args.io_type, min_agreement=args.min_agreement)
+                            io_type=args.io_type, min_agreement=args.min_agreement,
+                            layer_report=args.layer_report)
     options.calibration = args.calibration_data  # checked as given; read after the model
     if args.verify_data and args.no_verify:
         from freezestudio.core.errors import UserError

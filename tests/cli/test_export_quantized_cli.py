@@ -22,9 +22,11 @@ def cli(tmp_path_factory):
     jobs = {
         "int8": ["export", cnn, "--format", "tflite", "-o", folder / "int8.tflite",
                  "--quantize", "int8", "--calibration-data", data, "--verify-data", data,
-                 "--json"],
+                 "--layer-report", "--json"],
         "bare": ["export", cnn, "--format", "tflite", "-o", folder / "dyn.tflite",
                  "--quantize", "--verify-data", data, "--json"],
+        "dynamic_report": ["export", cnn, "--format", "tflite", "-o", folder / "no.tflite",
+                           "--quantize", "dynamic", "--layer-report"],
         "uncalibrated": ["export", cnn, "--format", "tflite", "-o", folder / "never.tflite",
                          "--quantize", "int8"],
         "text_demo": ["export", text, "--format", "tflite", "-o", folder / "text.tflite",
@@ -58,6 +60,22 @@ def test_int8_json_report_matches_litert_on_the_held_out_rows(cli):
         np.mean(np.argmax(got, 1) == np.argmax(expected, 1)))
     assert summary["accuracy"] == pytest.approx(np.mean(np.argmax(got, 1) == y_val))
     assert summary["max_abs_diff"] == pytest.approx(np.max(np.abs(got - expected)), abs=1e-6)
+
+
+def test_int8_layer_report_lists_the_quantised_ops_in_the_json(cli):
+    runs = cli[1]
+    entries = report(runs["int8"])["layer_report"]
+    assert {e["layer"] for e in entries} >= {"conv1", "conv2", "hidden", "probs"}
+    assert all(e["rmse"] >= 0 and e["scale"] > 0 for e in entries)
+    assert [e["rmse_per_scale"] for e in entries] == sorted(
+        (e["rmse_per_scale"] for e in entries), reverse=True)
+    assert report(runs["bare"])["layer_report"] is None
+
+
+def test_a_layer_report_of_a_dynamic_export_is_exit_2(cli):
+    folder, runs, *_ = cli
+    assert_user_error(runs["dynamic_report"], "applies to --format tflite --quantize int8")
+    assert not (folder / "no.tflite").exists()
 
 
 def test_a_bare_quantize_still_means_dynamic(cli):

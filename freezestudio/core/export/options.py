@@ -100,6 +100,8 @@ class ExportOptions:
         min_agreement: quantised exports verified on `verification`: the least top-1
             agreement with the model per classifier output (None: `MIN_AGREEMENT` of
             the mode). Quantised outputs are never held to `tolerance`.
+        layer_report: full-integer TFLite only: also measure each quantised op's own
+            error (`ExportReport.layer_report`; costs another calibration).
         opset: ONNX only: the opset version (None: `DEFAULT_OPSET`).
         portable: `.keras`/`.h5` only: drop the stop-gradient layers so plain Keras loads
             the file without FreezeStudio.
@@ -119,6 +121,7 @@ class ExportOptions:
     calibration: object | None = None
     verification: object | None = None
     min_agreement: float | None = None
+    layer_report: bool = False
     opset: int | None = None
     portable: bool = False
     merge_lora: bool = False

@@ -131,6 +131,11 @@ def check_request(fmt: str, out, options: ExportOptions | None = None, document=
                         "DATA (a few hundred samples the model will see)")
     if options.calibration is not None and options.quantize != Quantization.INT8:
         raise UserError("calibration data apply to --quantize int8 only")
+    if options.layer_report and (fmt != ExportFormat.TFLITE
+                                 or options.quantize != Quantization.INT8):
+        raise UserError("the per-layer report applies to --format tflite --quantize int8 only "
+                        "(dynamic and float16 exports compute activations in float: no op's "
+                        "output is rounded to compare)")
     if options.io_type != IOType.FLOAT32 and options.quantize != Quantization.INT8:
         raise UserError("an integer I/O type applies to --quantize int8 only")
     if options.min_agreement is not None and not 0 <= options.min_agreement <= 1:
@@ -186,6 +191,7 @@ def _deployment_writer(document, fmt, options, report, step):
             written = writer(inference, tmp, options, step)
         report.notes += written.notes
         report.float_bytes = written.float_bytes
+        report.layer_report = written.layer_report
         if options.verify:
             step(0.7, f"verifying with {verify.runtime(fmt)}")
             actual = verify.run_export(fmt, tmp, inference, feeds)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from freezestudio.core.errors import UserError
 
+LAYER_LINES = 10
+"""Ops of the per-layer report shown in the text report (the JSON has every one)."""
+
 
 class ExportCancelled(Exception):
     """The caller's cancel flag was raised; nothing was written."""
@@ -32,10 +35,13 @@ class Written:
         notes: things the user should know.
         float_bytes: a quantised export: the size of the same export unquantised (the
             writer has it, or writes it from what it already made).
+        layer_report: with `ExportOptions.layer_report`: `layer_report.LayerError`s,
+            worst first.
     """
 
     notes: list = field(default_factory=list)
     float_bytes: int | None = None
+    layer_report: list | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,8 @@ class ExportReport:
         samples_source: where they came from ("random" or the user's data).
         quantization: the quantisation mode, or None.
         float_bytes: quantised exports: the size of the same export unquantised.
+        layer_report: int8 TFLite with `layer_report` asked for: each quantised op's
+            own error (`layer_report.LayerError`), worst first; else None.
     """
 
     format: str
@@ -118,6 +126,7 @@ class ExportReport:
     samples_source: str = ""
     quantization: str | None = None
     float_bytes: int | None = None
+    layer_report: list | None = None
 
     @property
     def verified(self) -> bool:
@@ -167,6 +176,8 @@ class ExportReport:
             "outputs": [c.to_json() for c in self.checks],
             "notes": list(self.notes),
             "seconds": self.seconds,
+            "layer_report": (None if self.layer_report is None
+                             else [entry.to_json() for entry in self.layer_report]),
         }
 
     def lines(self) -> list[str]:
@@ -184,5 +195,11 @@ class ExportReport:
         if self.float_bytes:
             lines.append(f"size {self.bytes} bytes, {self.bytes / self.float_bytes:.2f}x the "
                          f"unquantised export ({self.float_bytes} bytes)")
+        if self.layer_report:
+            lines.append("per-layer quantisation error (each op's own, worst first):")
+            lines += [f"  {entry.line()}" for entry in self.layer_report[:LAYER_LINES]]
+            if len(self.layer_report) > LAYER_LINES:
+                lines.append(f"  ... and {len(self.layer_report) - LAYER_LINES} more (--json "
+                             "lists every op)")
         lines += [f"note: {note}" for note in self.notes]
         return lines

@@ -73,6 +73,8 @@ def write_tflite(inference: InferenceModel, path: Path, options, step=None) -> W
         calibration = _configure_quantization(converter, inference, options, step)
         flatbuffer = _convert(converter, options.quantize, calibration)
         written = Written(notes)
+        if options.layer_report:
+            written.layer_report = _layer_report(saved, inference, options, step)
         if options.quantize is not None:
             if step is not None:
                 step(0.62, "converting the float model, for the size comparison")
@@ -81,6 +83,25 @@ def write_tflite(inference: InferenceModel, path: Path, options, step=None) -> W
                 n=calibration.count if calibration else 0, io=IO_NOTES[options.io_type]))
     path.write_bytes(flatbuffer)
     return written
+
+
+def _layer_report(saved: Path, inference, options, step) -> list:
+    """`layer_report.layer_errors` on a converter of the same SavedModel and calibration
+    rows as the export (so the same scales), run on the verification rows if any."""
+    from freezestudio.core.export.layer_report import LAYER_REPORT_SAMPLES, layer_errors
+
+    if step is not None:
+        step(0.64, f"per-layer quantisation report ({LAYER_REPORT_SAMPLES} samples)")
+    converter = _converter(saved)
+    _configure_quantization(converter, inference, options, None)
+    samples = options.verification or options.calibration
+    model = inference.keras_model
+    layers = [layer.name for layer in model._flatten_layers()] if model is not None else []
+    try:
+        return layer_errors(converter, samples.feeds(inference), inference.input_names, layers)
+    except Exception as exc:  # noqa: BLE001 - the debugger raises many kinds
+        raise UserError(f"cannot make the per-layer quantisation report: {first_line(exc)}; "
+                        "export without --layer-report") from None
 
 
 def _converter(saved: Path):
