@@ -46,8 +46,10 @@ def configure(parser) -> None:
                         help="post-training quantisation: tflite dynamic|float16|int8, onnx "
                              "dynamic (a bare --quantize means dynamic)")
     parser.add_argument("--calibration-data", metavar="DATA",
-                        help="int8: representative samples (any data train --data accepts; "
-                             f"up to {DEFAULT_CALIBRATION_SAMPLES} of its training rows)")
+                        help="int8: representative samples (any data train --data accepts, "
+                             "or inputs only: an .npz without y, an .npy, a folder of "
+                             f"images; up to {DEFAULT_CALIBRATION_SAMPLES} of its training "
+                             "rows)")
     parser.add_argument("--io-type", default=IOType.FLOAT32.value,
                         choices=[m.value for m in IOType],
                         help="int8: float32 I/O around integer internals (default, runs "
@@ -55,7 +57,8 @@ def configure(parser) -> None:
     parser.add_argument("--verify-data", metavar="DATA",
                         help="verify on these samples (held-out rows when the data have "
                              f"them, up to {DEFAULT_VERIFICATION_SAMPLES}) instead of random "
-                             "inputs; reports top-1 agreement and accuracy")
+                             "inputs; reports top-1 agreement, and accuracy when the data "
+                             "have labels (inputs alone work too)")
     floors = ", ".join(f"{mode} {floor:g}" for mode, floor in MIN_AGREEMENT.items())
     parser.add_argument("--min-agreement", type=float, metavar="F",
                         help="quantised exports with --verify-data: the least top-1 "

@@ -18,6 +18,8 @@ JSON_KEYS = {"format", "output", "bytes", "verified", "samples", "max_abs_diff",
 def cli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quantized_cli")
     model, cnn, data, x_val, y_val = mb.trained_cnn_files(folder, 400, 200)
+    np.savez(folder / "x_only.npz", x=mb.separable_images(400)[0])
+    np.save(folder / "inputs.npy", x_val)
     text = demo_file("text_classifier.keras")
     jobs = {
         "int8": ["export", cnn, "--format", "tflite", "-o", folder / "int8.tflite",
@@ -27,6 +29,9 @@ def cli(tmp_path_factory):
                  "--quantize", "--verify-data", data, "--json"],
         "dynamic_report": ["export", cnn, "--format", "tflite", "-o", folder / "no.tflite",
                            "--quantize", "dynamic", "--layer-report"],
+        "unlabelled": ["export", cnn, "--format", "tflite", "-o", folder / "nolabels.tflite",
+                       "--quantize", "int8", "--calibration-data", folder / "x_only.npz",
+                       "--verify-data", folder / "inputs.npy", "--json"],
         "uncalibrated": ["export", cnn, "--format", "tflite", "-o", folder / "never.tflite",
                          "--quantize", "int8"],
         "text_demo": ["export", text, "--format", "tflite", "-o", folder / "text.tflite",
@@ -76,6 +81,17 @@ def test_a_layer_report_of_a_dynamic_export_is_exit_2(cli):
     folder, runs, *_ = cli
     assert_user_error(runs["dynamic_report"], "applies to --format tflite --quantize int8")
     assert not (folder / "no.tflite").exists()
+
+
+def test_data_without_labels_calibrate_and_verify_without_accuracy(cli):
+    folder, runs, model, x_val, _ = cli
+    summary = report(runs["unlabelled"])
+    assert summary["accuracy"] is None and summary["samples"] == len(x_val)
+    runner = Interpreter(model_path=str(folder / "nolabels.tflite")).get_signature_runner(
+        "serving_default")
+    expected = np.argmax(model.predict(x_val, verbose=0), 1)
+    assert summary["top1_agreement"] == pytest.approx(
+        np.mean(np.argmax(runner(image=x_val)["probs"], 1) == expected))
 
 
 def test_a_bare_quantize_still_means_dynamic(cli):

@@ -35,7 +35,8 @@ def resolve_demo(spec: str, model_path=None) -> Path:
 
 def load_data(source, io: ModelIO, *, target: str | None = None,
               validation_split: float | None = None, seed: int | None = None,
-              image_scale: float = 1 / 255, model_path=None) -> TrainingData:
+              image_scale: float = 1 / 255, model_path=None,
+              labels: bool = True) -> TrainingData:
     """Reads a data source for a model with the given inputs and outputs.
 
     Args:
@@ -49,29 +50,36 @@ def load_data(source, io: ModelIO, *, target: str | None = None,
         seed: for the validation split's shuffle.
         image_scale: image folders: pixel values are multiplied by this.
         model_path: the model's file, to pick the demo data for `demo`.
+        labels: False: inputs alone will do (calibration, verification): an .npz without
+            `y`, an .npy holding the one input, a folder of images without class
+            sub-folders; their splits have `y == []`.
 
     Raises:
         UserError: unreadable or malformed source, a missing key, a bad split.
     """
-    from freezestudio.core.data.sources import load_csv, load_image_folder, load_npz
+    from freezestudio.core.data.sources import load_csv, load_image_folder, load_npy, load_npz
 
     text = str(source)
     if text == "demo" or text.startswith("demo:"):
-        data = load_npz(resolve_demo(text, model_path), io)
+        data = load_npz(resolve_demo(text, model_path), io, labels)
         data.source = f"{text} ({data.source})"
     else:
         path = Path(source)
         if not path.exists():
             raise UserError(f"{path}: no such data file or folder")
         if path.is_dir():
-            data = load_image_folder(path, io, image_scale)
+            data = load_image_folder(path, io, image_scale, labels)
         elif path.suffix.lower() == ".npz":
-            data = load_npz(path, io)
+            data = load_npz(path, io, labels)
         elif path.suffix.lower() == ".csv":
             data = load_csv(path, io, target)
+        elif path.suffix.lower() == ".npy" and not labels:
+            data = load_npy(path, io)
         else:
-            raise UserError(f"{path}: unsupported data (expected an .npz or .csv file, or a "
-                            "folder with one sub-folder of images per class)")
+            inputs_only = "" if labels else ", an .npy of inputs"
+            raise UserError(f"{path}: unsupported data (expected an .npz or .csv file"
+                            f"{inputs_only}, or a folder with one sub-folder of images per "
+                            "class)")
     return apply_validation_split(data, validation_split, seed)
 
 

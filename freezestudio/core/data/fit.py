@@ -51,8 +51,11 @@ def label_kind(spec: IOSpec, y: np.ndarray) -> str | None:
     return None
 
 
-def check_fits(document, data: TrainingData, io: ModelIO | None = None) -> None:
+def check_fits(document, data: TrainingData, io: ModelIO | None = None,
+               labels: bool = True) -> None:
     """Refuses data that do not fit the document's model.
+
+    `labels=False`: data without labels (`y == []`, `load_data(labels=False)`) fit too.
 
     Raises:
         UserError: naming the input/output, what the model expects and what the data hold
@@ -61,15 +64,16 @@ def check_fits(document, data: TrainingData, io: ModelIO | None = None) -> None:
     io = io or model_io(document)
     for name, split in (("training", data.train), ("validation", data.validation)):
         if split is not None:
-            _check_split(io, split, name, data)
+            _check_split(io, split, name, data, labels)
 
 
-def _check_split(io: ModelIO, split: Split, which: str, data: TrainingData) -> None:
+def _check_split(io: ModelIO, split: Split, which: str, data: TrainingData,
+                 labels: bool = True) -> None:
     if len(split.x) != len(io.inputs):
         raise UserError(f"the model takes {len(io.inputs)} inputs "
                         f"({', '.join(s.name for s in io.inputs)}); the {which} data have "
                         f"{len(split.x)}")
-    if len(split.y) != len(io.outputs):
+    if len(split.y) != len(io.outputs) and (labels or split.y):
         raise UserError(f"the model has {len(io.outputs)} outputs; the {which} data have "
                         f"{len(split.y)} label arrays")
     counts = {len(a) for a in split.x + split.y}
@@ -81,7 +85,7 @@ def _check_split(io: ModelIO, split: Split, which: str, data: TrainingData) -> N
     if data.image is None:
         for spec, array in zip(io.inputs, split.x, strict=True):
             _check_input(spec, array, which)
-    for spec, array in zip(io.outputs, split.y, strict=True):
+    for spec, array in zip(io.outputs if split.y else [], split.y, strict=True):
         _check_labels(spec, array, which, data.class_names)
 
 

@@ -1,10 +1,12 @@
 """The user's samples for an export: calibration of full-integer quantisation, verification.
 
 Read with `core.data.load_data`, so any data `train --data` accepts works (an .npz, a
-.csv, an image folder, `demo`). Which rows: calibration takes the training rows (what
-the model is fitted to see), verification the held-out rows when the data has them
-(its validation split) and the training rows otherwise, so an export is judged on data
-the calibration did not see whenever possible.
+.csv, an image folder, `demo`), and inputs without labels too (an .npz without `y`, an
+.npy, a folder of images without class sub-folders): calibration needs no labels, and
+verification without them reports the agreement but no accuracy. Which rows: calibration
+takes the training rows (what the model is fitted to see), verification the held-out rows
+when the data has them (its validation split) and the training rows otherwise, so an
+export is judged on data the calibration did not see whenever possible.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ def read_samples(document, source, *, limit: int, held_out: bool, seed: int = 0,
     from freezestudio.core.model.signature import model_io
 
     io = model_io(document)
-    data = load_data(source, io, validation_split=None, model_path=model_path)
-    check_fits(document, data, io)
+    data = load_data(source, io, validation_split=None, model_path=model_path, labels=False)
+    check_fits(document, data, io, labels=False)
     split, which = data.train, "training rows"
     if held_out and data.validation is not None and len(data.validation):
         split, which = data.validation, "validation rows"
