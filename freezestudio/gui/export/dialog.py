@@ -6,7 +6,8 @@ request with the core's `check_request` before starting (a bad destination or a 
 optional package is reported at once, with the install command). The export runs as a
 task (`worker.run_export`) on the export feature's own `TaskHost`, with a progress bar and
 Cancel; at the end the verification report (`ExportReport.lines()`) is shown in the
-dialog, with its numbers in a table (`quantization.ReportTable`). The quantisation modes
+dialog, with its numbers in a table (`quantization.ReportTable`) and, when asked for, the
+per-layer quantisation report in another (`layer_table.LayerReportTable`). The quantisation modes
 and the calibration/verification data are `quantization.QuantizationPanel`. Where the
 document has LoRA adapters, a keras/h5 export may merge them into the kernels (default:
 kept); deployment exports always merge them (shown ticked, fixed). Errors are
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
 from freezestudio.core.errors import UserError
 from freezestudio.gui.background.threads import TaskHost, TaskState
 from freezestudio.gui.common import dialogs
+from freezestudio.gui.export.layer_table import LayerReportTable
 from freezestudio.gui.export.quantization import (
     QuantizationPanel,
     ReportTable,
@@ -155,6 +157,7 @@ class ExportDialog(QDialog):
         self.report.setPlaceholderText("The verification report appears here.")
         self.report.setMinimumHeight(100)
         self.table = ReportTable()
+        self.layers = LayerReportTable()
         self.buttons = QDialogButtonBox()
         self.export_button = self.buttons.addButton("Export",
                                                     QDialogButtonBox.ButtonRole.AcceptRole)
@@ -168,6 +171,7 @@ class ExportDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.table)
+        layout.addWidget(self.layers)
         layout.addWidget(self.report, 1)
         layout.addWidget(self.buttons)
         self.resize(640, 720)
@@ -259,6 +263,7 @@ class ExportDialog(QDialog):
         chosen = self.quantization.selection()
         return ExportOptions(quantize=chosen["quantize"], io_type=chosen["io_type"],
                              min_agreement=chosen["min_agreement"],
+                             layer_report=chosen["layer_report"],
                              opset=self.opset.value() if fmt == "onnx" else None,
                              portable=fmt in KERAS_FORMATS and self.portable.isChecked(),
                              merge_lora=fmt in KERAS_FORMATS and self._keras_merge,
@@ -298,6 +303,7 @@ class ExportDialog(QDialog):
         self.outcome = None
         self.report.clear()
         self.table.clear_values()
+        self.layers.clear_values()
         self.progress.setValue(0)
         self.status.setText("starting…")
         self._set_running(True)
@@ -340,6 +346,7 @@ class ExportDialog(QDialog):
             self.status.setText("done: verified" if report.verified else "done (not verified)")
             self.report.setPlainText("\n".join(report.lines()))
             self.table.show_report(report)
+            self.layers.show_report(report)
         elif outcome.cancelled:
             self.progress.setValue(0)
             self.progress.setFormat("")

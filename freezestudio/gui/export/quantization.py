@@ -2,8 +2,9 @@
 
 `QuantizationPanel` offers the quantisation modes the chosen format has
 (`options.QUANTIZATIONS`), the int8 I/O type, the calibration data (int8) and the
-verification data (every format), with the least top-1 agreement. The data are named,
-not read: the export task reads them off the GUI thread (`worker.run_export`). The
+verification data (every format), with the least top-1 agreement, and the opt-in per-layer
+report (int8; its table is `layer_table.LayerReportTable`). Data may lack labels. The
+data are named, not read: the export task reads them off the GUI thread (`worker.run_export`). The
 default data are the training dock's (`ExportDialog` is given them). `ReportTable` shows
 the numbers a deployment engineer compares: size against the unquantised export,
 agreement, accuracy.
@@ -12,6 +13,7 @@ agreement, accuracy.
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -30,7 +32,7 @@ MODE_TEXT = {
     "float16": "float16 weights",
     "int8": "int8: full integer, calibrated on data",
 }
-DATA_HINT = "an .npz or .csv file, an image folder, or demo"
+DATA_HINT = "an .npz, .npy or .csv file, an image folder, or demo"
 
 
 def training_data_source(window, document) -> str | None:
@@ -52,7 +54,7 @@ def training_data_source(window, document) -> str | None:
 def get_samples_path(parent, title: str, directory: str = "") -> str | None:
     """Asks for a data file (tests replace this function)."""
     path, _ = QFileDialog.getOpenFileName(parent, title, directory,
-                                          "Data (*.npz *.csv);;All files (*)")
+                                          "Data (*.npz *.npy *.csv);;All files (*)")
     return path or None
 
 
@@ -85,6 +87,9 @@ class QuantizationPanel(QWidget):
         self.min_agreement.setSpecialValueText("default for the mode")
         self.min_agreement.setToolTip("Quantised exports: the least top-1 agreement with the "
                                       "model on the verification data")
+        self.layer_report = QCheckBox("Which layers lose most (slower: calibrates again)")
+        self.layer_report.setToolTip("int8: each quantised op's own error, worst first, in "
+                                     "a table under the report")
         self.form = QFormLayout(self)
         self.form.setContentsMargins(0, 0, 0, 0)
         self.form.addRow("Quantise", self.mode)
@@ -94,6 +99,7 @@ class QuantizationPanel(QWidget):
         self.form.addRow("Verification data", self._with_browse(self.verification,
                                                                 "Verification data"))
         self.form.addRow("Least agreement", self.min_agreement)
+        self.form.addRow("Per-layer report", self.layer_report)
         self.mode.currentIndexChanged.connect(self._update)
         self.set_format("keras")
 
@@ -137,17 +143,19 @@ class QuantizationPanel(QWidget):
         int8 = self.mode.currentData() == "int8"
         self._show(self.io_type, int8)
         self._show(self.calibration.parentWidget(), int8)
+        self._show(self.layer_report, int8)
         self._show(self.min_agreement, self.mode.currentData() is not None)
 
     def selection(self) -> dict:
-        """`{quantize, io_type, min_agreement, calibration, verification}` of the form;
-        the data are sources (None when empty or not applicable)."""
+        """`{quantize, io_type, min_agreement, layer_report, calibration, verification}`
+        of the form; the data are sources (None when empty or not applicable)."""
         mode = self.mode.currentData()
         floor = self.min_agreement.value()
         return {
             "quantize": mode,
             "io_type": self.io_type.currentData() if mode == "int8" else "float32",
             "min_agreement": floor if mode is not None and floor > 0 else None,
+            "layer_report": mode == "int8" and self.layer_report.isChecked(),
             "calibration": (self.calibration.text().strip() or None) if mode == "int8"
             else None,
             "verification": self.verification.text().strip() or None,
@@ -155,7 +163,8 @@ class QuantizationPanel(QWidget):
 
     def set_running(self, running: bool) -> None:
         for widget in (self.mode, self.io_type, self.calibration, self.verification,
-                       self.calibration.browse, self.verification.browse, self.min_agreement):
+                       self.calibration.browse, self.verification.browse, self.min_agreement,
+                       self.layer_report):
             widget.setEnabled(not running)
 
 

@@ -66,8 +66,14 @@ def test_the_form_follows_the_format(dialog):
     assert [modes.itemData(i) for i in range(modes.count())] == [None, "dynamic", "float16",
                                                                   "int8"]
     assert not dialog.quantization.io_type.isVisibleTo(dialog)
+    assert not dialog.quantization.layer_report.isVisibleTo(dialog)
+    dialog.quantization.layer_report.setChecked(True)
+    modes.setCurrentIndex(modes.findData("dynamic"))
+    assert dialog.options().layer_report is False  # int8 only
     modes.setCurrentIndex(modes.findData("int8"))
     assert dialog.quantization.io_type.isVisibleTo(dialog)
+    assert dialog.quantization.layer_report.isVisibleTo(dialog)
+    assert dialog.options().layer_report is True
     assert dialog.quantization.calibration.isVisibleTo(dialog)
     assert dialog.options().quantize == "int8"
     dialog.set_format("onnx")
@@ -91,13 +97,16 @@ def test_the_data_default_to_the_training_docks(qtbot, window, dialog, tmp_path)
     again.close()
 
 
-def test_int8_export_shows_size_and_agreement_in_the_table(qtbot, dialog, answers, tmp_path):
+def test_int8_export_shows_size_agreement_and_layers_in_tables(qtbot, dialog, answers,
+                                                               tmp_path):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     panel = dialog.quantization
     dialog.set_format("tflite")
     panel.mode.setCurrentIndex(panel.mode.findData("int8"))
+    panel.layer_report.setChecked(True)
+    assert not dialog.layers.isVisibleTo(dialog)
     out = tmp_path / "cnn_int8.tflite"
     outcome = export(qtbot, dialog, "tflite", out)
     assert outcome.ok, outcome.error
@@ -108,6 +117,12 @@ def test_int8_export_shows_size_and_agreement_in_the_table(qtbot, dialog, answer
                                    f"({out.stat().st_size / report.float_bytes:.2f}x)")
     assert table.value("Top-1 agreement") == f"{report.checks[0].top1_agreement:.4f}"
     assert table.value("Accuracy (model)") == f"{report.checks[0].model_accuracy:.4f}"
+    layers = dialog.layers
+    assert layers.isVisibleTo(dialog) and layers.rowCount() == len(report.layer_report) > 3
+    worst = report.layer_report[0]
+    assert layers.row(0) == [worst.layer, worst.op, f"{worst.rmse:.3g}",
+                             f"{worst.rmse_per_scale:.2f}"]
+    assert {layers.row(i)[0] for i in range(layers.rowCount())} >= {"head_dense", "head_out"}
     x_val = np.load(DEMO_DIR / "cnn_task_b.npz")["x_val"]
     got = Interpreter(model_path=str(out)).get_signature_runner()(image=x_val)
     got = next(iter(got.values()))
