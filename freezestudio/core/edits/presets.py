@@ -131,13 +131,19 @@ def gradual(document, blocks: int = 2, from_epoch: int = 2, factor: float = 0.1,
     return Plan(trainable, schedule=[stage])
 
 
+def discriminative_multipliers(blocks: int, lowest: float) -> list[float]:
+    """The `discriminative` multipliers of `blocks` blocks from input to head: `lowest`
+    on the first, growing by `lowest ** (-1 / blocks)` from block to block (the head,
+    one step further, gets 1)."""
+    return [lowest ** ((blocks - i) / blocks) for i in range(blocks)]
+
+
 def discriminative(document, lowest: float = 0.01, globs=()) -> Plan:
     """The `discriminative` plan (module docstring). Raises PlanError for bad values."""
     found = find_blocks(document, globs)
     if not 0 < lowest <= 1:
         raise PlanError(f"preset discriminative: lowest must be in (0, 1], got {lowest}")
-    n = len(found)
-    values = [lowest ** ((n - i) / n) for i in range(n)]
+    values = discriminative_multipliers(len(found), lowest)
     block_of = {p: i for i, b in enumerate(found) for p in b.paths}
     head = set(_head(document, found))
     rules = [Rule("*", values[0])] + [Rule(b.glob, v) for b, v in zip(found, values,
