@@ -11,7 +11,7 @@ Ctrl+Z gives back the previous state exactly.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -148,8 +148,8 @@ class PresetDialog(QDialog):
             return [f"from epoch {self.from_epoch.value()} at LR \u00d7"
                     f"{self.factor.value():g}" if i >= n - top else "frozen"
                     for i in range(n)]
-        lowest = self.lowest.value()
-        return [f"LR \u00d7{lowest ** ((n - i) / n):.4g}" for i in range(n)]
+        return [f"LR \u00d7{value:.4g}"
+                for value in presets.discriminative_multipliers(n, self.lowest.value())]
 
     @Slot()
     def _update(self, *_args) -> None:
@@ -207,9 +207,11 @@ class PresetDialog(QDialog):
 
 
 def open_preset_dialog(editor, parent) -> None:
-    """Opens the dialog for the editor's document (window-modal), if there is one."""
+    """Opens the dialog for the editor's document (window-modal), if there is one; it is
+    deleted when it closes (applied or cancelled)."""
     if editor.document is None:
         return
     dialog = PresetDialog(editor, parent)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.setModal(True)
     dialog.show()

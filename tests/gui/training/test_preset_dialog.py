@@ -121,3 +121,17 @@ def test_the_schedule_tabs_button_applies_into_the_table_and_ctrl_z_restores(
         "Apply plan preset gradual:blocks=1,from_epoch=2,lr=0.1"
     QTest.keyClick(window.tree, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert document.snapshot() == before and table.table.rowCount() == 0
+
+
+def test_a_closed_dialog_is_deleted(qtbot, window, open_and_wait, tmp_path):
+    """Every opening made a new dialog: closed, each is gone (not kept hidden on the
+    window for the rest of the session)."""
+    import model_builders as mb
+
+    assert open_and_wait(qtbot, window, _saved(mb.mlp, tmp_path))
+    session = install_training(window)
+    for close in (PresetDialog.reject, PresetDialog.close):
+        session.preset_action.trigger()
+        (dialog,) = window.findChildren(PresetDialog)
+        close(dialog)
+        qtbot.waitUntil(lambda: not window.findChildren(PresetDialog))
