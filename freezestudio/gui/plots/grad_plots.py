@@ -161,9 +161,12 @@ class GradHeatmap:
         self.levels = None
 
     def clear(self) -> None:
+        self._clear_image()
+        self._set_marks([])
+
+    def _clear_image(self) -> None:
         self.image.clear()
         self.shown_image = None
-        self._set_marks([])
 
     def set_layers(self, layers: list) -> None:
         """The rows (layer paths in tree order); labels the left axis with their names."""
@@ -212,7 +215,7 @@ class GradHeatmap:
         image = columns.image()
         if self.view_name == UPDATE and metrics.count and not columns.steps:
             self._title("Update size: not recorded (Settings)")
-            self.clear()
+            self._clear_image()  # the selection's outlines stay for the gradient view
             return
         self._title(self.view_name == UPDATE and UPDATE_TITLE)
         if not len(image) or not self.layers:

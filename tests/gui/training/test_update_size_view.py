@@ -38,3 +38,11 @@ def test_the_heatmap_switches_to_update_sizes_after_a_short_run(qtbot, window, s
     run(qtbot, session, epochs=1)
     plots.heatmap_view.setCurrentText(UPDATE)
     assert "not recorded" in heatmap.item.titleLabel.text and heatmap.shown_image is None
+    # the tree's selection stays outlined: back on the gradients, its row is marked again
+    plots.heatmap_view.setCurrentText(GRADIENT)
+    plots.highlight([plots.metrics.info.receiving_layers[0]])
+    assert len(heatmap.marks) == 1
+    plots.heatmap_view.setCurrentText(UPDATE)
+    assert heatmap.shown_image is None
+    plots.heatmap_view.setCurrentText(GRADIENT)
+    assert heatmap.shown_image is not None and len(heatmap.marks) == 1
