@@ -80,3 +80,25 @@ def test_update_sizes_are_only_computed_when_asked(saved_mlp):
     _, _, report = _one_step(saved_mlp, "sgd", update_sizes=False)
     assert report.update_sizes is None
     assert set(report.grad_norms) == set(LAYERS)
+
+
+def test_a_step_the_loss_scale_skips_reports_zero_update_sizes(saved_mlp):
+    """mixed_float16 on CPU (forced), targets so large that the scaled float16 gradients
+    overflow: the loss-scale optimizer skips the step, the weights stay, and the report says
+    0 for every layer (finite: the run goes on)."""
+    document = open_document(saved_mlp)
+    before = {w.id: w.variable.numpy().copy() for w in document.weights}
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    y = np.full((16, 2), 3e4, dtype="float32")
+    config = TrainingConfig(epochs=1, batch_size=16, optimizer="sgd", shuffle=False,
+                            metrics=False, cache_features="off", loss="mean_squared_error",
+                            mixed_precision="mixed_float16", update_sizes=True)
+    steps = _Steps()
+    result = Trainer(document, TrainingData("arrays", Split([x], [y])), config).run(steps)
+    assert result.status == COMPLETED, result.message
+    [report] = steps.reports
+    assert not all(np.isfinite(v) for v in report.grad_norms.values())  # overflowed
+    assert report.update_sizes == dict.fromkeys(LAYERS, 0.0)
+    for w in document.weights:
+        np.testing.assert_array_equal(w.variable.numpy(), before[w.id])
