@@ -230,6 +230,10 @@ class FileFlowsMixin:
         return self.save_as(then)
 
     def save_as(self, then=None) -> bool:
+        """Asks for a target and saves there. A document with LoRA adapters is asked
+        whether to write them merged (a copy), unless the save is the one that lets
+        `then` go on (unsaved changes before closing or replacing the document): a copy
+        would leave the document unsaved, so the adapters are kept."""
         document = self.document
         if document is None:
             return False
@@ -241,7 +245,8 @@ class FileFlowsMixin:
         if not path:
             return False
         merge = False
-        adapters = document.adapters() if self.model_ready and not generic else []
+        adapters = document.adapters() if self.model_ready and not generic and then is None \
+            else []
         if adapters:
             merge = dialogs.ask_merge_lora(self, len(adapters))
             if merge is None:

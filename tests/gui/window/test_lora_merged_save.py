@@ -125,3 +125,27 @@ def test_the_merge_question_answers_from_its_check_box(qtbot, tick, button, expe
 
     QTimer.singleShot(0, answer)
     assert dialogs.ask_merge_lora(None, 3) is expected
+
+
+def test_saving_before_close_does_not_offer_the_merged_copy(qtbot, window, open_and_wait,
+                                                             answers, tmp_path):
+    """Save in "save changes before closing?" on a demo (saved with Save As): a merged
+    file is a copy that leaves the document unsaved, so it is not offered; the adapters are
+    saved, the model closes and nothing is asked twice."""
+    import keras
+
+    from freezestudio.gui.common import dialogs
+    from freezestudio.resources import DEMO_DIR
+
+    assert open_and_wait(qtbot, window, DEMO_DIR / "cnn_transfer.keras")
+    assert window.editor.add_adapters([window.document.layer("head_dense")], 2)
+    answers["unsaved"] = dialogs.SAVE
+    answers["save_path"] = str(tmp_path / "saved.keras")
+    answers["merge_lora"] = True  # what a merge question would be answered
+    with qtbot.waitSignal(window.saved, timeout=60_000):
+        window.close_model()
+    answers["unsaved"] = dialogs.DISCARD  # had the save left it modified: asked again
+    qtbot.waitUntil(lambda: window.document is None)
+    assert answers["asked"] == ["unsaved", "save_path"] and answers["errors"] == []
+    assert keras.saving.load_model(tmp_path / "saved.keras").get_layer(
+        "head_dense").lora_enabled
