@@ -505,6 +505,29 @@ def mlp_with_idle_batchnorm():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class CallCounter(keras.layers.Layer):
+    """Passes its input through and counts its calls in `calls`: inside a `tf.function`
+    the Python body runs once per trace, so this counts the traces."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def call(self, inputs):
+        self.calls += 1
+        return inputs
+
+
+def counted_deep_head():
+    """Input `x` (6) -> CallCounter `count` -> Dense `deep` (relu) -> Dense `out` (3,
+    softmax)."""
+    inputs = keras.Input((6,), name="x")
+    x = CallCounter(name="count")(inputs)
+    x = keras.layers.Dense(8, activation="relu", name="deep")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
+
+
 def pre_middle_post(middle):
     """Dense `pre` -> the given layer -> Dense `post` -> Dense `out` (an unnamed model)."""
     inputs = keras.Input((6,), name="x")

@@ -106,6 +106,24 @@ class TrainingData:
         ds = ds.batch(batch_size)
         return (ds.repeat() if repeat else ds).map(gather).prefetch(tf.data.AUTOTUNE)
 
+    def input_batches(self, split: Split, batch_size: int):
+        """The split's inputs in order, batch by batch (the last batch partial), for one
+        pass over them such as the feature-caching pass: `(specs, batches)`, `specs` one
+        `tf.TensorSpec` per input with an unknown batch size and `batches` an iterable of
+        lists (one array or tensor per input). Arrays are sliced as they are: one ordered
+        pass needs no tf.data pipeline. Image folders are decoded through `dataset`.
+        """
+        import tensorflow as tf
+
+        if self.image is not None:
+            ds = self.dataset(split, batch_size)
+            return list(ds.element_spec[0]), (list(x) for x, _ in ds)
+        specs = [tf.TensorSpec((None, *a.shape[1:]),
+                               tf.string if a.dtype.kind in "US" else tf.as_dtype(a.dtype))
+                 for a in split.x]
+        return specs, ([a[i:i + batch_size] for a in split.x]
+                       for i in range(0, len(split), batch_size))
+
     def summary(self) -> dict:
         """A preview for the user: sample counts, per-sample shapes and dtypes, classes."""
         def shapes(arrays):

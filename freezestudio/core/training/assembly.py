@@ -119,12 +119,10 @@ def _step_spec(setup, config, document, plan, forward_model, previous) -> StepSp
 def _cached(cache, config, data: TrainingData, train: Split, validation: Split | None):
     """The splits with the prefix's features in place of the inputs."""
     source = TrainingData(data.source, train, image=data.image)
-    bs = max(config.batch_size, 64)
-    features = Split(compute_features(cache, source.dataset(train, bs)), train.y)
-    if validation is not None:
-        validation = Split(compute_features(cache, source.dataset(validation, bs)),
-                           validation.y)
-    return features, validation
+    features, val_features = compute_features(cache, source, [train, validation],
+                                              max(config.batch_size, 64))
+    return Split(features, train.y), (None if validation is None
+                                      else Split(val_features, validation.y))
 
 
 def _distribute(setup, dataset):

@@ -206,25 +206,43 @@ def feature_bytes(plan: CachePlan, samples: int) -> int:
                for t in plan.prefix.outputs)
 
 
-def compute_features(plan: CachePlan, dataset) -> list:
-    """Runs the prefix (inference mode, compiled) over a batched dataset of
-    `((x...), (y...))`; returns one float32 array per frontier tensor."""
+def compute_features(plan: CachePlan, data, splits: list, batch_size: int) -> list:
+    """Runs the prefix (inference mode) once over each split of `splits` (`Split`s of
+    `data`, a `TrainingData`; None stays None); returns, per split, one float32 array per
+    frontier tensor.
+
+    The caching pass is one `tf.function` (AutoGraph off) traced once for batches of any
+    size, so the last, partial batch and the validation split reuse the training split's
+    trace. Arrays are fed slice by slice with no tf.data pipeline (an image folder is
+    decoded through it), and every batch's features are written into arrays allocated
+    once: no concatenation at the end, whose copy doubled the peak memory.
+    """
     import keras
     import tensorflow as tf
 
     struct = inputs_struct(plan.prefix)
 
-    @tf.function(reduce_retracing=True)
-    def features(x):
+    def features(*x):
         packed = keras.tree.pack_sequence_as(struct, list(x))
         return [tf.cast(t, tf.float32) for t in
                 keras.tree.flatten(plan.prefix(packed, training=False))]
 
-    chunks = None
-    for x, _ in dataset:
-        out = features(x)
-        if chunks is None:
-            chunks = [[] for _ in out]
-        for chunk, value in zip(chunks, out, strict=True):
-            chunk.append(value.numpy())
-    return [np.concatenate(chunk) for chunk in chunks or []]
+    function = tf.function(features, autograph=False)
+    results = []
+    for split in splits:
+        if split is None:
+            results.append(None)
+            continue
+        specs, batches = data.input_batches(split, batch_size)
+        step = function.get_concrete_function(*specs)  # the same trace for equal specs
+        arrays, start = [], 0
+        for x in batches:
+            out = step(*x)
+            if not arrays:
+                arrays = [np.empty((len(split), *t.shape[1:]), np.float32) for t in out]
+            end = start + int(out[0].shape[0])
+            for array, value in zip(arrays, out, strict=True):
+                array[start:end] = value.numpy()
+            start = end
+        results.append(arrays)
+    return results
