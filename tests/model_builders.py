@@ -505,6 +505,16 @@ def mlp_with_idle_batchnorm():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(x))
 
 
+def write_image_folder(folder, per_class, labels=("a", "b", "c"), size=32, seed=0):
+    """Random `size`x`size` RGB PNGs `folder/<label>/<i>.png`, `per_class` per label."""
+    rng = np.random.default_rng(seed)
+    for label in labels:
+        (folder / label).mkdir()
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            (folder / label / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+
+
 @keras.saving.register_keras_serializable(package="tests")
 class CallCounter(keras.layers.Layer):
     """Passes its input through and counts its calls in `calls`: inside a `tf.function`

@@ -3,7 +3,6 @@ a head trained on cached features ends with the weights the full model's steps g
 
 import model_builders as mb
 import numpy as np
-import tensorflow as tf
 
 from freezestudio.core.data import Split, TrainingData, load_data
 from freezestudio.core.edits.plans import matching_nodes
@@ -46,12 +45,7 @@ def test_partial_batches_and_validation_reuse_one_trace_and_match_the_full_model
 
 
 def test_an_image_folder_is_cached_through_its_pipeline_with_a_partial_batch(tmp_path):
-    rng = np.random.default_rng(0)
-    for label in ("a", "b", "c"):
-        (tmp_path / label).mkdir()
-        for i in range(3):
-            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            (tmp_path / label / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    mb.write_image_folder(tmp_path, 3)
     trained = {}
     for mode in ("on", "off"):
         document = open_document(DEMO_DIR / "cnn_transfer.keras")

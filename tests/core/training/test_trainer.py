@@ -439,12 +439,7 @@ def test_mixed_float16_uses_loss_scaling_and_still_learns(tmp_path):
 
 def test_a_corrupt_image_ends_the_run_cleanly_naming_the_step(tmp_path):
     document = demo("cnn_transfer")
-    rng = np.random.default_rng(0)
-    for label in ("a", "b", "c"):
-        (tmp_path / label).mkdir()
-        for i in range(2):
-            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-            (tmp_path / label / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    mb.write_image_folder(tmp_path, 2)
     (tmp_path / "b" / "1.png").write_bytes(b"not a png at all")
     data = load_data(tmp_path, model_io(document))
     result = Trainer(document, data, TrainingConfig(batch_size=2, shuffle=False,
