@@ -81,7 +81,8 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
 
     Signals:
         refreshed(): after the model re-read the document (an edit, undo, redo).
-        values_changed(): weight values changed (nothing in the tree shows them).
+        values_changed(): weight values changed (nothing in the tree shows them): a run,
+            its undo, or an adapter edit (a merge writes kernels, its undo restores them).
         rows_about_to_rebuild(): adapters were added or removed: the model resets over
             the same document next (the old rows are still valid indexes now).
         rows_rebuilt(): after that reset (views show again what they kept).
@@ -163,6 +164,7 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
     def apply_change(self, change: DocumentChange) -> None:
         """Forgets the cells `change` affects now; repaints them at the next `flush()`."""
         if change.kind == ChangeKind.ADAPTERS:  # rows came or went: the tree is rebuilt
+            self.values_changed.emit()  # a merge (or its undo) wrote kernels; new variables
             self.rows_about_to_rebuild.emit()  # the removed rows' nodes are still held
             self.set_document(self.document)
             self.rows_rebuilt.emit()

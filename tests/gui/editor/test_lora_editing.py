@@ -149,3 +149,30 @@ def test_context_menu_and_summary_in_the_window(qtbot, window, open_and_wait,
     assert "Merge LoRA Adapters Into Kernels" in [a.text() for a in menu.actions()]
     window.actions.undo.trigger()
     assert window.document.adapters() == []
+
+
+def test_the_details_pane_shows_the_merged_kernels_values(qtbot, window, open_and_wait,
+                                                          attention_file):
+    """Merging live adapters writes the kernel: the details pane's min/max/mean/std are the
+    new values (a new pane's), after the merge and after its undo."""
+    from freezestudio.gui.editor.details import DetailsPane
+
+    assert open_and_wait(qtbot, window, attention_file)
+    document = window.document
+    assert window.editor.add_adapters([document.layer("dense")], 2)
+    b = document.adapters()[0].layer.lora_kernel_b
+    b.assign(np.random.default_rng(0).normal(size=b.shape).astype("float32"))
+    kernel = document.weight("dense:kernel")
+    window.tree.selectionModel().setCurrentIndex(
+        window.model.index_of(kernel), window.tree.selectionModel().SelectionFlag.NoUpdate)
+    before = window.details.toPlainText()
+    for step in (lambda: window.editor.remove_adapters([document.layer("dense")], merge=True),
+                 window.editor.stack.undo):
+        step()
+        kernel = document.weight("dense:kernel")
+        assert window.details.node is kernel
+        fresh = DetailsPane()  # its own statistics, read from the values now
+        qtbot.addWidget(fresh)
+        fresh.show_node(document, kernel, [])
+        assert window.details.toPlainText() == fresh.toPlainText()
+    assert window.details.toPlainText() == before  # the undo gave the kernel back
