@@ -205,11 +205,10 @@ def _join_cluster(args):
     )
 
     for given, option in ((args.device, "--device"),
-                          (args.cache_features == "on", "--cache-features on"),
                           (args.jit_compile == "on", "--jit-compile on")):
         if given:
             raise UserError(f"{option} cannot run with --multi-worker (each worker trains "
-                            "on all its GPUs, else its CPU, without feature caching or XLA)")
+                            "on all its GPUs, else its CPU, without XLA)")
     task = read_tf_config()
     notes = []
     if args.seed is None:

@@ -1,10 +1,12 @@
 """`train --multi-worker`: two real worker processes on loopback (MultiWorkerMirroredStrategy
-from TF_CONFIG), the unreachable-worker timeout, and bad TF_CONFIGs.
+from TF_CONFIG; by default with feature caching, uncached in the slow suite), the
+unreachable-worker timeout, and bad TF_CONFIGs.
 
 The two-worker run is bounded: both processes are killed and the test fails when they
 have not finished within `PAIR_SECONDS`.
 """
 
+import csv
 import json
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from freezestudio.core.edits.plans import Plan, apply_plan
 from freezestudio.core.errors import UserError
 from freezestudio.core.files.loading import open_document
 from freezestudio.core.training.cluster import output_path, read_tf_config
-from freezestudio.core.training.config import COMPLETED, TrainingConfig
+from freezestudio.core.training.config import COMPLETED, Reporter, TrainingConfig
 from freezestudio.core.training.trainer import Trainer
 
 PAIR_SECONDS = 45  # wall time: the pair took 5.4 s in a whole-suite run (TensorFlow import, trace)
@@ -85,13 +87,33 @@ def _weights(path):
     return {w.id: w.variable.numpy() for w in document.weights}
 
 
-def test_two_workers_on_loopback_train_as_one_process_would(problem):
+class _Norms(Reporter):
+    def __init__(self):
+        self.steps = []
+
+    def step_finished(self, report):
+        self.steps.append([report.loss, *(v for v in report.grad_norms.values()
+                                          if v is not None)])
+
+
+def _csv_steps(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [[float(row["loss"]), *(float(v) for k, v in row.items()
+                                   if k.startswith("grad_norm:") and v)] for row in rows]
+
+
+@pytest.mark.parametrize("cache", ["auto", pytest.param("off", marks=pytest.mark.slow)])
+def test_two_workers_on_loopback_train_as_one_process_would(problem, cache):
+    """With `auto` the frozen `a` is cached on each worker and the head trains under the
+    strategy; the oracle is one process without caching."""
     folder, x, y = problem
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    out = folder / "trained.keras"
+    out = folder / f"trained-{cache}.keras"
     args = ["train", folder / "model.keras", "--data", folder / "data.npz", "-o", out,
             "--freeze", "a", "--epochs", EPOCHS, "--batch-size", BATCH, "--seed", SEED,
             "--validation-split", "0", "--optimizer", "sgd", "--learning-rate", "0.1",
+            "--cache-features", cache, "--metrics-csv", folder / f"steps-{cache}.csv",
             "--cluster-timeout", "30", "--multi-worker", "--json"]
     start = time.monotonic()
     chief_run, other_run = _finish([_start(args, _tf_config(addresses, i)) for i in (0, 1)],
@@ -105,14 +127,17 @@ def test_two_workers_on_loopback_train_as_one_process_would(problem):
     assert chief["worker"] == {"type": "worker", "index": 0, "workers": 2, "chief": True}
     assert other["worker"]["chief"] is False
     assert chief["output"] == str(out)
-    assert other["output"] == str(folder / "trained.worker-1.keras")
+    assert other["output"] == str(folder / f"trained-{cache}.worker-1.keras")
+    assert chief["feature_cache"] == other["feature_cache"] == (
+        "caching the outputs of a (1 layer call(s) upstream)" if cache == "auto"
+        else "feature caching off")
     assert chief["steps"] == other["steps"] == EPOCHS * SAMPLES // BATCH
     assert chief["history"] == other["history"]  # losses reduced over both workers
     assert chief["final_loss"] == other["final_loss"]
     assert chief["integrity"]["ok"] and chief["integrity"] == other["integrity"]
 
     original, trained, copy = (_weights(folder / "model.keras"), _weights(out),
-                               _weights(folder / "trained.worker-1.keras"))
+                               _weights(folder / f"trained-{cache}.worker-1.keras"))
     for key, value in trained.items():
         assert np.array_equal(value, copy[key]), key  # synchronous: the same bits
     for key in ("a:kernel", "a:bias"):
@@ -124,11 +149,16 @@ def test_two_workers_on_loopback_train_as_one_process_would(problem):
     document = open_document(folder / "model.keras")
     apply_plan(document, Plan.from_dict({"freezestudio_plan": 1,
                                          "trainable": [{"match": "a", "value": False}]}))
+    norms = _Norms()
     single = Trainer(document, TrainingData("arrays", Split([x], [y])), TrainingConfig(
         epochs=EPOCHS, batch_size=BATCH, seed=SEED, optimizer="sgd", learning_rate=0.1,
-        cache_features="off")).run()
+        cache_features="off")).run(norms)
     assert single.status == COMPLETED
     assert chief["final_loss"] == pytest.approx(single.final_loss, rel=1e-4)
+    # every step's loss and per-layer gradient norms (the chief's CSV): the global batch's
+    steps = _csv_steps(folder / f"steps-{cache}.csv")
+    assert len(steps) == len(norms.steps) and len(steps[0]) == 1 + 3  # bn, c, out
+    np.testing.assert_allclose(steps, norms.steps, rtol=1e-4, atol=1e-7)
     # every replica's BatchNorm saw half of each batch: the moving mean (the mean of the
     # halves' means) is the global one; the moving variance (the mean of the halves'
     # variances) is not
@@ -136,7 +166,7 @@ def test_two_workers_on_loopback_train_as_one_process_would(problem):
         if weight.id != "bn:moving_variance":
             np.testing.assert_allclose(trained[weight.id], weight.variable.numpy(),
                                        rtol=1e-4, atol=1e-6, err_msg=weight.id)
-    print(f"two workers on loopback: {elapsed:.1f} s")
+    print(f"two workers on loopback (cache {cache}): {elapsed:.1f} s")
 
 
 def test_a_worker_that_cannot_reach_the_others_fails_in_time_with_one_line(problem):
@@ -197,7 +227,7 @@ def test_options_that_cannot_run_distributed_exit_2_before_joining(problem, tmp_
             tmp_path / "o.keras", "--multi-worker"]
     runs = run_many([base + ["--device", "cpu"], base + ["--jit-compile", "on"],
                      base + ["--cache-features", "on"], base])
-    for run, option in zip(runs, ("--device", "--jit-compile on", "--cache-features on"),
-                           strict=False):
+    for run, option in zip(runs, ("--device", "--jit-compile on"), strict=False):
         assert_user_error(run, f"{option} cannot run with --multi-worker")
-    assert_user_error(runs[3], "--multi-worker needs the cluster in the TF_CONFIG variable")
+    for run in runs[2:]:  # feature caching runs distributed: on to TF_CONFIG
+        assert_user_error(run, "--multi-worker needs the cluster in the TF_CONFIG variable")

@@ -13,6 +13,10 @@ cached frontier features: exact when the prefix is static, and much faster.
 
 With `mode="on"` a prefix that is merely gradient-free (e.g. trainable BatchNorm or dropout
 upstream of a stop-gradient) is cached too, evaluated in inference mode; the plan says so.
+
+Under a distribute strategy the model is the document's replica (`devices.replicate_model`):
+its layers are judged as the document's layers of the same name, and the prefix and head
+are cut from the replica, so the head trains the replica's variables (the strategy's).
 """
 
 from __future__ import annotations
@@ -142,13 +146,15 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
     if graph is None:
         return CachePlan(False, False, "no layer graph (subclassed model or SavedModel)")
     layer_nodes = {id(n.layer): n for n in document.root.walk() if n.layer is not None}
+    judged = _judged_layers(document.model, model)
     static, inexact, reasons = set(), [], []
     for tensor in graph.inputs:
         static.add(id(tensor))
     consumers_nonstatic, prefix_nodes = set(), set()
     for node in execution_order(graph):
         inputs_static = all(id(t) in static for t in node.input_tensors)
-        block, soft = _static_problem(document, node.operation, layer_nodes)
+        layer = judged.get(id(node.operation), node.operation)
+        block, soft = _static_problem(document, layer, layer_nodes)
         if soft and exact_only:
             block = soft
         if inputs_static and not block:
@@ -183,6 +189,19 @@ def _find_frontier(document, model, exact_only: bool) -> CachePlan:
     if not exact:
         reason += f"; evaluated in inference mode although {inexact[0]}"
     return CachePlan(True, exact, reason, prefix, head, names, prefix_calls)
+
+
+def _judged_layers(original, model) -> dict:
+    """`id(layer of model) -> the document's layer it stands for`: empty when `model` is
+    the document's own; for a replica, its top-level layers matched by name."""
+    if model is original:
+        return {}
+    layers = {layer.name: layer for layer in getattr(original, "layers", [])}
+    judged = {id(layer): layers.get(layer.name) for layer in model.layers}
+    if None in judged.values() or len(layers) != len(judged):
+        raise UserError("feature caching: the replicated model's layers do not match the "
+                        "document's; train with --cache-features off")
+    return judged
 
 
 def _head_model(graph, frontier: list, prefix_nodes: set):

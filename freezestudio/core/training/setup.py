@@ -104,22 +104,23 @@ def trainables_of(document, columns: list, mapping: dict, multipliers: dict,
                       [multipliers[w.id] for w in receiving], cache)
 
 
-def cache_plan(document, model, placement, config, samples: int) -> CachePlan:
+def cache_plan(document, model, config, samples: int) -> CachePlan:
     """Whether and where the run caches features (feature_cache.plan_cache), within the
-    memory limit of "auto".
+    memory limit of "auto". `model` is the document's Keras model or, under a strategy,
+    its replica (None for a generic SavedModel).
 
     Raises:
         UserError: "on" where no prefix can be cached.
     """
-    if model is not None and not placement.distributed:
-        cache = plan_cache(document, model, config.cache_features)
-        if cache.enabled and config.cache_features == "auto" and \
-                feature_bytes(cache, samples) > AUTO_LIMIT_BYTES:
-            cache = CachePlan(False, False, "the cached features would not fit in memory")
-        return cache
-    if config.cache_features == "on":
-        raise UserError("--cache-features on needs a Keras model on one device")
-    return CachePlan(False, False, "feature caching off")
+    if model is None:
+        if config.cache_features == "on":
+            raise UserError("--cache-features on needs a Keras model")
+        return CachePlan(False, False, "feature caching off")
+    cache = plan_cache(document, model, config.cache_features)
+    if cache.enabled and config.cache_features == "auto" and \
+            feature_bytes(cache, samples) > AUTO_LIMIT_BYTES:
+        cache = CachePlan(False, False, "the cached features would not fit in memory")
+    return cache
 
 
 def prepare_setup(document, data: TrainingData, config, replicate: bool = True) -> RunSetup:
@@ -155,7 +156,7 @@ def prepare_setup(document, data: TrainingData, config, replicate: bool = True) 
         seed_run(cfg.seed, model)
     multipliers = resolve_multipliers(document, document.fine_tuning.lr_multipliers)
     trainables = trainables_of(document, columns, mapping, multipliers,
-                               cache_plan(document, model, placement, cfg, len(train)))
+                               cache_plan(document, model, cfg, len(train)))
     schedule = document.fine_tuning.schedule
     if schedule and (placement.distributed or cfg.mixed_precision == "mixed_float16"
                      or (cfg.mixed_precision is True and placement.has_gpu)):
@@ -163,7 +164,7 @@ def prepare_setup(document, data: TrainingData, config, replicate: bool = True) 
 
     def trainables_for(copy, stage_multipliers, _index):
         return trainables_of(copy, columns, mapping, stage_multipliers, later_cache(
-            lambda: cache_plan(copy, model, placement, cfg, len(train))))
+            lambda: cache_plan(copy, model, cfg, len(train))))
 
     stages, stage_document = plan_stages(document, cfg.epochs, trainables_for, trainables)
     notes += [f"the schedule's stage from epoch {s.from_epoch} does not start within the "
