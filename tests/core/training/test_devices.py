@@ -99,6 +99,35 @@ _MIRRORED = textwrap.dedent("""
                                                 device=device, update_sizes=True)).run(S())
         twins[device], twins[device + " update sizes"] = steps, sizes
     print(json.dumps({"twins": twins}))
+    # feature caching under the strategy: a frozen nested backbone (its BatchNorm in
+    # inference mode), Dropout in the head; 100 samples at batch 32 (a partial
+    # last batch split over the replicas) and a validation split
+    import keras
+    sys.path.insert(0, "tests")
+    import model_builders as mb
+    keras.utils.set_random_seed(1)
+    saved = sys.argv[1] + "/nested.keras"
+    mb.functional_with_backbone().save(saved)
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(130, 8, 8, 3)).astype("float32")
+    labels = rng.integers(0, 2, 130)
+    cached = {}
+    for mode in ("on", "off"):
+        seq = open_document(saved)
+        seq.set_trainable(matching_nodes(seq, "backbone"), False)
+        rows = []
+        class C(Reporter):
+            def step_finished(self, r):
+                rows.append([r.loss, r.grad_norms["head_dense"], r.grad_norms["out"]])
+            def epoch_finished(self, r):
+                rows.append([r.loss, r.val_loss, 1.0])
+        run = Trainer(seq, TrainingData("s", Split([images[:100]], [labels[:100]]),
+                                        Split([images[100:]], [labels[100:]])),
+                      TrainingConfig(epochs=2, batch_size=32, device="cpu:0,cpu:1", seed=3,
+                                     cache_features=mode)).run(C())
+        cached[mode] = {"status": run.status, "cache": run.info.feature_cache, "rows": rows,
+                        "weights": {w.id: w.variable.numpy().tolist() for w in seq.weights}}
+    print(json.dumps({"cached": cached}))
     print(json.dumps({"status": result.status, "message": result.message,
                       "steps": result.steps, "losses": losses, "norms": norms,
                       "device": result.info.device,
@@ -107,14 +136,20 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
-def test_mirrored_strategy_on_two_logical_cpus():
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    """The JSON lines `_MIRRORED` prints (one subprocess for the tests below)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-c", _MIRRORED], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+    folder = tmp_path_factory.mktemp("mirrored")
+    proc = subprocess.run([sys.executable, "-c", _MIRRORED, str(folder)], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()
-    out = json.loads(lines[-1])
-    twins = json.loads(lines[-2])["twins"]
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines()[-3:]]
+    return {key: value for line in lines for key, value in line.items()}
+
+
+def test_mirrored_strategy_on_two_logical_cpus(mirrored):
+    out, twins = mirrored, mirrored["twins"]
     np.testing.assert_allclose(twins["cpu:0,cpu:1"], twins["cpu:0"], rtol=1e-4)
     # |dw|/|w| under the strategy (read on each replica) as on one device
     sizes = twins["cpu:0 update sizes"]
@@ -133,6 +168,22 @@ def test_mirrored_strategy_on_two_logical_cpus():
     assert "conv_base/block2_conv:kernel" in integrity["unchanged"]
     for step in out["norms"]:
         assert step["conv_base/block1_conv"] is None and step["head_out"] > 0
+
+
+def test_feature_caching_under_mirrored_strategy_trains_as_uncached(mirrored):
+    on, off = mirrored["cached"]["on"], mirrored["cached"]["off"]
+    assert on["status"] == off["status"] == COMPLETED
+    assert on["cache"] == "caching the outputs of backbone (1 layer call(s) upstream)"
+    assert off["cache"] == "feature caching off"
+    # every step's loss and the head's gradient norm (reduced over the replicas), every
+    # epoch's loss and validation loss
+    assert len(on["rows"]) == 2 * 4 + 2 and all(v > 0 for row in on["rows"] for v in row)
+    np.testing.assert_allclose(on["rows"], off["rows"], rtol=1e-5)
+    for key, value in off["weights"].items():
+        if key.startswith("backbone/"):  # frozen, its BatchNorm included: the same bits
+            assert on["weights"][key] == value, key
+        np.testing.assert_allclose(on["weights"][key], value, rtol=1e-5, atol=1e-6,
+                                   err_msg=key)
 
 
 def test_generic_savedmodel_trains_through_the_wrapper(tmp_path):
@@ -162,6 +213,10 @@ def test_generic_savedmodel_trains_through_the_wrapper(tmp_path):
     assert set(result.integrity.changed) == {w.id for w in document.weights
                                              if w.id.startswith("dense:")}
     assert result.integrity.ok
+    assert result.info.feature_cache == "feature caching off"
+    with pytest.raises(UserError, match="^--cache-features on needs a Keras model$"):
+        Trainer(document, TrainingData("arrays", Split([x], [y])),
+                TrainingConfig(cache_features="on")).prepare()
 
 
 def test_keras_optimizer_accepts_the_wrapped_variables_names():
