@@ -1,6 +1,5 @@
 """`train --multi-worker`: two real worker processes on loopback (MultiWorkerMirroredStrategy
-from TF_CONFIG; by default with feature caching, uncached in the slow suite), the
-unreachable-worker timeout, and bad TF_CONFIGs.
+from TF_CONFIG, with feature caching), the unreachable-worker timeout, and bad TF_CONFIGs.
 
 The two-worker run is bounded: both processes are killed and the test fails when they
 have not finished within `PAIR_SECONDS`.
@@ -103,17 +102,18 @@ def _csv_steps(path):
                                    if k.startswith("grad_norm:") and v)] for row in rows]
 
 
-@pytest.mark.parametrize("cache", ["auto", pytest.param("off", marks=pytest.mark.slow)])
-def test_two_workers_on_loopback_train_as_one_process_would(problem, cache):
-    """With `auto` the frozen `a` is cached on each worker and the head trains under the
-    strategy; the oracle is one process without caching."""
+def test_two_workers_on_loopback_train_as_one_process_would(problem):
+    """The frozen `a` is cached on each worker (`auto`) and the head trains under the
+    strategy; the oracle is one process without caching. (An uncached pair differs only in
+    the model the step runs: tests/core/training/test_devices.py compares the two under a
+    strategy.)"""
     folder, x, y = problem
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    out = folder / f"trained-{cache}.keras"
+    out = folder / "trained.keras"
     args = ["train", folder / "model.keras", "--data", folder / "data.npz", "-o", out,
             "--freeze", "a", "--epochs", EPOCHS, "--batch-size", BATCH, "--seed", SEED,
             "--validation-split", "0", "--optimizer", "sgd", "--learning-rate", "0.1",
-            "--cache-features", cache, "--metrics-csv", folder / f"steps-{cache}.csv",
+            "--metrics-csv", folder / "steps.csv",
             "--cluster-timeout", "30", "--multi-worker", "--json"]
     start = time.monotonic()
     chief_run, other_run = _finish([_start(args, _tf_config(addresses, i)) for i in (0, 1)],
@@ -127,17 +127,16 @@ def test_two_workers_on_loopback_train_as_one_process_would(problem, cache):
     assert chief["worker"] == {"type": "worker", "index": 0, "workers": 2, "chief": True}
     assert other["worker"]["chief"] is False
     assert chief["output"] == str(out)
-    assert other["output"] == str(folder / f"trained-{cache}.worker-1.keras")
-    assert chief["feature_cache"] == other["feature_cache"] == (
-        "caching the outputs of a (1 layer call(s) upstream)" if cache == "auto"
-        else "feature caching off")
+    assert other["output"] == str(folder / "trained.worker-1.keras")
+    assert chief["feature_cache"] == other["feature_cache"] == \
+        "caching the outputs of a (1 layer call(s) upstream)"
     assert chief["steps"] == other["steps"] == EPOCHS * SAMPLES // BATCH
     assert chief["history"] == other["history"]  # losses reduced over both workers
     assert chief["final_loss"] == other["final_loss"]
     assert chief["integrity"]["ok"] and chief["integrity"] == other["integrity"]
 
     original, trained, copy = (_weights(folder / "model.keras"), _weights(out),
-                               _weights(folder / f"trained-{cache}.worker-1.keras"))
+                               _weights(folder / "trained.worker-1.keras"))
     for key, value in trained.items():
         assert np.array_equal(value, copy[key]), key  # synchronous: the same bits
     for key in ("a:kernel", "a:bias"):
@@ -156,7 +155,7 @@ def test_two_workers_on_loopback_train_as_one_process_would(problem, cache):
     assert single.status == COMPLETED
     assert chief["final_loss"] == pytest.approx(single.final_loss, rel=1e-4)
     # every step's loss and per-layer gradient norms (the chief's CSV): the global batch's
-    steps = _csv_steps(folder / f"steps-{cache}.csv")
+    steps = _csv_steps(folder / "steps.csv")
     assert len(steps) == len(norms.steps) and len(steps[0]) == 1 + 3  # bn, c, out
     np.testing.assert_allclose(steps, norms.steps, rtol=1e-4, atol=1e-7)
     # every replica's BatchNorm saw half of each batch: the moving mean (the mean of the
@@ -166,7 +165,7 @@ def test_two_workers_on_loopback_train_as_one_process_would(problem, cache):
         if weight.id != "bn:moving_variance":
             np.testing.assert_allclose(trained[weight.id], weight.variable.numpy(),
                                        rtol=1e-4, atol=1e-6, err_msg=weight.id)
-    print(f"two workers on loopback (cache {cache}): {elapsed:.1f} s")
+    print(f"two workers on loopback, cached: {elapsed:.1f} s")
 
 
 def test_a_worker_that_cannot_reach_the_others_fails_in_time_with_one_line(problem):
