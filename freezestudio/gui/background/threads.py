@@ -268,9 +268,12 @@ class TaskHost(QObject):
 
 
 def import_tensorflow_task(state: TaskState) -> float:
-    """Imports TensorFlow and Keras (quietly); returns the seconds it took."""
+    """Imports TensorFlow and Keras (quietly) and makes TensorFlow free traced functions
+    without holding the GIL (`core/training/function_release.py`); returns the seconds it took."""
     from freezestudio.core.tf_import import import_tensorflow_quietly
+    from freezestudio.core.training.function_release import release_functions_without_the_gil
 
     start = time.perf_counter()
     import_tensorflow_quietly()
+    release_functions_without_the_gil()
     return time.perf_counter() - start

@@ -141,8 +141,12 @@ def gui_friendly_interpreter():
 
     For the duration of the block the objects alive now are out of the garbage
     collector's view (`gc.freeze`) and the interpreter hands the GIL over after
-    `RUN_SWITCH_INTERVAL_S`; both are restored afterwards (nothing is leaked).
+    `RUN_SWITCH_INTERVAL_S`; both are restored afterwards (nothing is leaked). TensorFlow
+    frees the run's traced functions without holding the GIL
+    (`core/training/function_release.py`).
     """
+    from freezestudio.core.training.function_release import release_functions_without_the_gil
+
     # Measured with a 5 ms timer in the GUI thread (2 shared cores):
     # - a full garbage collection walks every tracked object: with TensorFlow and a model
     #   loaded that took ~200 ms, holding the GIL, whenever the run's tracing triggered one;
@@ -152,9 +156,10 @@ def gui_friendly_interpreter():
     #   hand-over, which these releases keep resetting; the waiter rarely wins the race to
     #   the lock. A probe thread waited up to 100-230 ms at a time while MobileNetV2's step
     #   was traced with a 0.5 ms interval, and at most 20-35 ms with 5 µs, with no
-    #   measurable cost in tracing time or steps/s (a thread alone never switches). What
-    #   remains are single C calls, e.g. TensorFlow removing a large step function from its
-    #   context (~40 ms).
+    #   measurable cost in tracing time or steps/s (a thread alone never switches).
+    # - TensorFlow's own removal of the run's step function held the GIL 53-80 ms at the
+    #   end of a MobileNetV2 run; without the GIL it stalls nothing.
+    release_functions_without_the_gil()
     interval = sys.getswitchinterval()
     gc.freeze()
     sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
