@@ -67,7 +67,7 @@ def build_stage(setup, config, data: TrainingData, document, plan,
         if keep_data:
             train, validation = previous.train, previous.validation
         elif cache.enabled:
-            train, validation = _cached(cache, config, data, setup.train, setup.validation)
+            train, validation = _cached(cache, config, data, setup)
         else:
             train, validation = setup.train, setup.validation
         forward_model = cache.head if cache.enabled else setup.model
@@ -116,11 +116,13 @@ def _step_spec(setup, config, document, plan, forward_model, previous) -> StepSp
                     update_sizes=config.update_sizes)
 
 
-def _cached(cache, config, data: TrainingData, train: Split, validation: Split | None):
-    """The splits with the prefix's features in place of the inputs."""
+def _cached(cache, config, data: TrainingData, setup):
+    """The splits with the prefix's features in place of the inputs (under a strategy
+    computed over its replicas)."""
+    train, validation = setup.train, setup.validation
     source = TrainingData(data.source, train, image=data.image)
     features, val_features = compute_features(cache, source, [train, validation],
-                                              max(config.batch_size, 64))
+                                              max(config.batch_size, 64), setup.placement)
     return Split(features, train.y), (None if validation is None
                                       else Split(val_features, validation.y))
 

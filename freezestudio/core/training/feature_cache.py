@@ -16,7 +16,9 @@ upstream of a stop-gradient) is cached too, evaluated in inference mode; the pla
 
 Under a distribute strategy the model is the document's replica (`devices.replicate_model`):
 its layers are judged as the document's layers of the same name, and the prefix and head
-are cut from the replica, so the head trains the replica's variables (the strategy's).
+are cut from the replica, so the head trains the replica's variables (the strategy's). The
+caching pass is then split over the replicas of every worker, and every worker ends with
+the features of every sample (`compute_features`).
 """
 
 from __future__ import annotations
@@ -225,7 +227,8 @@ def feature_bytes(plan: CachePlan, samples: int) -> int:
                for t in plan.prefix.outputs)
 
 
-def compute_features(plan: CachePlan, data, splits: list, batch_size: int) -> list:
+def compute_features(plan: CachePlan, data, splits: list, batch_size: int,
+                     placement=None) -> list:
     """Runs the prefix (inference mode) once over each split of `splits` (`Split`s of
     `data`, a `TrainingData`; None stays None); returns, per split, one float32 array per
     frontier tensor.
@@ -235,6 +238,11 @@ def compute_features(plan: CachePlan, data, splits: list, batch_size: int) -> li
     trace. Arrays are fed slice by slice with no tf.data pipeline (an image folder is
     decoded through it), and every batch's features are written into arrays allocated
     once: no concatenation at the end, whose copy doubled the peak memory.
+
+    Args:
+        batch_size: the batch of one device.
+        placement: a distributed `devices.Placement` splits the pass over its replicas
+            (`_over_replicas`); else None.
     """
     import keras
     import tensorflow as tf
@@ -247,21 +255,84 @@ def compute_features(plan: CachePlan, data, splits: list, batch_size: int) -> li
                 keras.tree.flatten(plan.prefix(packed, training=False))]
 
     function = tf.function(features, autograph=False)
+    distributed = placement is not None and placement.distributed
+    if distributed:  # one function for every split, as `function`
+        batch = batch_size * placement.strategy.num_replicas_in_sync
+        replicated = _replicated(features, placement.strategy, batch)
     results = []
     for split in splits:
-        if split is None:
-            results.append(None)
-            continue
-        specs, batches = data.input_batches(split, batch_size)
-        step = function.get_concrete_function(*specs)  # the same trace for equal specs
-        arrays, start = [], 0
-        for x in batches:
-            out = step(*x)
-            if not arrays:
-                arrays = [np.empty((len(split), *t.shape[1:]), np.float32) for t in out]
-            end = start + int(out[0].shape[0])
-            for array, value in zip(arrays, out, strict=True):
-                array[start:end] = value.numpy()
-            start = end
-        results.append(arrays)
+        out = None if split is None else _Features(len(split))
+        if split is not None and distributed:
+            _over_replicas(replicated, function, data, split, batch_size, placement, out)
+        elif split is not None:
+            _on_one_device(function, data, split, batch_size, out)
+        results.append(None if out is None else out.arrays)
     return results
+
+
+class _Features:
+    """One float32 array of `samples` rows per frontier tensor, allocated at the first
+    batch (no concatenation at the end)."""
+
+    def __init__(self, samples: int):
+        self.samples, self.arrays = samples, None
+
+    def write(self, rows, values) -> None:
+        if self.arrays is None:
+            self.arrays = [np.empty((self.samples, *v.shape[1:]), np.float32) for v in values]
+        for array, value in zip(self.arrays, values, strict=True):
+            array[rows] = value
+
+
+def _on_one_device(function, data, split, batch_size: int, out: _Features,
+                   offset: int = 0) -> None:
+    specs, batches = data.input_batches(split, batch_size)
+    step = function.get_concrete_function(*specs)  # the same trace for equal specs
+    start = offset
+    for x in batches:
+        values = [t.numpy() for t in step(*x)]
+        out.write(slice(start, start + len(values[0])), values)
+        start += len(values[0])
+
+
+def _replicated(features, strategy, batch: int):
+    """A function `(iterator) -> features` of one global batch of `batch` samples, on
+    every replica: each replica computes its share's features and scatters them to its samples'
+    positions in the batch (the labels are the samples' indices: the order of the
+    replicas does not matter), and one all-reduce (a sum with zeros elsewhere: exact)
+    gives every replica of every worker the whole batch."""
+    import tensorflow as tf
+
+    def replica(x, y):
+        at = tf.expand_dims(y[0] % batch, 1)
+        placed = [tf.scatter_nd(at, t, tf.concat([[batch], tf.shape(t)[1:]], 0))
+                  for t in features(*x)]
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM,
+                                                              placed)
+
+    @tf.function(autograph=False)
+    def step(iterator):
+        summed = strategy.run(replica, args=next(iterator))
+        return [strategy.experimental_local_results(t)[0] for t in summed]
+    return step
+
+
+def _over_replicas(replicated, function, data, split, batch_size: int, placement,
+                   out: _Features) -> None:
+    """The caching pass under a strategy: the split's whole global batches of
+    `batch_size` x replicas, in order, distributed as training batches are
+    (`placement.distribute`), through `replicated` (`_replicated`). The rest (fewer
+    samples than a global batch: a share could be empty, and a convolution on an empty
+    batch fails) runs on one device (`function`) in every worker."""
+    from freezestudio.core.data import Split
+
+    batch = batch_size * placement.strategy.num_replicas_in_sync
+    whole = len(split) // batch * batch
+    if whole:
+        indexed = Split([a[:whole] for a in split.x], [np.arange(whole, dtype=np.int32)])
+        iterator = iter(placement.distribute(data.dataset(indexed, batch, repeat=True)))
+        for start in range(0, whole, batch):
+            out.write(slice(start, start + batch), [t.numpy() for t in replicated(iterator)])
+    if whole < len(split):
+        rest = Split([a[whole:] for a in split.x], [y[whole:] for y in split.y])
+        _on_one_device(function, data, rest, batch_size, out, offset=whole)

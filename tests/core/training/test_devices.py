@@ -100,8 +100,9 @@ _MIRRORED = textwrap.dedent("""
         twins[device], twins[device + " update sizes"] = steps, sizes
     print(json.dumps({"twins": twins}))
     # feature caching under the strategy: a frozen nested backbone (its BatchNorm in
-    # inference mode), Dropout in the head; 100 samples at batch 32 (a partial
-    # last batch split over the replicas) and a validation split
+    # inference mode), Dropout in the head; 130 samples at batch 32 (a last batch of 2,
+    # one per replica: uncached, a convolution on a replica without samples fails) and a
+    # validation split
     import keras
     sys.path.insert(0, "tests")
     import model_builders as mb
@@ -109,8 +110,10 @@ _MIRRORED = textwrap.dedent("""
     saved = sys.argv[1] + "/nested.keras"
     mb.functional_with_backbone().save(saved)
     rng = np.random.default_rng(1)
-    images = rng.normal(size=(130, 8, 8, 3)).astype("float32")
-    labels = rng.integers(0, 2, 130)
+    images = rng.normal(size=(160, 8, 8, 3)).astype("float32")
+    labels = rng.integers(0, 2, 160)
+    data = TrainingData("s", Split([images[:130]], [labels[:130]]),
+                        Split([images[130:]], [labels[130:]]))
     cached = {}
     for mode in ("on", "off"):
         seq = open_document(saved)
@@ -121,12 +124,23 @@ _MIRRORED = textwrap.dedent("""
                 rows.append([r.loss, r.grad_norms["head_dense"], r.grad_norms["out"]])
             def epoch_finished(self, r):
                 rows.append([r.loss, r.val_loss, 1.0])
-        run = Trainer(seq, TrainingData("s", Split([images[:100]], [labels[:100]]),
-                                        Split([images[100:]], [labels[100:]])),
-                      TrainingConfig(epochs=2, batch_size=32, device="cpu:0,cpu:1", seed=3,
-                                     cache_features=mode)).run(C())
-        cached[mode] = {"status": run.status, "cache": run.info.feature_cache, "rows": rows,
+        run = Trainer(seq, data, TrainingConfig(epochs=2, batch_size=32, device="cpu:0,cpu:1",
+                                                seed=3, cache_features=mode)).run(C())
+        cached[mode] = {"status": run.status, "message": run.message,
+                        "cache": run.info.feature_cache, "rows": rows,
                         "weights": {w.id: w.variable.numpy().tolist() for w in seq.weights}}
+    # the pass over the replicas (one global batch of 4 x 2, then 1 sample on one device)
+    # gives what it gives on one device
+    from freezestudio.core.training.feature_cache import compute_features
+    from freezestudio.core.training.setup import prepare_setup
+    setup = prepare_setup(seq, data, TrainingConfig(device="cpu:0,cpu:1"))
+    nine = Split([images[:9]], [labels[:9]])
+    with setup.placement.scope():
+        [[split_pass]], [[one_pass]] = (
+            compute_features(setup.trainables.cache, data, [nine], 4, placement)
+            for placement in (setup.placement, None))
+    cached["pass"] = [split_pass.shape[0], float(np.abs(split_pass - one_pass).max()),
+                      float(np.abs(one_pass).min())]
     print(json.dumps({"cached": cached}))
     print(json.dumps({"status": result.status, "message": result.message,
                       "steps": result.steps, "losses": losses, "norms": norms,
@@ -172,18 +186,20 @@ def test_mirrored_strategy_on_two_logical_cpus(mirrored):
 
 def test_feature_caching_under_mirrored_strategy_trains_as_uncached(mirrored):
     on, off = mirrored["cached"]["on"], mirrored["cached"]["off"]
-    assert on["status"] == off["status"] == COMPLETED
+    assert on["status"] == off["status"] == COMPLETED, (on["message"], off["message"])
     assert on["cache"] == "caching the outputs of backbone (1 layer call(s) upstream)"
     assert off["cache"] == "feature caching off"
     # every step's loss and the head's gradient norm (reduced over the replicas), every
     # epoch's loss and validation loss
-    assert len(on["rows"]) == 2 * 4 + 2 and all(v > 0 for row in on["rows"] for v in row)
+    assert len(on["rows"]) == 2 * 5 + 2 and all(v > 0 for row in on["rows"] for v in row)
     np.testing.assert_allclose(on["rows"], off["rows"], rtol=1e-5)
     for key, value in off["weights"].items():
         if key.startswith("backbone/"):  # frozen, its BatchNorm included: the same bits
             assert on["weights"][key] == value, key
         np.testing.assert_allclose(on["weights"][key], value, rtol=1e-5, atol=1e-6,
                                    err_msg=key)
+    samples, difference, smallest = mirrored["cached"]["pass"]
+    assert samples == 9 and smallest > 0 and difference < 1e-6
 
 
 def test_generic_savedmodel_trains_through_the_wrapper(tmp_path):
