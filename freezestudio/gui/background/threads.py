@@ -142,7 +142,8 @@ class TaskState:
             self.error = exc
             self.details = traceback.format_exc()
         finally:
-            self._ended.set()
+            self._fn = None  # with what it was bound to (a run's document): kept tasks keep
+            self._ended.set()  # only their result
 
 
 class _LoopThread(QThread):

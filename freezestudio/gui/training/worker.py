@@ -14,7 +14,6 @@ request would wait behind the run.
 from __future__ import annotations
 
 import contextlib
-import gc
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from freezestudio.core.errors import UserError
 from freezestudio.core.training.config import Reporter, TrainingConfig, TrainingControl
 from freezestudio.core.training.preview import DataSpec, read_data
+from freezestudio.gui.background.gc_guard import freeze_survivors
 from freezestudio.gui.background.threads import TaskState
 
 RUN_SWITCH_INTERVAL_S = 5e-6
@@ -139,17 +139,19 @@ def _train(request: TrainRequest, state: TaskState) -> RunOutcome:
 def gui_friendly_interpreter():
     """Keeps the GUI thread's waits for the GIL short while a run goes.
 
-    For the duration of the block the objects alive now are out of the garbage
-    collector's view (`gc.freeze`) and the interpreter hands the GIL over after
-    `RUN_SWITCH_INTERVAL_S`; both are restored afterwards (nothing is leaked). TensorFlow
-    frees the run's traced functions without holding the GIL
-    (`core/training/function_release.py`).
+    The objects alive when the run starts are moved out of the garbage collector's view
+    (`gc_guard.freeze_survivors`; they stay out until the window releases its document),
+    and for the duration of the block the interpreter hands the GIL over after
+    `RUN_SWITCH_INTERVAL_S` (restored afterwards). TensorFlow frees the run's traced
+    functions without holding the GIL (`core/training/function_release.py`).
     """
     from freezestudio.core.training.function_release import release_functions_without_the_gil
 
     # Measured with a 5 ms timer in the GUI thread (2 shared cores):
     # - a full garbage collection walks every tracked object: with TensorFlow and a model
     #   loaded that took ~200 ms, holding the GIL, whenever the run's tracing triggered one;
+    #   unfrozen again after the run, the first full collection on the GUI thread took
+    #   262-570 ms after a MobileNetV2 run, against 23-35 ms for what the run left;
     # - tracing the step starves every other Python thread: TensorFlow's C API releases
     #   and at once re-takes the GIL around very many short calls, and a waiting thread
     #   only asks the holder to hand over once a whole switch interval passes without any
@@ -161,10 +163,9 @@ def gui_friendly_interpreter():
     #   end of a MobileNetV2 run; without the GIL it stalls nothing.
     release_functions_without_the_gil()
     interval = sys.getswitchinterval()
-    gc.freeze()
+    freeze_survivors()
     sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
     try:
         yield
     finally:
         sys.setswitchinterval(interval)
-        gc.unfreeze()

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from freezestudio.core.model.tree import LayerNode
+from freezestudio.gui.background.gc_guard import LongLivedObjects, freeze_survivors
 from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, import_tensorflow_task
 from freezestudio.gui.common import dialogs, style
@@ -86,6 +87,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.reader = TaskHost("freezestudio-reader", self)  # config-first opening
         self.editor = Editor(self)
         self.editor.add_guard(self._allows_edits)
+        self.long_lived = LongLivedObjects()
         self._build()
         self.actions = Actions(self)
         self._connect()
@@ -203,6 +205,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             self.pages.setCurrentWidget(self.start_page)
         self.update_title()
         self._update_actions()
+        self.long_lived.document_shown(document, self.model_ready)
 
     def update_title(self, *_args) -> None:
         if self.document is None:
@@ -329,6 +332,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
     def _tf_loaded(self, seconds: float) -> None:
         self._tf_state = TensorFlowState.READY
         self._tf_seconds = seconds
+        freeze_survivors()  # TensorFlow's and Keras's modules live as long as the process
         self._update_tf_label()
         self.busy.set_detail("")
         self.tf_ready.emit(True)
