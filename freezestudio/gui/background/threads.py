@@ -268,13 +268,18 @@ class TaskHost(QObject):
             raise state.error
 
 
-def import_tensorflow_task(state: TaskState) -> float:
+def import_tensorflow_task(state: TaskState, gate=None) -> float:
     """Imports TensorFlow and Keras (quietly) and makes TensorFlow free traced functions
-    without holding the GIL (`core/training/function_release.py`); returns the seconds it took."""
+    without holding the GIL (`core/training/function_release.py`); returns the seconds it
+    took. With an `import_gate.ImportGate`, the import stops before its next module while
+    that is closed."""
+    from contextlib import nullcontext
+
     from freezestudio.core.tf_import import import_tensorflow_quietly
     from freezestudio.core.training.function_release import release_functions_without_the_gil
 
     start = time.perf_counter()
-    import_tensorflow_quietly()
+    with gate.holding() if gate is not None else nullcontext():
+        import_tensorflow_quietly()
     release_functions_without_the_gil()
     return time.perf_counter() - start

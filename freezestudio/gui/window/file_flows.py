@@ -5,6 +5,9 @@ Loading and saving run as tasks on the window's background thread (`threads.Task
 its config on a second thread (`window.reader`, no TensorFlow: docs/architecture.md,
 "Config-first opening"), so its tree shows at once, behind a "Loading weights…" banner
 while the model loads: edits, training and export wait for the model (`model_ready`).
+Until that tree has painted, the window's import gate (`background.import_gate`) is
+closed: the TensorFlow import stops between two modules and the load has not started,
+so the read and the paint do not share the interpreter with them.
 Questions (trust, custom classes,
 unsaved changes) and errors go through `dialogs`, so tests can answer them.
 
@@ -36,11 +39,13 @@ _SAVED_IN_PLACE = (SourceFormat.KERAS, SourceFormat.H5, SourceFormat.SAVEDMODEL)
 """Formats a document is saved back to as it is (others are saved as .keras)."""
 
 
-def _load(path: str, trust: bool, modules: tuple, job):
-    """Opens the document and precomputes what the tree shows first (in the worker)."""
+def _load(path: str, trust: bool, modules: tuple, gate, job):
+    """Opens the document and precomputes what the tree shows first (in the worker),
+    once `gate` is open (the config's tree has painted)."""
     from freezestudio.core.files.loading import open_document
     from freezestudio.gui.editor.node_info import prepare
 
+    gate.wait(cancelled=lambda: job.cancelled)
     return prepare(open_document(path, trust=trust, custom_object_modules=modules))
 
 
@@ -55,18 +60,18 @@ def _describe(path: str, trust: bool, job):
 
 
 def import_reader_modules(job) -> None:
-    """Imports what the config-first read needs (h5py, the reader) on the reader's thread
-    at start-up, before the TensorFlow import on the other thread gets to them: a module
-    one thread is importing makes the other wait for the whole import."""
+    """Imports what the config-first read and the tree need (h5py, the reader), at
+    start-up on the window's worker before its TensorFlow import: a module one thread is
+    importing makes another wait for the whole import, and the import gate must never
+    hold a module the reader needs."""
     import h5py  # noqa: F401
 
+    import freezestudio.core.edits.fine_tuning  # noqa: F401 - the tree's LR column
+    import freezestudio.core.edits.lora  # noqa: F401 - restoring the file's state
+    import freezestudio.core.edits.stop_gradient  # noqa: F401 - the document's points
     import freezestudio.core.files.config_reader  # noqa: F401
     import freezestudio.core.files.loading  # noqa: F401
     import freezestudio.gui.editor.node_info  # noqa: F401
-
-
-def _ignore(job) -> None:
-    """A config read that failed: the full load reports what is wrong with the file."""
 
 
 def _save(document, target: str, portable: bool, merge_lora: bool, job):
@@ -122,11 +127,14 @@ class FileFlowsMixin:
                 job.abandon()
         if not is_bundled_demo(path):
             self.settings.set_last_directory(path)
+        if not modules:
+            self.import_gate.close()
         self._load_job = self.runner.submit(
-            partial(_load, path, trust, tuple(modules)), on_done=partial(self._loaded, path),
+            partial(_load, path, trust, tuple(modules), self.import_gate),
+            on_done=partial(self._loaded, path),
             on_error=partial(self._load_failed, path, trust, tuple(modules)))
         self._describe_job = None if modules else self.reader.submit(
-            partial(_describe, path, trust), on_error=_ignore,
+            partial(_describe, path, trust), on_error=self._describe_failed,
             on_done=partial(self._described, path, self._load_job))
         self._page_before_busy = self.pages.currentWidget() if \
             self.pages.currentWidget() is not self.busy else self._page_before_busy
@@ -139,6 +147,7 @@ class FileFlowsMixin:
             if job is not None:
                 job.abandon()
         self._load_job = self._describe_job = None
+        self.import_gate.open()
         if not self.model_ready:
             self.set_document(None)
             self._page_before_busy = None
@@ -147,18 +156,27 @@ class FileFlowsMixin:
         self.load_finished.emit(False)
 
     def _described(self, path: str, load_job, document) -> None:
-        """The tree from the config: shown until the full load (`load_job`) ends."""
+        """The tree from the config: shown until the full load (`load_job`) ends; the
+        import gate opens once it has painted."""
         self._describe_job = None
         if document is None or load_job is not self._load_job:
+            self.import_gate.open()
             return
         self.set_document(document, model_ready=False)
         self.statusBar().showMessage(f"Loading the weights of {display_name(path)}…")
+        self.tree_painted.then(self.import_gate.open)
+
+    def _describe_failed(self, job) -> None:
+        """A config read that failed: the full load reports what is wrong with the file."""
+        self._describe_job = None
+        self.import_gate.open()
 
     def _loaded(self, path: str, document) -> None:
         self._load_job = None
         if self._describe_job is not None:
             self._describe_job.abandon()
             self._describe_job = None
+        self.import_gate.open()
         self.settings.add_recent(path)
         self.refresh_recent()
         view = self.tree.view_state() if not self.model_ready else None
@@ -170,6 +188,7 @@ class FileFlowsMixin:
 
     def _load_failed(self, path: str, trust: bool, modules: tuple, job) -> None:
         self._load_job = None
+        self.import_gate.open()
         if not self.model_ready:  # the config's tree of this file is not the model
             self.set_document(None)
             self._page_before_busy = None

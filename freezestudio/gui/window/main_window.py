@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from freezestudio.core.model.tree import LayerNode
 from freezestudio.gui.background.gc_guard import LongLivedObjects, freeze_survivors
+from freezestudio.gui.background.import_gate import ImportGate
 from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, import_tensorflow_task
 from freezestudio.gui.common import dialogs, style
@@ -36,6 +38,7 @@ from freezestudio.gui.window.file_flows import (
     display_name,
     import_reader_modules,
 )
+from freezestudio.gui.window.first_paint import AfterPaint
 from freezestudio.gui.window.settings import Settings, first_run_geometry
 from freezestudio.gui.window.start_page import StartPage
 from freezestudio.gui.window.summary import Legend, SummaryBar
@@ -85,6 +88,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.setAcceptDrops(True)
         self.runner = TaskHost("freezestudio-worker", self)  # imports, opens, saves
         self.reader = TaskHost("freezestudio-reader", self)  # config-first opening
+        self.import_gate = ImportGate()  # closed while the config's tree is read, painted
         self.editor = Editor(self)
         self.editor.add_guard(self._allows_edits)
         self.long_lived = LongLivedObjects()
@@ -95,10 +99,10 @@ class MainWindow(FileFlowsMixin, QMainWindow):
             self.setGeometry(first_run_geometry(self.screen().availableGeometry()))
         self.refresh_recent()
         self.set_document(None)
-        self.reader.submit(import_reader_modules)
+        self.runner.submit(import_reader_modules)
         if import_tf:
-            self.runner.submit(import_tensorflow_task, on_done=self._tf_loaded,
-                               on_error=self._tf_failed)
+            self.runner.submit(partial(import_tensorflow_task, gate=self.import_gate),
+                               on_done=self._tf_loaded, on_error=self._tf_failed)
         else:
             self._tf_state = TensorFlowState.READY
         self._update_tf_label()
@@ -112,6 +116,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.model = LayerTreeModel(self.editor, self)
         self.tree = LayerTreeView()
         self.tree.setModel(self.model)
+        self.tree_painted = AfterPaint(self.tree.viewport(), self)
         self.model.set_ranges_provider(self.tree.visible_ranges)
         self.filter_bar = FilterBar()
         self.filter_bar.edit.setAcceptDrops(False)
@@ -406,6 +411,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         every host is asked first, then each is waited for, so their stops overlap."""
         for task in self.background_tasks:
             task.request_shutdown()
+        self.import_gate.open()
         for host in (self.runner, self.reader):
             host.shutdown(timeout_s=0)
         for task in self.background_tasks:
