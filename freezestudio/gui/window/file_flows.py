@@ -46,6 +46,8 @@ def _load(path: str, trust: bool, modules: tuple, gate, job):
     from freezestudio.gui.editor.node_info import prepare
 
     gate.wait(cancelled=lambda: job.cancelled)
+    if job.cancelled:  # abandoned while it waited: another file, cancel or close
+        return None
     return prepare(open_document(path, trust=trust, custom_object_modules=modules))
 
 
@@ -164,7 +166,11 @@ class FileFlowsMixin:
             return
         self.set_document(document, model_ready=False)
         self.statusBar().showMessage(f"Loading the weights of {display_name(path)}…")
-        self.tree_painted.then(self.import_gate.open)
+        self.tree_painted.then(partial(self._tree_painted, load_job))
+
+    def _tree_painted(self, load_job) -> None:
+        if load_job is self._load_job:  # else that load ended or another open took over
+            self.import_gate.open()
 
     def _describe_failed(self, job) -> None:
         """A config read that failed: the full load reports what is wrong with the file."""
