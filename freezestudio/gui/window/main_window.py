@@ -44,8 +44,7 @@ from freezestudio.gui.window.start_page import StartPage
 from freezestudio.gui.window.summary import Legend, SummaryBar
 
 APP_NAME = "FreezeStudio"
-DETAILS_WIDTH = 300
-"""The details pane's width on opening (its text wraps); the tree gets the rest."""
+DETAILS_WIDTH = 300  # the details pane's on opening (its text wraps); the tree gets the rest
 MIN_DETAILS_WIDTH = 200
 
 class TensorFlowState(Enum):
