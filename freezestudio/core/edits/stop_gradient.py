@@ -47,7 +47,8 @@ re-run leaves one more call node on each layer)."""
 @dataclass
 class _PointCache:
     """What this module keeps per document: its point table and recent rebuilt graphs
-    (point set -> (model, {container path: layer}), the most recent last)."""
+    (point set -> (model, {container path: layer}, its `GradientView`), the most recent
+    last: the view keeps the graph's gradient-flow analysis too)."""
 
     table: dict | None = None
     rebuilt: dict = field(default_factory=dict)
@@ -187,14 +188,17 @@ def set_stop_gradient_points(document: Document, addresses) -> None:
     if kept is None:
         kept = _build(document, table, points)
     keep_graph(document, (points, kept))
-    document.replace_graph(kept[0], points, kept[1])
+    model, containers, gradient = kept
+    document.replace_graph(model, points, containers, gradient)
 
 
 def prepare_graph(document: Document, addresses) -> tuple | None:
     """Builds the graph for these points without installing it, for `keep_graph`: the
     slow part of a stop-gradient edit (0.1-0.4 s on 500-800-layer models), which may run
     on another thread than the document's while no edit runs (it reads only the graph
-    without points and the tree, which no edit changes, and makes new model objects).
+    without points and the tree, which no edit changes, and makes new model objects),
+    with what receives gradient in it (`Document.prepare_gradient`), so that installing
+    it computes next to nothing.
 
     Returns:
         (points, graph) for `keep_graph`, or None when there is nothing to build (these
@@ -227,11 +231,13 @@ def keep_graph(document: Document, prepared: tuple | None) -> None:
 
 
 def _build(document: Document, table: dict, points: list[str]) -> tuple:
-    """(model, {container path: its object}) with a StopGradient after each point."""
+    """(model, {container path: its object}, its `GradientView`) with a StopGradient
+    after each point."""
     selected = {table[a.partition("[")[0]][_index(a)] for a in points}
     containers: dict = {}
-    model = _rebuild_tree(document, document.root, selected, containers)
-    return model or document.base_layers[""], containers
+    model = _rebuild_tree(document, document.root, selected, containers) or \
+        document.base_layers[""]
+    return model, containers, document.prepare_gradient(model, containers)
 
 
 def _index(address: str) -> int:

@@ -10,7 +10,8 @@ Weightless layers (Dropout, pooling, ...) keep a flag of their own. After every 
 state is written into the Keras objects (`write_flags`), so `model.trainable_weights` is
 exactly what the tree shows, and `needs_recompile` is raised (Keras fixes the trainable
 set at `compile()`). Listeners get a `DocumentChange` saying what changed. Derived state
-(trainable state, receives gradient, counts, adapters) is computed once per edit.
+(trainable state, counts, adapters; what receives gradient: `core/model/gradient_view.py`)
+is computed once per edit; a stop-gradient edit keeps what does not depend on the graph.
 """
 from __future__ import annotations
 
@@ -18,16 +19,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from freezestudio.core.graph.gradient_flow import LIVE, analyze
 from freezestudio.core.model.adapters import Adapter, find_adapters
 from freezestudio.core.model.changes import ChangeKind, DocumentChange, Snapshot
 from freezestudio.core.model.fine_tuning import FineTuning
+from freezestudio.core.model.gradient_view import PARTIAL, GradientView, aggregate  # noqa: F401
 from freezestudio.core.model.keras_flags import write_keras_flags
 from freezestudio.core.model.source import SourceFormat
 from freezestudio.core.model.tree import LayerNode, ParamCounts, WeightNode, rebuild_weights
-
-PARTIAL = "partial"
-
 
 PointWriter = Callable[["Document", Iterable[str]], None]
 
@@ -65,7 +63,8 @@ class Document:
         self._compile_config = compile_config
         self._compile_origin: str | None = None
         self._notes = list(notes)
-        self._flow, self._derived = None, {}
+        self._derived: dict = {}
+        self._freeze_edits = 0  # a prepared GradientView is for one freeze state
         self._stop_points: list[str] = []
         self._fine_tuning = FineTuning()
         # The graph without stop-gradient points: container path -> its Keras object.
@@ -81,6 +80,7 @@ class Document:
         self._flags = {node.path: bool(getattr(node.layer, "trainable", True))
                        for node in root.walk()
                        if not any(w.freezable for w in node.all_weights())}
+        self._gradient = self._new_gradient_view()
 
     # --- read-only state --------------------------------------------------------------
     @property
@@ -161,9 +161,7 @@ class Document:
 
     def _layer_trainable_state(self, node: LayerNode) -> bool | str:
         states = {self.is_weight_trainable(w) for w in node.all_weights() if w.freezable}
-        if not states:
-            return self._flags.get(node.path, True)
-        return states.pop() if len(states) == 1 else PARTIAL
+        return aggregate(states) if states else self._flags.get(node.path, True)
 
     def set_trainable(self, nodes: Iterable[LayerNode | WeightNode], value: bool) -> None:
         """Freezes (value=False) or unfreezes the given weights, layers and containers."""
@@ -240,60 +238,34 @@ class Document:
         copy = Document(self.root, self._model, self._source_path, self._source_format,
                         self._flag_writer, None, self._compile_config)
         copy._trainable, copy._flags = dict(self._trainable), dict(self._flags)
-        copy._flow, copy._stop_points = self._flow, list(self._stop_points)
-        copy._fine_tuning = self._fine_tuning
+        copy._gradient = self._gradient.for_freeze_state(copy.is_weight_trainable, 0)
+        copy._stop_points, copy._fine_tuning = list(self._stop_points), self._fine_tuning
         return copy
 
-    # --- gradient flow ----------------------------------------------------------------
+    # --- gradient flow (core/model/gradient_view.py) -----------------------------------
     def flow_state(self, node: LayerNode):
         """LIVE if some call of the layer gets gradient from an output, else the set of
-        stop-gradient layer names that cut it off (empty: no differentiable path)."""
-        if not self.has_layer_graph:
-            return LIVE  # generic SavedModels: no layer graph to analyse
-        return self._memo("flow", node, lambda: self._flow_state(node))
-
-    def _flow_state(self, node: LayerNode):
-        if self._flow is None:
-            self._flow = analyze(self._model)
-        flow = self._flow
-        for candidate in (node, *node.ancestors()):
-            if candidate.layer is None:
-                continue
-            state = flow.state(candidate.layer)
-            if state is not None or id(candidate.layer) in flow.graph_layers:
-                return state if state is not None else frozenset()
-            parent = candidate.parent
-            if parent is None or (id(parent.layer) in flow.graph_layers
-                                  and id(parent.layer) not in flow.opaque):
-                return frozenset()  # in an analysed graph that no call of it reaches
-            # Inside a subclassed model, possibly in a graph model it calls: the analysis
-            # never saw this layer, which gets the state of the model around it.
-        return frozenset()
+        stop-gradient names that cut it off (empty: no differentiable path)."""
+        return self._gradient.flow_state(node)
 
     def receives_gradient(self, node: LayerNode | WeightNode) -> bool | str:
         """Per weight: trainable and its layer reached by gradient. Per layer: aggregated
         over its weights (True, False or PARTIAL)."""
-        if isinstance(node, WeightNode):
-            return self.is_weight_trainable(node) and self.flow_state(node.layer) == LIVE
-        return self._memo("receives", node, lambda: self._layer_receives(node))
-
-    def _layer_receives(self, node: LayerNode) -> bool | str:
-        states = {self.receives_gradient(w) for w in node.all_weights() if w.freezable}
-        if not states:
-            return False
-        return states.pop() if len(states) == 1 else PARTIAL
+        return self._gradient.receives_gradient(node)
 
     def receiving_params(self, node: LayerNode | None = None) -> int:
         """Parameters at or below `node` (default: all) that receive gradient."""
-        node = self.root if node is None else node
-        return self._memo("receiving", node, lambda: sum(
-            w.size for w in node.all_weights() if self.receives_gradient(w)))
+        return self._gradient.receiving_params(self.root if node is None else node)
 
     def invalidate_graph(self) -> None:
         """Forget the gradient-flow analysis (and what derives from it): the next question
         runs it again (benchmarks time it this way)."""
-        self._flow = None
+        self._gradient = self._new_gradient_view()
         self._derived.clear()
+
+    def _new_gradient_view(self) -> GradientView:  # generic SavedModels: all LIVE
+        return GradientView(self._model, self.is_weight_trainable,
+                            generation=self._freeze_edits, has_graph=self.has_layer_graph)
 
     def _memo(self, kind: str, node, compute):
         key = (kind, id(node))
@@ -321,7 +293,18 @@ class Document:
             return
         self._point_writer(self, addresses)
 
-    def replace_graph(self, model, points: Iterable[str], containers: Mapping) -> None:
+    def prepare_gradient(self, model, containers: Mapping) -> GradientView:
+        """What receives gradient in a graph not installed yet, under the current freeze
+        state (for `replace_graph`), computed. May run on another thread while no edit
+        runs (a rebuild's): it reads the tree, the graph and a copy of the freeze state; an
+        edit meanwhile makes the view stale (`replace_graph` keeps only its analysis)."""
+        generation, trainable = self._freeze_edits, dict(self._trainable)
+        view = GradientView(model, lambda w: w.freezable and trainable[id(w.variable)],
+                            containers, generation, has_graph=self.has_layer_graph)
+        return view.compute_containers(self.root)
+
+    def replace_graph(self, model, points: Iterable[str], containers: Mapping,
+                      gradient: GradientView | None = None) -> None:
         """Installs a rebuilt graph: the point writer's only way in.
 
         Args:
@@ -329,14 +312,20 @@ class Document:
             points: the point addresses it holds, in graph order.
             containers: container path -> its Keras object in the new graph, for every
                 container of the tree.
+            gradient: `prepare_gradient(model, containers)`, if made: taken as it is if
+                no freeze edit happened since, else only its analysis is.
         """
         for node in self.root.walk():
             if node.is_container:
                 node.layer = containers[node.path]
         self._model = model
         self._stop_points = list(points)
-        self._flow = None
-        self._changed(DocumentChange(ChangeKind.POINTS))
+        if gradient is None:
+            gradient = self._new_gradient_view()
+        elif gradient.generation != self._freeze_edits:
+            gradient = gradient.for_freeze_state(self.is_weight_trainable, self._freeze_edits)
+        self._gradient = gradient  # the freeze state's derived state stays: same weights
+        self._edited(DocumentChange(ChangeKind.POINTS))
 
     # --- file and training state ------------------------------------------------------
     def add_note(self, note: str) -> None:
@@ -389,11 +378,12 @@ class Document:
             self._trainable[id(weight.variable)] = value
         self._flags = dict(snapshot.flags)
         self._fine_tuning = snapshot.fine_tuning
+        self._forget_freeze_state()
         if list(snapshot.stop_points) != self._stop_points:
             self.set_stop_points(snapshot.stop_points)  # writes the flags, notifies POINTS
             self._notify(DocumentChange(ChangeKind.TRAINABLE))
         else:
-            self._changed(DocumentChange(ChangeKind.TRAINABLE))
+            self._edited(DocumentChange(ChangeKind.TRAINABLE))
 
     def add_listener(self, callback: Callable[[DocumentChange], None]) -> None:
         """Calls `callback(change)` after every edit (the GUI refreshes its views from it)."""
@@ -404,7 +394,17 @@ class Document:
             self._listeners.remove(callback)
 
     def _changed(self, change: DocumentChange) -> None:
+        self._forget_freeze_state()
+        self._edited(change)
+
+    def _forget_freeze_state(self) -> None:
+        """Drops what derives from the freeze state (a graph's analysis is kept)."""
+        self._freeze_edits += 1
         self._derived.clear()
+        self._gradient = self._gradient.for_freeze_state(self.is_weight_trainable,
+                                                         self._freeze_edits)
+
+    def _edited(self, change: DocumentChange) -> None:
         self.write_flags()
         self._needs_recompile = True
         self._modified = True

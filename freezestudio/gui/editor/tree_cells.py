@@ -54,8 +54,8 @@ _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 class CellsMixin:
-    """Cell contents, tooltips and flags; expects `document`, `_cache`,
-    `_matches`, `_points`, `_bold` and `_italic` from the model."""
+    """Cell contents, tooltips and flags; expects `document`, `_cache`, `_matches`,
+    `_points`, `_stops`, `_nodes`, `_bold` and `_italic` from the model."""
 
     def _cached(self, node, key, compute):
         cache_key = (id(node), key)
@@ -91,7 +91,28 @@ class CellsMixin:
         return style.TRAINABLE if document.receives_gradient(node) is not False \
             else style.NO_GRADIENT
 
+    def gradient_signature(self, node, fresh: bool = False) -> tuple:
+        """What a row shows that stop-gradient points change: its state (colour, icon)
+        and Gradient column (`fresh`: computed now, not the cached one)."""
+        if fresh:
+            return self._row_kind(node), node_info.gradient_text(self.document, node)
+        return self._cached(node, "signature", lambda: self.gradient_signature(node, True))
+
+    def _points_touched(self) -> set[int]:
+        """Ids of the cached rows a change of stop-gradient points changed: the layers
+        whose points changed, the rows whose `gradient_signature` differs now."""
+        stops, self._stops = self._stops, set(self.document.stop_points)
+        moved = {a.partition("[")[0] for a in stops ^ self._stops}
+        touched = set()
+        for key in {key for key, _kind in self._cache}:
+            node, signature = self._nodes.get(key), self._cache.get((key, "signature"))
+            if node is None or signature is None or getattr(node, "path", None) in moved \
+                    or signature != self.gradient_signature(node, fresh=True):
+                touched.add(key)
+        return touched
+
     def _cell(self, node, column: int) -> dict:
+        self.gradient_signature(node)  # kept with the cells: a points change compares it
         cell = {
             _DISPLAY: self._display(node, column),
             _CHECK_ROLE: self._check_state(node, column),

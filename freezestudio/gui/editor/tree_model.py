@@ -5,9 +5,10 @@ pointer); every cell is read from the document when asked, through a cache of ce
 Ticking a checkbox does not touch the document directly: it asks the `Editor`, which runs
 the core operation as an undoable command. The document's `DocumentChange` then tells the
 model what to refresh: a freeze drops the cells of the nodes it touched (their subtrees
-and ancestors), a stop-gradient change drops every cell (gradient flow is global), a
-change of weight values drops none (no cell shows values); `dataChanged` goes out per
-parent for those rows instead of a model reset.
+and ancestors), a stop-gradient change the cells of the rows whose gradient state or
+points it changed (each cached row's `gradient_signature` is compared), a change of
+weight values drops none (no cell shows values); `dataChanged` goes out per parent for
+those rows instead of a model reset.
 
 The top model is the single top-level row; a layer's children are its nested layers
 followed by its weights.
@@ -98,6 +99,8 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         self._editor = weakref.ref(editor)  # no model->editor->stack->model cycle
         self.document = None
         self._rows: dict[int, int] = {}
+        self._nodes: dict[int, object] = {}  # id -> node, every row
+        self._stops: set[str] = set()  # the points the cells show
         self._held: list = []  # every row's node: index pointers stay valid until a reset
         self._parents: list = []
         self._cache: dict = {}
@@ -137,6 +140,7 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         self._parents = []
         held = []
         if document is not None:
+            self._stops = set(document.stop_points)
             self._rows[id(document.root)] = 0
             for node in document.root.walk():
                 for row, child in enumerate(self.children(node)):
@@ -147,6 +151,8 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
             self._listener = self._make_listener(document)
             document.add_listener(self._listener)
         self._held = held
+        self._nodes = {id(n): n for n in held} | (
+            {id(document.root): document.root} if document is not None else {})
         self.endResetModel()
         self.refreshed.emit()
 
@@ -173,8 +179,10 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
             self.values_changed.emit()  # nothing in the tree shows values; details do
             self.refreshed.emit()
             return
-        if change.kind == ChangeKind.TRAINABLE and change.nodes and self._touched is not None:
-            touched = _affected_rows(change.nodes)
+        if self._touched is not None and (change.kind == ChangeKind.POINTS or (
+                change.kind == ChangeKind.TRAINABLE and change.nodes)):
+            touched = self._points_touched() if change.kind == ChangeKind.POINTS \
+                else _affected_rows(change.nodes)
             for cache in (self._cache, self._cells):
                 for key in [k for k in cache if k[0] in touched]:
                     del cache[key]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from enum import Enum
 from functools import partial
-from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QLabel,
@@ -23,6 +22,7 @@ from freezestudio.gui.background.import_gate import ImportGate
 from freezestudio.gui.background.tasks import BackgroundTask
 from freezestudio.gui.background.threads import TaskHost, import_tensorflow_task
 from freezestudio.gui.common import dialogs, style
+from freezestudio.gui.common.input_lock import InputLock
 from freezestudio.gui.editor.details import DetailsPane
 from freezestudio.gui.editor.filter_bar import FilterBar
 from freezestudio.gui.editor.tree_model import LayerTreeModel
@@ -32,6 +32,7 @@ from freezestudio.gui.export.feature import install_export
 from freezestudio.gui.training.session import install_training
 from freezestudio.gui.window.actions import Actions
 from freezestudio.gui.window.busy_page import BusyPage
+from freezestudio.gui.window.file_drops import FileDropMixin
 from freezestudio.gui.window.file_flows import (
     LOADING_BANNER,
     FileFlowsMixin,
@@ -55,7 +56,7 @@ class TensorFlowState(Enum):
     FAILED = "failed"
 
 
-class MainWindow(FileFlowsMixin, QMainWindow):
+class MainWindow(FileFlowsMixin, FileDropMixin, QMainWindow):
     """The editor window.
 
     Args:
@@ -138,6 +139,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.details.setMinimumWidth(MIN_DETAILS_WIDTH)
         self.splitter.setSizes([4000, DETAILS_WIDTH])
         self.editor_page = QWidget()
+        self.editor_lock = InputLock(self.editor_page)
         editor_layout = QVBoxLayout(self.editor_page)
         editor_layout.setContentsMargins(0, 0, 0, 0)
         editor_layout.setSpacing(2)
@@ -237,7 +239,7 @@ class MainWindow(FileFlowsMixin, QMainWindow):
     @Slot(bool)
     def _on_rebuilding(self, rebuilding: bool) -> None:
         """The editor is locked while a stop-gradient edit rebuilds the graph."""
-        self.set_editing_enabled(not rebuilding)
+        self.set_editing_enabled(not rebuilding, greyed=False)
         if rebuilding:
             self.statusBar().showMessage("Rebuilding the graph for the stop-gradient points…")
         else:
@@ -268,8 +270,13 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         self.actions.update_enabled(self.loaded_document is not None and not self._saving, nodes,
                                     points, active)
 
-    def set_editing_enabled(self, enabled: bool) -> None:
-        self.editor_page.setEnabled(enabled)
+    def set_editing_enabled(self, enabled: bool, greyed: bool = True) -> None:
+        """Unlocks or locks the editor, menus and toolbar; `greyed=False` refuses the
+        editor's input instead of greying it out (which repaints the whole tree twice)."""
+        if greyed:
+            self.editor_page.setEnabled(enabled)
+        else:
+            self.editor_lock.set_active(not enabled)
         self.menuBar().setEnabled(enabled)
         self.actions.toolbar.setEnabled(enabled)
 
@@ -360,36 +367,6 @@ class MainWindow(FileFlowsMixin, QMainWindow):
         else:
             self.tf_label.setText("TensorFlow failed to load")
             self.tf_label.setToolTip(getattr(self, "_tf_error", ""))
-
-    # --- drag and drop ------------------------------------------------------------------
-    @staticmethod
-    def dropped_path(mime) -> str | None:
-        if not mime.hasUrls():
-            return None
-        for url in mime.urls():
-            if url.isLocalFile():
-                path = Path(url.toLocalFile())
-                if path.name in ("saved_model.pb", "saved_model.pbtxt"):
-                    path = path.parent
-                return str(path)
-        return None
-
-    def dragEnterEvent(self, event) -> None:
-        if self.dropped_path(event.mimeData()) and not self._saving:
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event) -> None:
-        path = self.dropped_path(event.mimeData())
-        if path is None:
-            event.ignore()
-            return
-        event.acceptProposedAction()
-        QTimer.singleShot(0, lambda: self.open_path(path))  # leave the drop handler first
 
     # --- closing -------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:

@@ -5,6 +5,7 @@ is the same as a rebuild on the GUI thread (the core's own `set_stop_gradient_po
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import QEvent, QObject
 from stall_meter import StallMeter
 
 from freezestudio.core.edits.stop_gradient import set_stop_gradient_points
@@ -18,7 +19,7 @@ def test_the_editor_is_locked_while_the_graph_is_rebuilt(qtbot, opened):
     window = opened
     seen = []
     window.editor.rebuilding_changed.connect(
-        lambda busy: seen.append((busy, window.editor_page.isEnabled(), busy and
+        lambda busy: seen.append((busy, not window.editor_lock.active, busy and
                                   window.editor.set_trainable([window.document.layer("out")],
                                                               False))))
     assert window.editor.set_stop_points(add=["head_dense"])
@@ -31,16 +32,17 @@ def test_the_editor_is_locked_while_the_graph_is_rebuilt(qtbot, opened):
     assert [_layer_and_weight(v) for v in window.document.model.trainable_weights] == \
         [_layer_and_weight(v) for v in oracle.model.trainable_weights]
     window.editor.stack.undo()  # its graph is kept: no rebuild
-    assert window.document.stop_points == [] and window.editor_page.isEnabled()
+    assert window.document.stop_points == [] and not window.editor_lock.active
     window.editor.stack.redo()
     assert window.document.stop_points == ["head_dense"]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the rebuild is off the GUI thread, but installing it is not yet: the "
-                          "new graph's gradient-flow analysis, the document's derived state and "
-                          "the tree's refresh took ~1 s on the GUI thread (NASNetMobile, loaded "
-                          "machine); the issue's < 50 ms target is not met", strict=False)
+@pytest.mark.xfail(reason="installing the rebuilt graph is O(visible rows) now, but the first "
+                          "rebuild's start (the rebuild thread holding the GIL) and the "
+                          "repaint of the changed rows still stall 50-220 ms (NASNetMobile, "
+                          "quiet 2-core machine); the issue's < 50 ms target is not met",
+                   strict=False)
 def test_a_stop_gradient_toggle_on_nasnet_keeps_the_event_loop_running(
         qtbot, window, keras, tmp_path, capsys):
     path = tmp_path / "nasnet.keras"
@@ -51,16 +53,35 @@ def test_a_stop_gradient_toggle_on_nasnet_keeps_the_event_loop_running(
     layer = document.layer("normal_concat_6")
     window.tree.select_nodes([layer])
     qtbot.wait(200)  # the tree has painted
+    rebuilding, painted = [], []
+    window.editor.rebuilding_changed.connect(rebuilding.append)
     meter = StallMeter()
     meter.start()
-    window.toggle_stop_selected()
-    qtbot.wait(300)  # the repaint after the edit
+    window.toggle_stop_selected()  # returns once the rebuild ended and the edit is installed
+    assert rebuilding == [True, False] and document.stop_points == ["normal_concat_6"]
+    viewport = window.tree.viewport()
+    viewport.installEventFilter(paints := PaintCounter(painted))
+    qtbot.waitUntil(lambda: bool(painted), timeout=5_000)  # the tree repainted the changed rows
+    qtbot.wait(100)  # and whatever the event loop does after that
     stall_ms = meter.stop()
-    assert document.stop_points == ["normal_concat_6"]
+    viewport.removeEventFilter(paints)
     with capsys.disabled():
         print(f"\n[stop-gradient toggle, NASNetMobile] longest event-loop stall "
               f"{stall_ms:.0f} ms ({meter.longest_at:.2f} s after the toggle)")
     assert stall_ms < TOGGLE_STALL_LIMIT_MS
+
+
+class PaintCounter(QObject):
+    """Records the paint events of the widget it filters."""
+
+    def __init__(self, painted: list):
+        super().__init__()
+        self.painted = painted
+
+    def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.Paint:
+            self.painted.append(event.rect())
+        return False
 
 
 def _layer_and_weight(variable) -> str:
