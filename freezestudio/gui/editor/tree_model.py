@@ -30,6 +30,7 @@ from PySide6.QtGui import QFont
 
 from freezestudio.core.model.changes import ChangeKind, DocumentChange
 from freezestudio.core.model.tree import WeightNode
+from freezestudio.gui.editor.row_notifier import RowNotifier
 from freezestudio.gui.editor.tree_cells import (  # noqa: F401 - the model's public names
     _ALL_ROLES,
     _NUMERIC,
@@ -110,6 +111,7 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         self._matches: set[int] = set()
         self._listener = None
         self._dirty = False
+        self.row_notifier = RowNotifier(self._notify_rows, self)
         self._touched: set[int] | None = set()  # ids of rows to refresh; None: all
         self._bold = QFont()
         self._bold.setBold(True)
@@ -136,6 +138,7 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         self._points = None
         self._matches = set()
         self._dirty, self._touched = False, set()
+        self.row_notifier.clear()
         self._rows = {}
         self._parents = []
         held = []
@@ -227,23 +230,27 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
             yield self._index_of(node), 0, len(node.children) + len(node.weights) - 1
 
     def flush(self) -> None:
-        """Emits dataChanged for the (shown) rows the document changed since."""
+        """Emits dataChanged for the (shown) rows the document changed since, a batch of
+        rows at a time (`row_notifier.py`)."""
         if not self._dirty or self.document is None:
             return
         touched, self._dirty, self._touched = self._touched, False, set()
-        last = len(COLUMNS) - 1
         provider = getattr(self, "_ranges_provider", None) or self._all_ranges
+        runs = []
         for parent, first, final in provider():
             if touched is not None:
                 rows = self._touched_rows(parent, first, final, touched)
                 if rows is None:
                     continue
                 first, final = rows
-            self.dataChanged.emit(self.index(first, 0, parent), self.index(final, last, parent),
-                                  _ALL_ROLES)
-        root = self.index(0, 0)
-        self.dataChanged.emit(root, root.siblingAtColumn(last), _ALL_ROLES)
+            runs.append((self.node(parent), first, final))
+        self.row_notifier.add([*runs, (None, 0, 0)])  # the top row: its totals changed
         self.refreshed.emit()
+
+    def _notify_rows(self, parent, first: int, last: int) -> None:
+        index = self._index_of(parent) if parent is not None else QModelIndex()
+        self.dataChanged.emit(self.index(first, 0, index),
+                              self.index(last, len(COLUMNS) - 1, index), _ALL_ROLES)
 
     def restyle(self) -> None:
         """The palette changed: recompute the colours of every cell."""

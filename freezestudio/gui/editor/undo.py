@@ -19,12 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from functools import partial
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QUndoCommand, QUndoStack
 
 from freezestudio.core.errors import UserError
 from freezestudio.core.model.tree import LayerNode, WeightNode
+from freezestudio.gui.background.gil_handover import quick_handover
 from freezestudio.gui.background.threads import TaskHost
 
 
@@ -61,6 +63,15 @@ def busy_cursor():
         yield
     finally:
         QGuiApplication.restoreOverrideCursor()
+
+
+def _prepare_graph(document, points: list[str], _state):
+    """The rebuild thread's task: `stop_gradient.prepare_graph`, handing the GIL over
+    quickly (its Keras calls would keep the GUI thread waiting for it)."""
+    from freezestudio.core.edits import stop_gradient
+
+    with quick_handover():
+        return stop_gradient.prepare_graph(document, points)
 
 
 def _describe(nodes: list) -> str:
@@ -176,7 +187,7 @@ class Editor(QObject):
         self.rebuilding = True
         self.rebuilding_changed.emit(True)
         job = self._rebuilder.submit(
-            lambda state: stop_gradient.prepare_graph(document, points),
+            partial(_prepare_graph, document, points),
             on_done=lambda _result: waiting.quit(), on_error=lambda _job: waiting.quit())
         try:
             with busy_cursor():

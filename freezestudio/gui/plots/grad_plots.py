@@ -16,6 +16,8 @@ holds none) and outlines their heatmap rows.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
@@ -46,6 +48,35 @@ def short_name(path: str, paths: list) -> str:
     return last if same == 1 else path
 
 
+class LinesLegend(pg.LabelItem):
+    """The lines' legend, one text item in the plot's top right corner: a colour swatch
+    and a name per line, the emphasised ones bold. (pyqtgraph's `LegendItem` makes two
+    graphics widgets per line and lays them out again for each: ~3 ms per line on the
+    GUI thread when a run starts, more while the run's thread holds the interpreter.)"""
+
+    def __init__(self, plot_item):
+        self._background, foreground = palette_colors()
+        super().__init__("", justify="left", size="8pt", color=foreground)
+        self.setParentItem(plot_item.getViewBox())
+        self.anchor(itemPos=(1, 0), parentPos=(1, 0), offset=(-10, 10))
+        self.setVisible(False)
+
+    def show_lines(self, entries: list) -> None:
+        """Shows `entries`, (name, QColor, bold) per line (none: the legend is hidden)."""
+        rows = []
+        for name, color, bold in entries:
+            text = html.escape(name)
+            rows.append(f'<span style="color:{color.name()}">&#9473;&#9473;</span>&nbsp;'
+                        + (f"<b>{text}</b>" if bold else text))
+        self.setText("<br>".join(rows))
+        self.setVisible(bool(rows))
+
+    def paint(self, painter, *args) -> None:
+        painter.setPen(QPen(QColor(128, 128, 128, 100)))
+        painter.setBrush(QBrush(self._background))
+        painter.drawRect(self.boundingRect())
+
+
 class GradLinesPlot:
     """Gradient norm per step of some layers, log scale (`widget` is the PlotWidget)."""
 
@@ -53,11 +84,12 @@ class GradLinesPlot:
         self.widget = make_plot("Gradient norm per layer", "L2 norm (log scale)")
         self.item = self.widget.getPlotItem()
         self.item.setLogMode(y=True)
-        _, foreground = palette_colors()
-        self.legend = self.item.addLegend(offset=(-10, 10), labelTextColor=foreground,
-                                          labelTextSize="8pt")
-        self.legend.setBrush(pg.mkBrush(palette_colors()[0]))
+        self.legend = LinesLegend(self.item)
+        # Made once: creating a curve and its legend entry during a run cost the GUI
+        # thread ~3 ms each, more while the run's thread holds the interpreter.
+        self._pool = [self._hidden_curve() for _ in range(MAX_LINES)]
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.labels: dict[str, str] = {}  # the legend's name of each shown layer
         self.shown: list[str] = []
         self.selected: set[str] = set()
         self.y_range = StickyRange(self.item, margin=0.05)
@@ -66,11 +98,20 @@ class GradLinesPlot:
         self.y_range.reset()
         set_x_span(self.item, total_steps)
 
+    def _hidden_curve(self) -> pg.PlotDataItem:
+        curve = pg.PlotDataItem(connect="finite")
+        curve.setDownsampling(auto=True, method="peak")
+        curve.setClipToView(True)
+        curve.hide()
+        self.item.addItem(curve)
+        return curve
+
     def clear(self) -> None:
         for curve in self.curves.values():
-            self.item.removeItem(curve)
+            curve.setData([], [])
+            curve.hide()
         self.curves.clear()
-        self.legend.clear()
+        self.legend.show_lines([])
         self.shown = []
 
     def choose(self, metrics, selected: list) -> None:
@@ -87,24 +128,23 @@ class GradLinesPlot:
             return
         self.clear()
         names = metrics.layers
+        self.labels = {}
         for i, path in enumerate(shown):
             label = short_name(path, names)
-            if path not in receiving:
-                label += " (no gradient)"
-            curve = self.item.plot(name=label, connect="finite")
-            curve.setDownsampling(auto=True, method="peak")
-            curve.setClipToView(True)
-            curve.setProperty("color_index", i)
-            self.curves[path] = curve
+            self.labels[path] = label + ("" if path in receiving else " (no gradient)")
+            self.curves[path] = self._pool[i]
+            self._pool[i].show()
         self.shown = shown
         self._restyle()
 
     def _restyle(self) -> None:
         emphasise = bool(self.selected)
+        entries = []
         for i, path in enumerate(self.shown):
-            color = layer_color(i)
-            width = 2.5 if emphasise and path in self.selected else 1.5
-            self.curves[path].setPen(pg.mkPen(color, width=width))
+            color, bold = layer_color(i), emphasise and path in self.selected
+            self.curves[path].setPen(pg.mkPen(color, width=2.5 if bold else 1.5))
+            entries.append((self.labels[path], color, bold))
+        self.legend.show_lines(entries)
 
     def update(self, metrics) -> None:
         steps = metrics.steps.view()

@@ -180,10 +180,12 @@ class TrainingPlots(QWidget):
     def highlight(self, paths: list) -> None:
         """Emphasises these layers (the tree's selection) in both gradient plots."""
         self.selected = list(paths)
-        self.lines.choose(self.metrics, self.selected)
-        self.heatmap.highlight(self.selected)
-        if self.metrics is not None and self.metrics.count:
-            self.lines.update(self.metrics)
+        if self.lines not in self._fresh:  # a fresh plot chooses at its first redraw
+            self.lines.choose(self.metrics, self.selected)
+            if self.metrics is not None and self.metrics.count:
+                self.lines.update(self.metrics)
+        if self.heatmap not in self._fresh:
+            self.heatmap.highlight(self.selected)
 
     # --- drawing ----------------------------------------------------------------------
     @Slot()

@@ -14,7 +14,6 @@ request would wait behind the run.
 from __future__ import annotations
 
 import contextlib
-import sys
 import traceback
 from dataclasses import dataclass, field
 
@@ -22,9 +21,8 @@ from freezestudio.core.errors import UserError
 from freezestudio.core.training.config import Reporter, TrainingConfig, TrainingControl
 from freezestudio.core.training.preview import DataSpec, read_data
 from freezestudio.gui.background.gc_guard import freeze_survivors
+from freezestudio.gui.background.gil_handover import quick_handover
 from freezestudio.gui.background.threads import TaskState
-
-RUN_SWITCH_INTERVAL_S = 5e-6
 
 
 @dataclass
@@ -141,9 +139,9 @@ def gui_friendly_interpreter():
 
     The objects alive when the run starts are moved out of the garbage collector's view
     (`gc_guard.freeze_survivors`; they stay out until the window releases its document),
-    and for the duration of the block the interpreter hands the GIL over after
-    `RUN_SWITCH_INTERVAL_S` (restored afterwards). TensorFlow frees the run's traced
-    functions without holding the GIL (`core/training/function_release.py`).
+    the interpreter hands the GIL over quickly (`gil_handover.quick_handover`) for the
+    duration of the block, and TensorFlow frees the run's traced functions without
+    holding the GIL (`core/training/function_release.py`).
     """
     from freezestudio.core.training.function_release import release_functions_without_the_gil
 
@@ -152,20 +150,9 @@ def gui_friendly_interpreter():
     #   loaded that took ~200 ms, holding the GIL, whenever the run's tracing triggered one;
     #   unfrozen again after the run, the first full collection on the GUI thread took
     #   262-570 ms after a MobileNetV2 run, against 23-35 ms for what the run left;
-    # - tracing the step starves every other Python thread: TensorFlow's C API releases
-    #   and at once re-takes the GIL around very many short calls, and a waiting thread
-    #   only asks the holder to hand over once a whole switch interval passes without any
-    #   hand-over, which these releases keep resetting; the waiter rarely wins the race to
-    #   the lock. A probe thread waited up to 100-230 ms at a time while MobileNetV2's step
-    #   was traced with a 0.5 ms interval, and at most 20-35 ms with 5 µs, with no
-    #   measurable cost in tracing time or steps/s (a thread alone never switches).
     # - TensorFlow's own removal of the run's step function held the GIL 53-80 ms at the
     #   end of a MobileNetV2 run; without the GIL it stalls nothing.
     release_functions_without_the_gil()
-    interval = sys.getswitchinterval()
     freeze_survivors()
-    sys.setswitchinterval(RUN_SWITCH_INTERVAL_S)
-    try:
+    with quick_handover():
         yield
-    finally:
-        sys.setswitchinterval(interval)

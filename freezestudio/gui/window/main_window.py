@@ -118,6 +118,7 @@ class MainWindow(FileFlowsMixin, FileDropMixin, QMainWindow):
         self.tree.setModel(self.model)
         self.tree_painted = AfterPaint(self.tree.viewport(), self)
         self.model.set_ranges_provider(self.tree.visible_ranges)
+        self.model.row_notifier.pace_by(self.tree.viewport())
         self.filter_bar = FilterBar()
         self.filter_bar.edit.setAcceptDrops(False)
         self.filter_bar.set_nodes_source(lambda: list(self.model.iter_nodes()))
