@@ -22,7 +22,7 @@ PAINT_WAIT_MS = 100  # a batch whose rows are not shown gets no paint: go on any
 
 
 class RowNotifier(QObject):
-    """Calls `notify(parent, first, last)` for runs of rows, the first batch at once.
+    """Calls `notify(parent, first, last)` for runs of rows, a batch per paint.
 
     Args:
         notify: emits the model's dataChanged for rows first..last of `parent` (a node,
@@ -38,7 +38,6 @@ class RowNotifier(QObject):
         self._waiting = False
         self._fallback = QTimer(self)
         self._fallback.setSingleShot(True)
-        self._fallback.setInterval(PAINT_WAIT_MS)
         self._fallback.timeout.connect(self._next_batch)
 
     def pace_by(self, viewport: QWidget) -> None:
@@ -47,9 +46,16 @@ class RowNotifier(QObject):
         viewport.installEventFilter(self)
 
     def add(self, runs: Iterable[tuple[object, int, int]]) -> None:
-        """Queues (parent, first, last) runs after those not named yet."""
+        """Queues (parent, first, last) runs after those not named yet. Without a view
+        they are named at once; with one, the first batch on the event loop's next turn
+        (the edit's own work and the paint of its rows are then two short stalls)."""
         self._pending.extend(runs)
-        if not self._waiting:
+        if self._waiting:
+            return
+        if self._paced():
+            self._waiting = True
+            self._fallback.start(0)
+        else:
             self._next_batch()
 
     def clear(self) -> None:
@@ -61,8 +67,7 @@ class RowNotifier(QObject):
     def _next_batch(self) -> None:
         self._fallback.stop()
         self._waiting = False
-        paced = self._viewport is not None and self._viewport.isVisible()
-        budget = ROWS_PER_PAINT if paced else None
+        budget = ROWS_PER_PAINT if self._paced() else None
         while self._pending and (budget is None or budget > 0):
             parent, first, last = self._pending.pop(0)
             if budget is not None and last - first + 1 > budget:
@@ -73,7 +78,10 @@ class RowNotifier(QObject):
             self._notify(parent, first, last)
         if self._pending:
             self._waiting = True
-            self._fallback.start()
+            self._fallback.start(PAINT_WAIT_MS)
+
+    def _paced(self) -> bool:
+        return self._viewport is not None and self._viewport.isVisible()
 
     def eventFilter(self, watched, event) -> bool:
         if self._waiting and event.type() == QEvent.Type.Paint:

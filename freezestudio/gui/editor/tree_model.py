@@ -248,9 +248,12 @@ class LayerTreeModel(CellsMixin, QAbstractItemModel):
         self.refreshed.emit()
 
     def _notify_rows(self, parent, first: int, last: int) -> None:
+        """A dataChanged per row: for a range of rows, Qt 6's QTreeView repaints down to
+        twice the range's bottom (its update rect takes that bottom as its height)."""
         index = self._index_of(parent) if parent is not None else QModelIndex()
-        self.dataChanged.emit(self.index(first, 0, index),
-                              self.index(last, len(COLUMNS) - 1, index), _ALL_ROLES)
+        for row in range(first, last + 1):
+            self.dataChanged.emit(self.index(row, 0, index),
+                                  self.index(row, len(COLUMNS) - 1, index), _ALL_ROLES)
 
     def restyle(self) -> None:
         """The palette changed: recompute the colours of every cell."""

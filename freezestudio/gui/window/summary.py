@@ -55,8 +55,12 @@ class SummaryBar(QFrame):
         self.recompile.setToolTip(RECOMPILE_TIP)
         self.recompile_icon.setToolTip(RECOMPILE_TIP)
         layout.addWidget(self.totals, 1)
-        layout.addWidget(self.recompile_icon)
-        layout.addWidget(self.recompile)
+        for marker in (self.recompile_icon, self.recompile):
+            # showing the marker must not move the tree below: that repaints all of it
+            policy = marker.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            marker.setSizePolicy(policy)
+            layout.addWidget(marker)
         self.update_from(None)
 
     def update_from(self, document, edited: bool = False) -> None:

@@ -30,8 +30,11 @@ IDLE, PAUSED, RUNNING = PanelState.IDLE, PanelState.PAUSED, PanelState.RUNNING
 
 DEMO = DEMO_DIR
 STALL_LIMIT_MS = 250  # target < 50 ms; generous for a loaded 2-core machine
-# MobileNetV2: 41-76 ms measured (at Start, while its first step is traced, or at the
-# end-of-run repaint); 100-200 ms during tracing before `gui_friendly_interpreter`
+# MobileNetV2: 33-48 ms measured on a quiet machine (55-91 ms before the gradient curves
+# were made once per plot, 100-200 ms during tracing before `gui_friendly_interpreter`).
+# Up to LARGE_MODEL_RUNS runs until one stays under the 50 ms; none may stall long.
+LARGE_MODEL_STALL_MS = 50
+LARGE_MODEL_RUNS = 3
 LARGE_MODEL_STALL_LIMIT_MS = 150
 
 
@@ -166,17 +169,19 @@ def test_tracing_a_large_model_does_not_starve_the_event_loop(qtbot, window, ope
     with qtbot.waitSignal(training.preview_shown, timeout=RUN_TIMEOUT_MS):
         training.panel.data_box.add_source(str(tmp_path / "data.npz"))
     assert training.preview.error == ""
-    meter = StallMeter()
-    meter.start()
-    outcome = run(qtbot, training, epochs=1, batch_size=32, cache="off")
-    stall_ms = meter.stop()
-    assert outcome.result.status == "completed", outcome.error or outcome.result.message
-    with capsys.disabled():
-        print(f"\n[training GUI, MobileNetV2] {outcome.result.steps} steps in "
-              f"{outcome.result.seconds:.1f} s (the first one traced), longest event-loop "
-              f"stall {stall_ms:.0f} ms "
-              f"({meter.longest_at:.2f} s after Start)")
-    assert stall_ms < LARGE_MODEL_STALL_LIMIT_MS
+    readings = []
+    while len(readings) < LARGE_MODEL_RUNS and min(readings, default=1e9) >= LARGE_MODEL_STALL_MS:
+        meter = StallMeter()
+        meter.start()
+        outcome = run(qtbot, training, epochs=1, batch_size=32, cache="off")
+        readings.append(meter.stop())
+        assert outcome.result.status == "completed", outcome.error or outcome.result.message
+        with capsys.disabled():
+            print(f"\n[training GUI, MobileNetV2] {outcome.result.steps} steps in "
+                  f"{outcome.result.seconds:.1f} s (the first one traced), longest event-loop "
+                  f"stall {readings[-1]:.0f} ms ({meter.longest_at:.2f} s after Start)")
+    assert min(readings) < LARGE_MODEL_STALL_MS
+    assert max(readings) < LARGE_MODEL_STALL_LIMIT_MS
     window.close()
     assert training.runner.thread.isFinished()
 

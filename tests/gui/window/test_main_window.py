@@ -345,8 +345,11 @@ def test_the_recompile_marker_shows_only_after_an_edit(qtbot, opened, tmp_path):
     marker, icon = window.summary.recompile, window.summary.recompile_icon
     assert window.document.needs_recompile, "the core flag is raised on opening"
     assert not marker.isVisibleTo(window) and not icon.isVisibleTo(window)
+    tree_at = window.tree.geometry()
     window.editor.set_trainable([window.document.layer("head_dense")], False)
     assert marker.isVisibleTo(window) and icon.isVisibleTo(window)
+    qtbot.wait(50)  # the layout has run
+    assert window.tree.geometry() == tree_at, "the marker moved the tree (a whole repaint)"
     assert marker.text() == RECOMPILE_TEXT == "Edited: recompile before training with Keras"
     assert "compile()" in marker.toolTip() and "FreezeStudio's own training" in \
         marker.toolTip()
