@@ -19,6 +19,7 @@ from freezestudio.core.training.config import RunInfo, StepReport, TrainingConfi
 from freezestudio.core.training.preview import DataSpec
 from freezestudio.gui.background.threads import TaskHost
 from freezestudio.gui.export.feature import install_export
+from freezestudio.gui.plots.grad_plots import MAX_LINES
 from freezestudio.gui.plots.training_plots import REDRAW_INTERVAL_MS
 from freezestudio.gui.training import support as training_support
 from freezestudio.gui.training.session import install_training
@@ -202,6 +203,10 @@ def test_heatmap_rows_are_empty_exactly_for_layers_without_gradient(qtbot, windo
     lines = session.panel.plots.lines
     assert lines.shown == ["conv_base/block3_conv", "head_out"]
     assert all(len(lines.curves[p].getData()[0]) == outcome.result.steps for p in lines.shown)
+    legend = lines.legend.text
+    assert lines.legend.isVisible() and legend.count("<b>") == 2
+    assert legend.index("block3_conv") < legend.index("head_out")
+    assert len(lines.widget.getPlotItem().listDataItems()) == MAX_LINES  # made once
     assert len(heatmap.marks) == 2
     window.tree.select_nodes([document.layer("head_dense")])
     assert lines.shown == ["head_dense"] and len(heatmap.marks) == 1
