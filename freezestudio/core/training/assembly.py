@@ -23,6 +23,10 @@ from freezestudio.core.training.lr_groups import (
     carry_optimizers,
     plan_groups,
 )
+from freezestudio.core.training.replica_step import (
+    make_distributed_eval_step,
+    make_distributed_train_step,
+)
 from freezestudio.core.training.step import (
     StepSpec,
     make_eval_step,
@@ -72,7 +76,9 @@ def build_stage(setup, config, data: TrainingData, document, plan,
             train, validation = setup.train, setup.validation
         forward_model = cache.head if cache.enabled else setup.model
         spec = _step_spec(setup, config, document, plan, forward_model, previous)
-        train_step, eval_step = make_train_step(spec), make_eval_step(spec)
+        train_step, eval_step = (
+            (make_distributed_train_step(spec), make_distributed_eval_step(spec))
+            if spec.strategy is not None else (make_train_step(spec), make_eval_step(spec)))
     if keep_data:
         batches, val_batches = previous.batches, previous.val_batches
     else:

@@ -17,9 +17,8 @@ cost of one copy of those weights per step and no extra forward pass. A layer wh
 weights are all zero before the step reports 0; a step not applied (not finite)
 reports 0 everywhere.
 
-Under a `tf.distribute` strategy each replica computes its share of the loss (scaled to
-the global batch), the gradients are all-reduced before their norms are taken, and the
-optimizer is given the replica's own gradients (it all-reduces them itself).
+Under a `tf.distribute` strategy the steps are `replica_step`'s, built from the same
+parts.
 
 The steps are traced with `autograph=False`: their own control flow is Python over lists
 (tensor-dependent branches use `tf.cond` explicitly), and AutoGraph never converts code
@@ -37,6 +36,7 @@ read in `core/graph/functional.py` alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 
 @dataclass
@@ -89,7 +89,8 @@ def _square_norm(grad):
     return tf.reduce_sum(tf.square(tf.cast(grad, tf.float32)))
 
 
-def _group_norms(spec: StepSpec, grads):
+def group_norms(spec: StepSpec, grads):
+    """The L2 norm of `grads` (None: no gradient) per reported group of variables."""
     import tensorflow as tf
 
     squares = [_square_norm(g) for g in grads]
@@ -98,7 +99,7 @@ def _group_norms(spec: StepSpec, grads):
     return tf.stack([tf.sqrt(tf.add_n([squares[i] for i in group])) for group in spec.groups])
 
 
-def _copies(spec: StepSpec):
+def weight_copies(spec: StepSpec):
     """The variables' values before the step (None without `update_sizes`)."""
     import tensorflow as tf
 
@@ -107,7 +108,7 @@ def _copies(spec: StepSpec):
     return [tf.identity(tf.cast(v, tf.float32)) for v in spec.variables]
 
 
-def _update_sizes(spec: StepSpec, before):
+def update_sizes(spec: StepSpec, before):
     """Per group `|after - before| / |before|` (empty without `update_sizes`)."""
     import tensorflow as tf
 
@@ -143,13 +144,16 @@ def _loss(spec: StepSpec, y, outputs, global_batch=None, regularize: bool = True
     return total
 
 
-def _update_metrics(spec: StepSpec, y, outputs) -> None:
+def update_metrics(spec: StepSpec, y, outputs) -> None:
+    """Adds the batch to every output's metrics."""
     for group, target, output in zip(spec.metrics, y, outputs, strict=True):
         for metric in group:
             metric.update_state(target, output)
 
 
-def _gradients(spec: StepSpec, x, y, global_batch=None):
+def compute_gradients(spec: StepSpec, x, y, global_batch=None):
+    """(loss, gradients of `spec.variables` (None where none flows; scaled under loss
+    scaling), outputs) of a forward pass in training mode; `global_batch` as `_loss`."""
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
@@ -162,7 +166,8 @@ def _gradients(spec: StepSpec, x, y, global_batch=None):
     return loss, grads, outputs
 
 
-def _apply(spec: StepSpec, grads) -> None:
+def apply_gradients(spec: StepSpec, grads) -> None:
+    """Each optimizer group applies its variables' gradients (None: left out)."""
     groups = spec.update_groups
     if groups is None:
         groups = [(spec.optimizer, range(len(spec.variables)))]
@@ -174,14 +179,16 @@ def _apply(spec: StepSpec, grads) -> None:
             optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
 
-def _unscaled(spec: StepSpec, grads):
+def unscaled(spec: StepSpec, grads):
+    """`grads` with the loss scale divided out (as they are without loss scaling)."""
     if not spec.loss_scale:
         return grads
     scale = spec.optimizer.scale_loss(1.0)
     return [None if g is None else g / scale for g in grads]
 
 
-def _size(y):
+def batch_size(y):
+    """The number of samples in the batch (of this replica), as float32."""
     import tensorflow as tf
 
     return tf.cast(tf.shape(y[0])[0], tf.float32)
@@ -230,82 +237,49 @@ def _on_iterator(spec: StepSpec, on_batch):
 
 
 def make_train_step(spec: StepSpec):
-    """A `tf.function (iterator) -> [loss, batch size, norms..., update sizes...]` (one
-    device or a strategy; update sizes only with `spec.update_sizes`)."""
+    """A `tf.function (iterator) -> [loss, batch size, norms..., update sizes...]` on one
+    device (update sizes only with `spec.update_sizes`; under a strategy:
+    `replica_step.make_distributed_train_step`)."""
     import tensorflow as tf
 
-    if spec.strategy is None:
-        def on_batch(x, y):
-            loss, grads, outputs = _gradients(spec, x, y)
-            norms = _group_norms(spec, _unscaled(spec, grads))
-            finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.reduce_sum(norms))
-            before = _copies(spec)
+    def on_batch(x, y):
+        loss, grads, outputs = compute_gradients(spec, x, y)
+        norms = group_norms(spec, unscaled(spec, grads))
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(tf.reduce_sum(norms))
+        before = weight_copies(spec)
 
-            def apply():
-                _apply(spec, grads)
-                return tf.constant(True)
+        def apply():
+            apply_gradients(spec, grads)
+            return tf.constant(True)
 
-            if spec.loss_scale:
-                _apply(spec, grads)  # the loss-scale optimizer skips non-finite steps itself
-            else:
-                tf.cond(finite, apply, lambda: tf.constant(False))
-            _update_metrics(spec, y, outputs)
-            return tf.concat([tf.stack([loss, _size(y)]), norms,
-                              _update_sizes(spec, before)], axis=0)
-        return _on_iterator(spec, on_batch)
+        if spec.loss_scale:
+            apply_gradients(spec, grads)  # the loss-scale optimizer skips non-finite steps
+        else:
+            tf.cond(finite, apply, lambda: tf.constant(False))
+        update_metrics(spec, y, outputs)
+        return tf.concat([tf.stack([loss, batch_size(y)]), norms,
+                          update_sizes(spec, before)], axis=0)
+    return _on_iterator(spec, on_batch)
 
-    strategy = spec.strategy
 
-    def replica_step(x, y):
-        context = tf.distribute.get_replica_context()
-        # the true global batch: the last batch may split unevenly (or leave a replica
-        # without samples)
-        global_batch = context.all_reduce(tf.distribute.ReduceOp.SUM, _size(y))
-        loss, grads, outputs = _gradients(spec, x, y, global_batch)
-        present = [g for g in _unscaled(spec, grads) if g is not None]
-        reduced = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present)) if present \
-            else iter(())
-        norms = _group_norms(spec, [None if g is None else next(reduced) for g in
-                                    _unscaled(spec, grads)])
-        before = _copies(spec)
-        _apply(spec, grads)
-        _update_metrics(spec, y, outputs)
-        return tf.stack([loss, _size(y)]), tf.concat([norms, _update_sizes(spec, before)],
-                                                     axis=0)
+def evaluate_batch(spec: StepSpec, x, y):
+    """`[loss sum over the batch, batch size]` in inference mode, the metrics updated."""
+    import tensorflow as tf
 
-    @tf.function(autograph=False)
-    def distributed_step(iterator):
-        head, norms = strategy.run(replica_step, args=next(iterator))
-        head = strategy.reduce(tf.distribute.ReduceOp.SUM, head, axis=None)
-        norms = strategy.reduce(tf.distribute.ReduceOp.MEAN, norms, axis=None)
-        return tf.concat([head, norms], axis=0)
-    return distributed_step
+    outputs = spec.forward(list(x), False)
+    batch = tf.cast(tf.shape(x[0])[0], tf.float32)
+    loss = _loss(spec, y, outputs, global_batch=1.0, regularize=False)
+    extra = spec.regularization() if spec.regularization else []
+    if extra:  # once per sample, as the training loss counts it
+        loss += tf.add_n([tf.cast(r, tf.float32) for r in extra]) * batch
+    update_metrics(spec, y, outputs)
+    return tf.stack([loss, batch])
 
 
 def make_eval_step(spec: StepSpec):
     """A `tf.function (iterator) -> [loss sum over the batch, batch size]` in inference
-    mode."""
-    import tensorflow as tf
-
-    def replica_eval(x, y):
-        outputs = spec.forward(list(x), False)
-        batch = tf.cast(tf.shape(x[0])[0], tf.float32)
-        loss = _loss(spec, y, outputs, global_batch=1.0, regularize=False)
-        extra = spec.regularization() if spec.regularization else []
-        if extra:  # once per sample, as the training loss counts it
-            loss += tf.add_n([tf.cast(r, tf.float32) for r in extra]) * batch
-        _update_metrics(spec, y, outputs)
-        return tf.stack([loss, batch])
-
-    if spec.strategy is None:
-        return _on_iterator(spec, replica_eval)
-    strategy = spec.strategy
-
-    @tf.function(autograph=False)
-    def distributed_eval(iterator):
-        per_replica = strategy.run(replica_eval, args=next(iterator))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-    return distributed_eval
+    mode, on one device (under a strategy: `replica_step.make_distributed_eval_step`)."""
+    return _on_iterator(spec, partial(evaluate_batch, spec))
 
 
 def seed_run(seed: int, model=None) -> None:

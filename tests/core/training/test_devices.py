@@ -100,9 +100,9 @@ _MIRRORED = textwrap.dedent("""
         twins[device], twins[device + " update sizes"] = steps, sizes
     print(json.dumps({"twins": twins}))
     # feature caching under the strategy: a frozen nested backbone (its BatchNorm in
-    # inference mode), Dropout in the head; 130 samples at batch 32 (a last batch of 2,
-    # one per replica: uncached, a convolution on a replica without samples fails) and a
-    # validation split
+    # inference mode), Dropout in the head; 129 training and 33 validation samples at
+    # batch 32: each last batch (1 sample) leaves a replica without samples (uncached, a
+    # convolution on it would fail, as in Keras's fit: that replica runs no forward pass)
     import keras
     sys.path.insert(0, "tests")
     import model_builders as mb
@@ -112,8 +112,8 @@ _MIRRORED = textwrap.dedent("""
     rng = np.random.default_rng(1)
     images = rng.normal(size=(160, 8, 8, 3)).astype("float32")
     labels = rng.integers(0, 2, 160)
-    data = TrainingData("s", Split([images[:130]], [labels[:130]]),
-                        Split([images[130:]], [labels[130:]]))
+    data = TrainingData("s", Split([images[:129]], [labels[:129]]),
+                        Split([images[127:]], [labels[127:]]))
     cached = {}
     for mode in ("on", "off"):
         seq = open_document(saved)
