@@ -212,8 +212,10 @@ def replicate_model(model, strategy):
     with strategy.scope():
         clone = keras.models.clone_model(model)
     originals, copies = model.weights, clone.weights
+    # by name and shape, in order: a clone's paths can differ (a loaded Sequential's own
+    # layers' variables gain the model's name as a prefix in the copy)
     if len(originals) != len(copies) or any(
-            a.path != b.path or tuple(a.shape) != tuple(b.shape)
+            a.name != b.name or tuple(a.shape) != tuple(b.shape)
             for a, b in zip(originals, copies, strict=True)):
         raise UserError("this model cannot be replicated over several devices "
                         "(its copy has different weights); train it on one device")

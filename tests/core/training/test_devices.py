@@ -129,6 +129,23 @@ _MIRRORED = textwrap.dedent("""
         cached[mode] = {"status": run.status, "message": run.message,
                         "cache": run.info.feature_cache, "rows": rows,
                         "weights": {w.id: w.variable.numpy().tolist() for w in seq.weights}}
+    # a loaded Sequential holding a functional backbone: its replica's variable paths
+    # differ (the Sequential's name as a prefix); it trains on two devices as on one
+    inner_in = keras.Input((8, 8, 3))
+    inner = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inner_in))
+    keras.Sequential([keras.Input((8, 8, 3)), keras.Model(inner_in, inner, name="features"),
+                      keras.layers.Dense(2, name="out")]).save(sys.argv[1] + "/seq.keras")
+    small = TrainingData("q", Split([images[:64]], [labels[:64]]))
+    sequential = {}
+    for device in ("cpu:0", "cpu:0,cpu:1"):
+        rows = []
+        class Q(Reporter):
+            def step_finished(self, r):
+                rows.append([r.loss, r.grad_norms["out"]])
+        run = Trainer(open_document(sys.argv[1] + "/seq.keras"), small, TrainingConfig(
+            batch_size=16, device=device, shuffle=False)).run(Q())
+        sequential[device] = [run.status, run.message, rows]
+    cached["sequential"] = sequential
     # the pass over the replicas (one global batch of 4 x 2, then 1 sample on one device)
     # gives what it gives on one device
     from freezestudio.core.training.feature_cache import compute_features
@@ -200,6 +217,15 @@ def test_feature_caching_under_mirrored_strategy_trains_as_uncached(mirrored):
                                    err_msg=key)
     samples, difference, smallest = mirrored["cached"]["pass"]
     assert samples == 9 and smallest > 0 and difference < 1e-6
+
+
+def test_a_loaded_sequential_with_a_nested_backbone_trains_on_two_devices(mirrored):
+    """Its replica's variable paths differ from the model's: replicated all the same, and
+    every step's loss and gradient norm as on one device."""
+    one, two = mirrored["cached"]["sequential"].values()
+    assert one[0] == two[0] == COMPLETED, (one[1], two[1])
+    assert len(two[2]) == 4
+    np.testing.assert_allclose(two[2], one[2], rtol=1e-5)
 
 
 def test_generic_savedmodel_trains_through_the_wrapper(tmp_path):
